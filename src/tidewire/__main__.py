@@ -1,0 +1,3 @@
+from tidewire.cli import main
+
+main()

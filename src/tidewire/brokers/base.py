@@ -1,0 +1,113 @@
+"""The Broker interface: sequencing, history, last values and delivery to gateway nodes.
+
+Every implementation (memory today, Redis for scale-out) passes the shared suite in
+tests/brokers/test_broker_contract.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from tidewire.protocol.messages import DataMessage, StreamPosition
+from tidewire.protocol.streams import STREAMS, StreamSpec
+
+Consumer = Callable[[DataMessage], None]
+"""Called once per sequenced message, in seq order per stream, on the node's event loop."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLimit:
+    """How much history a reliable stream keeps: both bounds apply, the tighter wins."""
+
+    max_messages: int = 10_000
+    max_age_seconds: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOutcome:
+    message: DataMessage
+    """The message as sequenced (seq and epoch set); for a duplicate, the original one."""
+    duplicate: bool = False
+    """True when `message_id` was already published inside the idempotency window: the
+    original's seq is returned and nothing is delivered again."""
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot take or serve messages right now (e.g. Redis is down).
+
+    A publish that raises this published nothing.
+    """
+
+
+class Broker(Protocol):
+    """Sequences messages per stream and delivers them to the gateway nodes.
+
+    Contract:
+    * Ordering and atomicity: for each stream, assigning `seq`, appending to history,
+      updating the last value and delivering happen as one step, so every node sees a
+      stream's messages in seq order with no gaps, and history never disagrees with what
+      was delivered. seq starts at 1 in a new epoch and grows by exactly 1 per message.
+    * Epoch: names one unbroken history of a stream. When history is lost (an in-memory
+      broker restarts, Redis loses the stream) the epoch changes, so a client resuming
+      from `(old_epoch, 41)` is told to resync instead of getting messages that are not
+      the ones after its seq 41. Example: epoch "a1" reaches seq 41, the process restarts,
+      the new epoch "b7" starts at seq 1; `history(since=("a1", 41))` returns None.
+    * Idempotency: a message whose `message_id` was published within the window is not
+      sequenced or delivered again; `publish` returns the original with `duplicate=True`.
+    * Reliable streams keep history within their HistoryLimit; latest-value streams keep
+      the newest message per key (position_updates: per portfolio and symbol) instead.
+    """
+
+    def set_consumer(self, consumer: Consumer) -> None:
+        """Register the node's delivery callback; set before `start`."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, message: DataMessage) -> PublishOutcome:
+        """Sequence, store and deliver one message. Raises BrokerUnavailable."""
+        ...
+
+    async def publish_many(self, messages: Sequence[DataMessage]) -> list[PublishOutcome]:
+        """Publish several messages in order; on BrokerUnavailable none was published."""
+        ...
+
+    def position(self, stream: str) -> StreamPosition:
+        """This node's position in `stream`: epoch and the last seq it delivered."""
+        ...
+
+    async def history(self, stream: str, since: StreamPosition) -> list[DataMessage] | None:
+        """Every message of `stream` after `since.seq`, in order.
+
+        Returns None when that is impossible (other epoch, or history no longer reaches back
+        to since.seq + 1); never a partial list. An empty list means nothing came after.
+        """
+        ...
+
+    async def snapshot(self, stream: str) -> list[DataMessage]:
+        """The newest message per snapshot key of `stream`, in seq order."""
+        ...
+
+
+def snapshot_key(spec: StreamSpec, message: DataMessage) -> str:
+    """The key under which a stream keeps last values.
+
+    Positions are kept per portfolio *and* symbol: a portfolio holds many positions.
+    """
+    if spec.name == "position_updates":
+        symbol = message.symbol or message.data.get("symbol")
+        return f"{message.key}\x1f{symbol}"
+    return message.key
+
+
+def keeps_last_values(spec: StreamSpec) -> bool:
+    """Whether a stream keeps the newest message per snapshot key."""
+    return not spec.reliable or spec.name == "position_updates"
+
+
+def stream_spec(name: str) -> StreamSpec:
+    return STREAMS[name]

@@ -1,0 +1,145 @@
+"""The embedded in-memory broker: the default for one gateway process serving a desk.
+
+Publishing is synchronous under the hood (one event loop, no awaits between sequencing and
+delivery), which makes the Broker contract's atomicity hold by construction. History lives
+only in this process: a restart starts a new epoch for every stream.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+
+import msgspec
+
+from tidewire.brokers.base import (
+    Consumer,
+    HistoryLimit,
+    PublishOutcome,
+    keeps_last_values,
+    snapshot_key,
+)
+from tidewire.protocol.messages import DataMessage, StreamPosition
+from tidewire.protocol.streams import STREAMS
+
+DEFAULT_IDEMPOTENCY_WINDOW = 300.0
+DEFAULT_IDEMPOTENCY_MAX_IDS = 1_000_000
+
+
+def new_epoch() -> str:
+    """A short random name for a fresh stream history."""
+    return os.urandom(4).hex()
+
+
+class _Stream:
+    __slots__ = ("epoch", "history", "last_values", "limit", "seq")
+
+    def __init__(self, limit: HistoryLimit | None, last_values: bool) -> None:
+        self.epoch = new_epoch()
+        self.seq = 0
+        self.limit = limit
+        # (monotonic time, message); only for reliable streams.
+        self.history: deque[tuple[float, DataMessage]] | None = (
+            deque(maxlen=limit.max_messages) if limit is not None else None
+        )
+        self.last_values: dict[str, DataMessage] | None = {} if last_values else None
+
+
+class MemoryBroker:
+    """Broker kept in this process's memory. See `tidewire.brokers.base.Broker`."""
+
+    def __init__(
+        self,
+        history_limits: Mapping[str, HistoryLimit] | None = None,
+        idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+        idempotency_max_ids: int = DEFAULT_IDEMPOTENCY_MAX_IDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        limits = dict(history_limits or {})
+        self._clock = clock
+        self._streams = {
+            name: _Stream(
+                limits.get(name, HistoryLimit()) if spec.reliable else None,
+                keeps_last_values(spec),
+            )
+            for name, spec in STREAMS.items()
+        }
+        self._consumer: Consumer | None = None
+        self._window = idempotency_window
+        self._max_ids = idempotency_max_ids
+        # message_id -> (expiry, sequenced message), oldest first.
+        self._seen: OrderedDict[str, tuple[float, DataMessage]] = OrderedDict()
+
+    def set_consumer(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def publish(self, message: DataMessage) -> PublishOutcome:
+        return self.publish_now(message)
+
+    async def publish_many(self, messages: Sequence[DataMessage]) -> list[PublishOutcome]:
+        return [self.publish_now(message) for message in messages]
+
+    def publish_now(self, message: DataMessage) -> PublishOutcome:
+        """Synchronous publish, for in-process producers on the gateway's loop."""
+        now = self._clock()
+        self._expire_ids(now)
+        seen = self._seen.get(message.message_id)
+        if seen is not None:
+            return PublishOutcome(seen[1], duplicate=True)
+        stream = self._streams[message.stream]
+        stream.seq += 1
+        sequenced = msgspec.structs.replace(message, seq=stream.seq, epoch=stream.epoch)
+        if stream.history is not None:
+            stream.history.append((now, sequenced))
+        if stream.last_values is not None:
+            stream.last_values[snapshot_key(STREAMS[message.stream], sequenced)] = sequenced
+        self._seen[message.message_id] = (now + self._window, sequenced)
+        if len(self._seen) > self._max_ids:
+            self._seen.popitem(last=False)
+        if self._consumer is not None:
+            self._consumer(sequenced)
+        return PublishOutcome(sequenced)
+
+    def position(self, stream: str) -> StreamPosition:
+        state = self._streams[stream]
+        return StreamPosition(state.epoch, state.seq)
+
+    async def history(self, stream: str, since: StreamPosition) -> list[DataMessage] | None:
+        state = self._streams[stream]
+        if state.history is None or since.epoch != state.epoch or since.seq > state.seq:
+            return None
+        self._trim_history(state)
+        if since.seq == state.seq:
+            return []
+        if not state.history or state.history[0][1].seq > since.seq + 1:
+            return None
+        first = state.history[0][1].seq
+        return [message for _, message in list(state.history)[since.seq + 1 - first :]]
+
+    async def snapshot(self, stream: str) -> list[DataMessage]:
+        values = self._streams[stream].last_values
+        if values is None:
+            return []
+        return sorted(values.values(), key=lambda message: message.seq)
+
+    def _trim_history(self, state: _Stream) -> None:
+        assert state.history is not None and state.limit is not None
+        horizon = self._clock() - state.limit.max_age_seconds
+        while state.history and state.history[0][0] < horizon:
+            state.history.popleft()
+
+    def _expire_ids(self, now: float) -> None:
+        seen = self._seen
+        while seen:
+            expiry = next(iter(seen.values()))[0]
+            if expiry > now:
+                break
+            seen.popitem(last=False)

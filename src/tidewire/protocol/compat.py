@@ -1,0 +1,107 @@
+"""Mapping of the original frontend's dialects onto protocol 3.0 (PROTOCOL.md section 3).
+
+The original Sprint 3 frontend spoke three subscribe dialects. All of them arrive here as a
+decoded JSON object and leave as a version-3 command object:
+
+* `{"action": "subscribe" | "unsubscribe" | "ping", ...}`: `action` is the command type;
+* `message_type` or `topic` instead of `stream`, and singular stream names (`trade_update`);
+* filter fields at the top level (`{"type":"subscribe","stream":"market_data","symbols":[...]}`)
+  or the whole request nested in `data` (`{"type":"subscribe","data":{"stream":...}}`).
+
+Pure functions: no I/O, no state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tidewire.protocol.errors import ErrorCode, ProtocolError
+from tidewire.protocol.messages import ACCEPTED_VERSIONS, PROTOCOL_VERSION
+from tidewire.protocol.streams import STREAM_ALIASES
+
+_FILTER_NAMES = frozenset(
+    {
+        "symbols",
+        "portfolio_ids",
+        "strategy_ids",
+        "user_id",
+        "severity",
+        "min_price",
+        "max_price",
+        "venue",
+        "asset_class",
+    }
+)
+_ACTIONS = frozenset({"subscribe", "unsubscribe", "ping"})
+
+
+def normalize_command(raw: dict[str, Any]) -> dict[str, Any]:
+    """Return `raw` as a protocol-3.0 command object (a new dict; `raw` is not changed).
+
+    Raises ProtocolError(unsupported_version) for a version the gateway does not speak, and
+    ProtocolError(invalid_message) when the object has neither `type` nor `action`.
+    """
+    cmd = dict(raw)
+    version = cmd.get("version")
+    if version is not None:
+        if str(version) not in ACCEPTED_VERSIONS:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"protocol version {version!r} is not supported; use one of "
+                f"{', '.join(ACCEPTED_VERSIONS)}",
+            )
+        cmd["version"] = PROTOCOL_VERSION
+    if "type" not in cmd:
+        action = cmd.pop("action", None)
+        if action is None:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "message has no `type`")
+        if action not in _ACTIONS:
+            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown action {action!r}")
+        cmd["type"] = action
+    else:
+        cmd.pop("action", None)
+    if cmd["type"] == "subscribe":
+        _normalize_subscribe(cmd)
+    elif cmd["type"] == "unsubscribe":
+        _normalize_unsubscribe(cmd)
+    return cmd
+
+
+def _normalize_subscribe(cmd: dict[str, Any]) -> None:
+    nested = cmd.get("data")
+    if isinstance(nested, dict) and not _has_stream(cmd):
+        del cmd["data"]
+        for name, value in nested.items():
+            cmd.setdefault(name, value)
+    for alias in ("message_type", "topic", "subscription_type", "channel"):
+        if alias in cmd:
+            value = cmd.pop(alias)
+            cmd.setdefault("stream", value)
+    stream = cmd.get("stream")
+    if isinstance(stream, str):
+        cmd["stream"] = STREAM_ALIASES.get(stream, stream)
+    loose = {name: cmd.pop(name) for name in list(cmd) if name in _FILTER_NAMES}
+    if loose:
+        filters = cmd.get("filters")
+        if filters is None:
+            cmd["filters"] = loose
+        elif isinstance(filters, dict):
+            cmd["filters"] = {**loose, **filters}
+    since = cmd.get("since")
+    if isinstance(since, dict) and "sequence" in since and "seq" not in since:
+        since = dict(since)
+        since["seq"] = since.pop("sequence")
+        cmd["since"] = since
+
+
+def _normalize_unsubscribe(cmd: dict[str, Any]) -> None:
+    nested = cmd.get("data")
+    if isinstance(nested, dict) and "subscription_id" not in cmd and "subscription_ids" not in cmd:
+        del cmd["data"]
+        for name in ("subscription_id", "subscription_ids"):
+            if name in nested:
+                cmd[name] = nested[name]
+
+
+def _has_stream(cmd: dict[str, Any]) -> bool:
+    return any(name in cmd for name in ("stream", "message_type", "topic"))

@@ -1,0 +1,74 @@
+"""Validation of subscription filters against a stream (PROTOCOL.md section 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tidewire.protocol.errors import ErrorCode, ProtocolError
+from tidewire.protocol.messages import Filters
+from tidewire.protocol.streams import StreamSpec
+
+DEFAULT_MAX_FILTER_VALUES = 1000
+
+
+def validate_filters(
+    raw: Any, spec: StreamSpec, max_values: int = DEFAULT_MAX_FILTER_VALUES
+) -> Filters:
+    """Check a subscribe's `filters` object for `spec` and return it typed.
+
+    Raises ProtocolError(invalid_filter) for an unknown filter, a filter that the stream's
+    messages never carry, a wrong type, an empty or too long list, or min_price > max_price.
+    """
+    if raw is None:
+        return Filters()
+    if not isinstance(raw, dict):
+        raise ProtocolError(ErrorCode.INVALID_FILTER, "`filters` must be an object")
+    known = set(Filters.__struct_fields__)
+    unknown = sorted(name for name in raw if name not in known)
+    if unknown:
+        raise ProtocolError(
+            ErrorCode.INVALID_FILTER,
+            f"unknown filter(s): {', '.join(unknown)}",
+            {"filters": unknown},
+        )
+    foreign = sorted(name for name in raw if name not in spec.filters)
+    if foreign:
+        raise ProtocolError(
+            ErrorCode.INVALID_FILTER,
+            f"stream {spec.name} does not support filter(s) {', '.join(foreign)}; "
+            f"it supports {', '.join(sorted(spec.filters))}",
+            {"filters": foreign, "supported": sorted(spec.filters)},
+        )
+    try:
+        filters = msgspec.convert(raw, Filters)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(ErrorCode.INVALID_FILTER, f"invalid filter: {exc}") from None
+    for name in ("symbols", "portfolio_ids", "strategy_ids"):
+        values = getattr(filters, name)
+        if values is None:
+            continue
+        if not values:
+            raise ProtocolError(
+                ErrorCode.INVALID_FILTER, f"`{name}` must not be empty", {"filter": name}
+            )
+        if len(values) > max_values:
+            raise ProtocolError(
+                ErrorCode.INVALID_FILTER,
+                f"`{name}` has {len(values)} values; at most {max_values} are allowed",
+                {"filter": name, "limit": max_values},
+            )
+    for name in ("user_id", "venue", "asset_class"):
+        if getattr(filters, name) == "":
+            raise ProtocolError(
+                ErrorCode.INVALID_FILTER, f"`{name}` must not be empty", {"filter": name}
+            )
+    low, high = filters.min_price, filters.max_price
+    if low is not None and high is not None and low > high:
+        raise ProtocolError(
+            ErrorCode.INVALID_FILTER,
+            f"min_price ({low}) is greater than max_price ({high})",
+            {"filter": "min_price"},
+        )
+    return filters

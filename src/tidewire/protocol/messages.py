@@ -1,0 +1,331 @@
+"""msgspec types for every message of PROTOCOL.md sections 2, 3 and 6.
+
+Client commands and server replies are tagged unions on `type`, so one decode both
+validates a command and picks its class. Data messages (section 4) share one struct,
+`DataMessage`: the fan-out encodes it once and every recipient gets the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+PROTOCOL_VERSION = "3.0"
+# Versions a client may put in `version`; older ones are mapped by protocol.compat.
+ACCEPTED_VERSIONS: tuple[str, ...] = ("1.0", "1.1", "2.0", "3.0")
+
+Priority = Literal[1, 2, 3, 4]
+PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH, PRIORITY_CRITICAL = 1, 2, 3, 4
+
+
+def now_iso() -> str:
+    """Current time as ISO-8601 UTC with microseconds and `Z` (the envelope's `timestamp`)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_id_prefix = os.urandom(4).hex()
+_id_counter = 0
+
+
+def new_message_id() -> str:
+    """A message id unique across processes: random process prefix plus a counter."""
+    global _id_counter
+    _id_counter += 1
+    return f"tw-{_id_prefix}-{_id_counter:x}"
+
+
+def epoch_millis() -> float:
+    return time.time() * 1000.0
+
+
+class StreamPosition(msgspec.Struct, frozen=True):
+    """Where a stream stands: its history name and the last seq published in it.
+
+    `epoch` changes whenever history is lost (an in-memory broker restarted, Redis lost the
+    stream): seq 10 of epoch "a1" and seq 10 of epoch "b2" are different messages, so a client
+    that resumes with the wrong epoch is told to resync instead of getting a wrong replay.
+    `seq` 0 means nothing has been published in this epoch yet.
+    """
+
+    epoch: str
+    seq: int
+
+
+# --------------------------------------------------------------------------- data messages
+
+
+class DataMessage(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
+    """One message of a stream, as delivered to every subscriber (section 2).
+
+    Frozen because one instance (and its encoded bytes) is shared by every recipient.
+    Optional top-level fields are omitted from the wire when unset.
+    """
+
+    type: str
+    version: str = PROTOCOL_VERSION
+    timestamp: str
+    message_id: str
+    stream: str
+    key: str
+    seq: int = 0
+    """Offset in the stream, strictly increasing by 1 within an epoch; 0 before sequencing."""
+    epoch: str = ""
+    source: str = "api"
+    data: dict[str, Any]
+    correlation_id: str | None = None
+    priority: int = PRIORITY_NORMAL
+    # Type-specific top-level fields of the original protocol (filters read these).
+    symbol: str | None = None
+    venue: str | None = None
+    data_type: str | None = None
+    asset_class: str | None = None
+    portfolio_id: str | None = None
+    strategy_id: str | None = None
+    user_id: str | None = None
+    severity: str | None = None
+    risk_type: str | None = None
+    engine_id: str | None = None
+    component: str | None = None
+
+
+TOP_LEVEL_FIELDS: tuple[str, ...] = (
+    "symbol",
+    "venue",
+    "data_type",
+    "asset_class",
+    "portfolio_id",
+    "strategy_id",
+    "user_id",
+    "severity",
+    "risk_type",
+    "engine_id",
+    "component",
+)
+
+
+# --------------------------------------------------------------------------- filters
+
+
+class Filters(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """Server-side filters of a subscription (section 3). Unset means "no constraint"."""
+
+    symbols: list[str] | None = None
+    portfolio_ids: list[str] | None = None
+    strategy_ids: list[str] | None = None
+    user_id: str | None = None
+    severity: Literal["low", "medium", "high", "critical"] | None = None
+    """Minimum severity: low < medium < high < critical."""
+    min_price: float | None = None
+    max_price: float | None = None
+    venue: str | None = None
+    asset_class: str | None = None
+
+
+# --------------------------------------------------------------------------- client commands
+
+
+class Command(
+    msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="type", forbid_unknown_fields=False
+):
+    """Fields every client command may carry."""
+
+    version: str = PROTOCOL_VERSION
+    timestamp: str | None = None
+    message_id: str | None = None
+    correlation_id: str | None = None
+    priority: int = PRIORITY_NORMAL
+
+
+class Subscribe(Command, tag="subscribe"):
+    stream: str
+    filters: dict[str, Any] | None = None
+    """Validated separately (into `Filters`) so a bad filter reports `invalid_filter`."""
+    subscription_id: str | None = None
+    rate_limit: float | None = None
+    """Maximum messages per second for this subscription (latest-value streams only)."""
+    since: StreamPosition | None = None
+    snapshot: bool | None = None
+
+
+class Unsubscribe(Command, tag="unsubscribe"):
+    subscription_id: str | None = None
+    subscription_ids: list[str] | None = None
+
+
+class ListSubscriptions(Command, tag="list_subscriptions"):
+    pass
+
+
+class Heartbeat(Command, tag="heartbeat"):
+    """Sent by clients (with `client_timestamp`) and by the server (with `counter`)."""
+
+    client_timestamp: float | None = None
+    counter: int | None = None
+    server_timestamp: str | None = None
+
+
+class Auth(Command, tag="auth"):
+    token: str
+
+
+class Refresh(Command, tag="refresh"):
+    token: str
+
+
+class Publish(Command, tag="publish"):
+    message: dict[str, Any]
+
+
+class Ping(Command, tag="ping"):
+    """The original dialect's `{"action":"ping"}`; answered with `pong`."""
+
+
+ClientCommand = Subscribe | Unsubscribe | ListSubscriptions | Heartbeat | Auth | Refresh | Publish | Ping
+
+
+# --------------------------------------------------------------------------- server replies
+
+
+class Reply(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="type"):
+    """Envelope of every server reply (section 2)."""
+
+    version: str = PROTOCOL_VERSION
+    timestamp: str = msgspec.field(default_factory=now_iso)
+    message_id: str = msgspec.field(default_factory=new_message_id)
+    correlation_id: str | None = None
+    priority: int = PRIORITY_NORMAL
+
+
+class Limits(msgspec.Struct, kw_only=True):
+    max_subscriptions: int
+    max_message_bytes: int
+    max_inbound_per_second: float
+
+
+class ConnectionEstablished(Reply, tag="connection_established"):
+    connection_id: str
+    server_version: str
+    protocol_versions: list[str]
+    heartbeat_interval: float
+    """Seconds of silence after which the server sends `heartbeat`."""
+    limits: Limits
+    user_id: str | None = None
+
+
+class SubscriptionConfirmed(Reply, tag="subscription_confirmed"):
+    subscription_id: str
+    stream: str
+    filters: Filters
+    position: StreamPosition
+    """The stream's position when the subscription started: live messages follow it."""
+    recovered: bool | None = None
+    rate_limit: float | None = None
+
+
+class SubscriptionError(Reply, tag="subscription_error"):
+    subscription_id: str | None
+    error_code: str
+    error_message: str
+    retryable: bool = False
+
+
+class UnsubscriptionConfirmed(Reply, tag="unsubscription_confirmed"):
+    subscription_ids: list[str]
+
+
+class SubscriptionInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    subscription_id: str
+    stream: str
+    filters: Filters
+    rate_limit: float | None = None
+    created_at: str
+    messages_delivered: int = 0
+
+
+class Subscriptions(Reply, tag="subscriptions"):
+    subscriptions: list[SubscriptionInfo]
+
+
+class HeartbeatResponse(Reply, tag="heartbeat_response"):
+    client_timestamp: float | None
+    """Echoed unchanged so the client computes its round trip."""
+    server_timestamp: str
+    positions: dict[str, StreamPosition]
+
+
+class ServerHeartbeat(Reply, tag="heartbeat"):
+    counter: int
+    server_timestamp: str
+
+
+class AuthOk(Reply, tag="auth_ok"):
+    user_id: str
+    expires_at: str | None = None
+
+
+class Ack(Reply, tag="ack"):
+    ack_message_id: str
+    seq: int
+    status: str = "accepted"
+    stream: str | None = None
+    duplicate: bool = False
+
+
+class Error(Reply, tag="error"):
+    error_code: str
+    error_message: str
+    retryable: bool = False
+    details: dict[str, Any] | None = None
+
+
+class Pong(Reply, tag="pong"):
+    pass
+
+
+ServerReply = (
+    ConnectionEstablished
+    | SubscriptionConfirmed
+    | SubscriptionError
+    | UnsubscriptionConfirmed
+    | Subscriptions
+    | HeartbeatResponse
+    | ServerHeartbeat
+    | AuthOk
+    | Ack
+    | Error
+    | Pong
+)
+
+
+class Batch(msgspec.Struct, tag="batch", tag_field="type"):
+    """Several messages in one frame, for connections that asked for `batch_ms`."""
+
+    messages: list[msgspec.Raw]
+
+
+# --------------------------------------------------------------------------- REST publish
+
+
+class PublishResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    message_id: str
+    seq: int
+    stream: str
+    epoch: str
+    duplicate: bool = False
+
+
+class PublishResponse(msgspec.Struct, kw_only=True):
+    accepted: int
+    results: list[PublishResult]
+
+
+class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Body of every 4xx/5xx answer of the control plane."""
+
+    error_code: str
+    error_message: str
+    details: dict[str, Any] | None = None

@@ -1,0 +1,198 @@
+"""The stream catalogue of PROTOCOL.md section 4: names, keys, delivery class and filters.
+
+Everything about a stream that the rest of the gateway needs to know lives here, so that the
+hub, the brokers, the schema export and the docs read one table.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class StreamClass(enum.Enum):
+    """How a stream is delivered (PROTOCOL.md section 5)."""
+
+    LATEST_VALUE = "latest-value"
+    """Only the newest message per key matters: slow readers get conflated updates."""
+    RELIABLE = "reliable"
+    """Every message matters: history is kept and nothing is dropped silently."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """One stream of the catalogue."""
+
+    name: str
+    """Canonical (plural) stream name, as it appears in `stream` of every data message."""
+    key_field: str
+    """Field whose value partitions the stream (the message's `key`)."""
+    stream_class: StreamClass
+    message_types: tuple[str, ...]
+    """Message `type`s published on this stream; the first is the main one."""
+    filters: frozenset[str]
+    """Filter names a subscription to this stream may use (others are `invalid_filter`)."""
+
+    @property
+    def reliable(self) -> bool:
+        return self.stream_class is StreamClass.RELIABLE
+
+
+_PORTFOLIO = frozenset({"portfolio_ids", "strategy_ids", "symbols", "user_id", "venue"})
+_PRICED = frozenset({"min_price", "max_price"})
+
+STREAMS: dict[str, StreamSpec] = {
+    spec.name: spec
+    for spec in (
+        StreamSpec(
+            "market_data",
+            "symbol",
+            StreamClass.LATEST_VALUE,
+            ("market_data",),
+            frozenset({"symbols", "venue", "asset_class"}) | _PRICED,
+        ),
+        StreamSpec(
+            "trade_updates",
+            "portfolio_id",
+            StreamClass.RELIABLE,
+            ("trade_updates",),
+            _PORTFOLIO | _PRICED | {"asset_class"},
+        ),
+        StreamSpec(
+            "order_updates",
+            "portfolio_id",
+            StreamClass.RELIABLE,
+            ("order_update",),
+            _PORTFOLIO | _PRICED | {"asset_class"},
+        ),
+        StreamSpec(
+            "position_updates",
+            "portfolio_id",
+            StreamClass.RELIABLE,
+            ("position_update",),
+            _PORTFOLIO | {"asset_class"},
+        ),
+        StreamSpec(
+            "risk_alerts",
+            "portfolio_id",
+            StreamClass.RELIABLE,
+            ("risk_alert", "breach_alert"),
+            _PORTFOLIO | {"severity"},
+        ),
+        StreamSpec(
+            "performance_updates",
+            "portfolio_id",
+            StreamClass.LATEST_VALUE,
+            ("performance_update",),
+            frozenset({"portfolio_ids", "user_id"}),
+        ),
+        StreamSpec(
+            "strategy_performance",
+            "strategy_id",
+            StreamClass.LATEST_VALUE,
+            ("strategy_performance",),
+            frozenset({"strategy_ids", "portfolio_ids", "user_id"}),
+        ),
+        StreamSpec(
+            "execution_analytics",
+            "symbol",
+            StreamClass.RELIABLE,
+            ("execution_analytics",),
+            frozenset({"symbols", "portfolio_ids", "strategy_ids", "venue", "user_id"}),
+        ),
+        StreamSpec(
+            "risk_metrics",
+            "portfolio_id",
+            StreamClass.LATEST_VALUE,
+            ("risk_metrics",),
+            frozenset({"portfolio_ids", "user_id"}),
+        ),
+        StreamSpec(
+            "engine_status",
+            "engine_id",
+            StreamClass.LATEST_VALUE,
+            ("engine_status",),
+            frozenset({"severity"}),
+        ),
+        StreamSpec(
+            "system_health",
+            "component",
+            StreamClass.LATEST_VALUE,
+            ("system_health",),
+            frozenset({"severity"}),
+        ),
+        StreamSpec(
+            "events",
+            "source",
+            StreamClass.RELIABLE,
+            ("event", "alert", "system_alert", "notification"),
+            frozenset({"severity", "portfolio_ids", "user_id"}),
+        ),
+    )
+}
+
+# Every message type maps to exactly one stream.
+STREAM_OF_TYPE: dict[str, str] = {
+    message_type: spec.name for spec in STREAMS.values() for message_type in spec.message_types
+}
+
+# The original frontend used singular names and a few aliases; section 3 "Compatibility".
+STREAM_ALIASES: dict[str, str] = {
+    "trade_update": "trade_updates",
+    "trades": "trade_updates",
+    "order_update": "order_updates",
+    "orders": "order_updates",
+    "position_update": "position_updates",
+    "positions": "position_updates",
+    "risk_alert": "risk_alerts",
+    "breach_alert": "risk_alerts",
+    "performance_update": "performance_updates",
+    "performance": "performance_updates",
+    "strategy_performances": "strategy_performance",
+    "execution_analytic": "execution_analytics",
+    "risk_metric": "risk_metrics",
+    "engine_statuses": "engine_status",
+    "system_healths": "system_health",
+    "event": "events",
+    "market_datas": "market_data",
+    "quotes": "market_data",
+}
+
+
+def resolve_stream(name: str) -> StreamSpec | None:
+    """The stream called `name` (canonical, singular or alias), or None when there is none."""
+    spec = STREAMS.get(name)
+    if spec is not None:
+        return spec
+    alias = STREAM_ALIASES.get(name)
+    return STREAMS[alias] if alias is not None else None
+
+
+# Field a filter reads on a message, for filters that compare a single field.
+FILTER_FIELDS: dict[str, str] = {
+    "symbols": "symbol",
+    "portfolio_ids": "portfolio_id",
+    "strategy_ids": "strategy_id",
+    "user_id": "user_id",
+    "venue": "venue",
+    "asset_class": "asset_class",
+    "severity": "severity",
+}
+
+# The filter that selects by a stream's key, when the stream has one; the hub indexes it.
+KEY_FILTER_OF_FIELD: dict[str, str] = {
+    "symbol": "symbols",
+    "portfolio_id": "portfolio_ids",
+    "strategy_id": "strategy_ids",
+}
+
+SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
+SEVERITY_RANK: dict[str, int] = {name: rank for rank, name in enumerate(SEVERITIES)}
+# Nautilus and many engines say "info"/"warning"/"error"; map them onto the four levels.
+SEVERITY_ALIASES: dict[str, str] = {
+    "info": "low",
+    "warning": "medium",
+    "warn": "medium",
+    "error": "high",
+    "fatal": "critical",
+}

@@ -1,0 +1,91 @@
+"""Gateway settings: every limit, port and interval, with defaults.
+
+Read from the environment with the prefix `TIDEWIRE_` (for example
+`TIDEWIRE_MAX_SUBSCRIPTIONS=50`), or passed explicitly by tests and the CLI.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tidewire.brokers.base import HistoryLimit
+
+
+class GatewaySettings(BaseSettings):
+    """Everything an operator can tune. Each limit is enforced and tested."""
+
+    model_config = SettingsConfigDict(env_prefix="TIDEWIRE_", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535, description="client (data plane) port")
+    internal_host: str = "127.0.0.1"
+    internal_port: int = Field(8766, ge=0, le=65535, description="control plane port")
+
+    # Connections
+    max_connections: int = Field(20_000, ge=1, description="connections per process")
+    handshake_timeout: float = Field(5.0, gt=0, description="seconds to finish the upgrade")
+    max_subscriptions: int = Field(100, ge=1, description="subscriptions per connection")
+    max_filter_values: int = Field(1000, ge=1, description="values in one filter list")
+    max_message_bytes: int = Field(
+        65_536, ge=256, description="largest inbound message; larger gets message_too_large"
+    )
+    max_frame_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="hard cap on an inbound frame; larger closes the connection with 1009",
+    )
+    max_inbound_per_second: float = Field(
+        50.0, gt=0, description="sustained inbound messages per second per connection"
+    )
+    inbound_burst: int = Field(
+        200, ge=1, description="inbound messages allowed in a burst before 4029 closes"
+    )
+    max_outbox_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="bytes queued for one connection before it is closed with 4008",
+    )
+    max_batch_ms: int = Field(1000, ge=1, description="largest batch_ms a client may ask")
+
+    # Heartbeats
+    heartbeat_interval: float = Field(
+        15.0, gt=0, description="seconds of outbound silence before the server sends heartbeat"
+    )
+    heartbeat_timeout: float = Field(
+        45.0, gt=0, description="seconds without any inbound frame before closing with 4010"
+    )
+
+    # Publishing
+    max_publish_batch: int = Field(1000, ge=1, description="messages in one POST /api/publish")
+    max_publish_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="body of one POST /api/publish"
+    )
+    idempotency_window: float = Field(300.0, gt=0, description="seconds a message_id is remembered")
+    history_max_messages: int = Field(10_000, ge=1, description="history per reliable stream")
+    history_max_age: float = Field(3600.0, gt=0, description="seconds of history kept")
+    history_overrides: dict[str, HistoryLimitSetting] = Field(
+        default_factory=dict, description="per-stream history limits, by stream name"
+    )
+    anonymous_roles: frozenset[str] = Field(
+        frozenset({"subscriber"}),
+        description="roles of a connection without a token: subscriber, publisher",
+    )
+
+    # Demo
+    simulator: bool = False
+    simulator_rate: float = Field(20.0, gt=0, description="simulator ticks per second per symbol")
+
+    def history_limit(self, stream: str) -> HistoryLimit:
+        override = self.history_overrides.get(stream)
+        if override is not None:
+            return HistoryLimit(override.max_messages, override.max_age_seconds)
+        return HistoryLimit(self.history_max_messages, self.history_max_age)
+
+
+class HistoryLimitSetting(BaseSettings):
+    max_messages: int = Field(10_000, ge=1)
+    max_age_seconds: float = Field(3600.0, gt=0)
+
+
+GatewaySettings.model_rebuild()
