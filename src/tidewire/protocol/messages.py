@@ -22,6 +22,15 @@ Priority = Literal[1, 2, 3, 4]
 PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH, PRIORITY_CRITICAL = 1, 2, 3, 4
 
 
+def _protocol_version() -> str:
+    return PROTOCOL_VERSION
+
+
+# A default_factory, unlike a plain default, is never omitted by omit_defaults: every
+# message must carry `version` on the wire.
+VERSION_FIELD: str = msgspec.field(default_factory=_protocol_version)
+
+
 def now_iso() -> str:
     """Current time as ISO-8601 UTC with microseconds and `Z` (the envelope's `timestamp`)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -66,7 +75,7 @@ class DataMessage(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True)
     """
 
     type: str
-    version: str = PROTOCOL_VERSION
+    version: str = VERSION_FIELD
     timestamp: str
     message_id: str
     stream: str
@@ -193,7 +202,7 @@ ClientCommand = Subscribe | Unsubscribe | ListSubscriptions | Heartbeat | Auth |
 class Reply(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="type"):
     """Envelope of every server reply (section 2)."""
 
-    version: str = PROTOCOL_VERSION
+    version: str = VERSION_FIELD
     timestamp: str = msgspec.field(default_factory=now_iso)
     message_id: str = msgspec.field(default_factory=new_message_id)
     correlation_id: str | None = None
@@ -230,7 +239,7 @@ class SubscriptionError(Reply, tag="subscription_error"):
     subscription_id: str | None
     error_code: str
     error_message: str
-    retryable: bool = False
+    retryable: bool
 
 
 class UnsubscriptionConfirmed(Reply, tag="unsubscription_confirmed"):
@@ -270,7 +279,8 @@ class AuthOk(Reply, tag="auth_ok"):
 class Ack(Reply, tag="ack"):
     ack_message_id: str
     seq: int
-    status: str = "accepted"
+    status: str
+    """"accepted", or "duplicate" for a message_id already published (nothing delivered)."""
     stream: str | None = None
     duplicate: bool = False
 
@@ -278,7 +288,7 @@ class Ack(Reply, tag="ack"):
 class Error(Reply, tag="error"):
     error_code: str
     error_message: str
-    retryable: bool = False
+    retryable: bool
     details: dict[str, Any] | None = None
 
 

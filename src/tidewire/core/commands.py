@@ -1,0 +1,333 @@
+"""Inbound frames of a connection: limits, decoding and the client commands of section 3.
+
+One `CommandHandler` serves every connection of a node (no per-connection handler objects:
+idle connections must stay small). Bad input gets an error reply and changes nothing else;
+only floods and frames past the hard size cap close the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tidewire.brokers.base import Broker, BrokerUnavailable
+from tidewire.core.auth import Authenticator
+from tidewire.core.connection import Connection
+from tidewire.core.hub import Hub
+from tidewire.core.subscription import Subscription
+from tidewire.protocol.codec import decode_object, message_id_of, to_command
+from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
+from tidewire.protocol.filters import validate_filters
+from tidewire.protocol.ingest import build_data_message
+from tidewire.protocol.messages import (
+    Ack,
+    Auth,
+    AuthOk,
+    ClientCommand,
+    DataMessage,
+    Error,
+    Heartbeat,
+    HeartbeatResponse,
+    ListSubscriptions,
+    Ping,
+    Pong,
+    Publish,
+    Refresh,
+    Subscribe,
+    SubscriptionConfirmed,
+    SubscriptionError,
+    Subscriptions,
+    UnsubscriptionConfirmed,
+    Unsubscribe,
+    now_iso,
+)
+from tidewire.protocol.streams import resolve_stream
+
+log = logging.getLogger("tidewire.commands")
+
+MAX_SUBSCRIPTION_ID_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLimits:
+    """The per-connection limits of the inbound side (all are settings)."""
+
+    max_subscriptions: int
+    max_message_bytes: int
+    max_filter_values: int
+
+
+class CommandHandler:
+    """Applies client commands to the hub and broker, and answers them."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        broker: Broker,
+        authenticator: Authenticator,
+        limits: CommandLimits,
+        clock: Callable[[], float],
+    ) -> None:
+        self.hub = hub
+        self.broker = broker
+        self.authenticator = authenticator
+        self.limits = limits
+        self._clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_frame(self, connection: Connection, payload: bytes, binary: bool) -> None:
+        """Handle one complete inbound message of `connection`."""
+        now = self._clock()
+        connection.last_inbound = now
+        connection.messages_received += 1
+        connection.bytes_received += len(payload)
+        if not connection.inbound.take(now):
+            # A flood is a protocol violation: answering each message would let one client
+            # make the gateway do unbounded work.
+            self.hub.close(connection, CloseCode.INBOUND_RATE_EXCEEDED, "inbound rate exceeded")
+            return
+        if len(payload) > self.limits.max_message_bytes:
+            self._error(
+                connection,
+                ProtocolError(
+                    ErrorCode.MESSAGE_TOO_LARGE,
+                    f"message of {len(payload)} bytes exceeds the limit of "
+                    f"{self.limits.max_message_bytes}",
+                    {"limit": self.limits.max_message_bytes, "size": len(payload)},
+                ),
+                None,
+            )
+            return
+        correlation_id: str | None = None
+        try:
+            raw = decode_object(payload, binary, connection.wire_format)
+            correlation_id = message_id_of(raw)
+            command = to_command(raw)
+        except ProtocolError as exc:
+            self._error(connection, exc, correlation_id)
+            return
+        try:
+            self._handle(connection, command)
+        except ProtocolError as exc:
+            self._error(connection, exc, correlation_id)
+        except Exception:
+            log.exception("command %s failed on %s", type(command).__name__, connection.connection_id)
+            self._error(
+                connection,
+                ProtocolError(ErrorCode.INTERNAL_ERROR, "internal error"),
+                correlation_id,
+            )
+
+    def _handle(self, connection: Connection, command: ClientCommand) -> None:
+        match command:
+            case Subscribe():
+                self._subscribe(connection, command)
+            case Unsubscribe():
+                self._unsubscribe(connection, command)
+            case Heartbeat():
+                self._heartbeat(connection, command)
+            case ListSubscriptions():
+                self.hub.send(
+                    connection,
+                    Subscriptions(
+                        correlation_id=command.message_id,
+                        subscriptions=[s.info() for s in connection.subscriptions.values()],
+                    ),
+                )
+            case Publish():
+                self._publish(connection, command)
+            case Ping():
+                self.hub.send(connection, Pong(correlation_id=command.message_id))
+            case Auth() | Refresh():
+                self._auth(connection, command)
+
+    # ------------------------------------------------------------------ subscribe
+
+    def _subscribe(self, connection: Connection, command: Subscribe) -> None:
+        try:
+            subscription = self._new_subscription(connection, command)
+        except ProtocolError as exc:
+            connection.errors += 1
+            self.hub.send(
+                connection,
+                SubscriptionError(
+                    correlation_id=command.message_id,
+                    subscription_id=command.subscription_id,
+                    error_code=exc.code.value,
+                    error_message=exc.message,
+                    retryable=exc.retryable,
+                ),
+            )
+            return
+        self.hub.add_subscription(subscription)
+        self.hub.send(
+            connection,
+            SubscriptionConfirmed(
+                correlation_id=command.message_id,
+                subscription_id=subscription.subscription_id,
+                stream=subscription.spec.name,
+                filters=subscription.filters,
+                rate_limit=subscription.rate_limit,
+                position=self.broker.position(subscription.spec.name),
+            ),
+        )
+
+    def _new_subscription(self, connection: Connection, command: Subscribe) -> Subscription:
+        """Validate a subscribe; problems are reported in the order of PROTOCOL.md."""
+        spec = resolve_stream(command.stream)
+        if spec is None:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_STREAM,
+                f"unknown stream {command.stream!r}",
+                {"stream": command.stream},
+            )
+        filters = validate_filters(command.filters, spec, self.limits.max_filter_values)
+        subscription_id = command.subscription_id
+        if subscription_id is not None:
+            if not subscription_id or len(subscription_id) > MAX_SUBSCRIPTION_ID_LENGTH:
+                raise ProtocolError(
+                    ErrorCode.INVALID_MESSAGE,
+                    f"subscription_id must have 1 to {MAX_SUBSCRIPTION_ID_LENGTH} characters",
+                )
+            if subscription_id in connection.subscriptions:
+                raise ProtocolError(
+                    ErrorCode.DUPLICATE_SUBSCRIPTION,
+                    f"subscription id {subscription_id!r} is already in use on this connection",
+                    {"subscription_id": subscription_id},
+                )
+        if len(connection.subscriptions) >= self.limits.max_subscriptions:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                f"at most {self.limits.max_subscriptions} subscriptions per connection",
+                {"limit": self.limits.max_subscriptions},
+            )
+        rate_limit = command.rate_limit
+        if rate_limit is not None:
+            if spec.reliable:
+                raise ProtocolError(
+                    ErrorCode.INVALID_RATE_LIMIT,
+                    f"{spec.name} is a reliable stream: its messages cannot be conflated, "
+                    "so it takes no rate_limit",
+                )
+            if not rate_limit > 0:
+                raise ProtocolError(
+                    ErrorCode.INVALID_RATE_LIMIT, "rate_limit must be a positive number"
+                )
+        self.authenticator.authorize_subscribe(connection.principal, spec, filters)
+        if subscription_id is None:
+            subscription_id = self._free_subscription_id(connection)
+        return Subscription(
+            connection, subscription_id, spec, filters, now_iso(), rate_limit=rate_limit
+        )
+
+    @staticmethod
+    def _free_subscription_id(connection: Connection) -> str:
+        n = len(connection.subscriptions) + 1
+        while f"sub-{n}" in connection.subscriptions:
+            n += 1
+        return f"sub-{n}"
+
+    def _unsubscribe(self, connection: Connection, command: Unsubscribe) -> None:
+        ids = list(command.subscription_ids or [])
+        if command.subscription_id is not None:
+            ids.insert(0, command.subscription_id)
+        if not ids:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, "unsubscribe needs subscription_id or subscription_ids"
+            )
+        unknown = [sid for sid in ids if sid not in connection.subscriptions]
+        if unknown:
+            # All or nothing: a typo in a bulk unsubscribe must not half-apply it.
+            raise ProtocolError(
+                ErrorCode.NOT_FOUND,
+                f"no subscription {', '.join(map(repr, unknown))} on this connection",
+                {"subscription_ids": unknown},
+            )
+        for sid in dict.fromkeys(ids):
+            self.hub.remove_subscription(connection.subscriptions[sid])
+        self.hub.send(
+            connection,
+            UnsubscriptionConfirmed(
+                correlation_id=command.message_id, subscription_ids=list(dict.fromkeys(ids))
+            ),
+        )
+
+    # ------------------------------------------------------------------ others
+
+    def _heartbeat(self, connection: Connection, command: Heartbeat) -> None:
+        streams = {s.spec.name for s in connection.subscriptions.values()}
+        self.hub.send(
+            connection,
+            HeartbeatResponse(
+                correlation_id=command.message_id,
+                client_timestamp=command.client_timestamp,
+                server_timestamp=now_iso(),
+                positions={name: self.broker.position(name) for name in sorted(streams)},
+            ),
+        )
+
+    def _publish(self, connection: Connection, command: Publish) -> None:
+        message = build_data_message(command.message, default_source="ws")
+        spec = resolve_stream(message.stream)
+        assert spec is not None
+        self.authenticator.authorize_publish(connection.principal, spec)
+        task = asyncio.get_running_loop().create_task(
+            self._publish_and_ack(connection, command.message_id, message)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish_and_ack(
+        self, connection: Connection, request_id: str | None, message: DataMessage
+    ) -> None:
+        try:
+            outcome = await self.broker.publish(message)
+        except BrokerUnavailable as exc:
+            self._error(
+                connection, ProtocolError(ErrorCode.UNAVAILABLE, f"broker unavailable: {exc}"), request_id
+            )
+            return
+        self.hub.send(
+            connection,
+            Ack(
+                correlation_id=request_id,
+                ack_message_id=outcome.message.message_id,
+                seq=outcome.message.seq,
+                stream=outcome.message.stream,
+                status="duplicate" if outcome.duplicate else "accepted",
+                duplicate=outcome.duplicate,
+            ),
+        )
+
+    def _auth(self, connection: Connection, command: Auth | Refresh) -> None:
+        try:
+            principal = self.authenticator.authenticate(command.token)
+        except ProtocolError:
+            if isinstance(command, Auth):
+                self.hub.close(connection, CloseCode.AUTH_FAILED, "authentication failed")
+                return
+            raise
+        connection.principal = principal
+        self.hub.send(
+            connection,
+            AuthOk(
+                correlation_id=command.message_id,
+                user_id=principal.user_id or "anonymous",
+                expires_at=principal.expires_at,
+            ),
+        )
+
+    def _error(self, connection: Connection, exc: ProtocolError, correlation_id: str | None) -> None:
+        connection.errors += 1
+        self.hub.send(
+            connection,
+            Error(
+                correlation_id=correlation_id,
+                error_code=exc.code.value,
+                error_message=exc.message,
+                retryable=exc.retryable,
+                details=exc.details,
+            ),
+        )

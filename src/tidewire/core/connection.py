@@ -1,0 +1,112 @@
+"""State of one client connection: identity, subscriptions, outbox, counters and limits.
+
+No sockets here: the data plane hands each Connection a `Transport` (four methods), and
+tests hand it a recording fake.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from tidewire.core.auth import Principal
+from tidewire.core.outbox import Outbox
+from tidewire.core.ratelimit import TokenBucket
+from tidewire.protocol.codec import WireFormat
+
+if TYPE_CHECKING:
+    from tidewire.core.subscription import Subscription
+
+
+class Transport(Protocol):
+    """What the core needs from a client socket."""
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes (whole WebSocket frames) for sending; never blocks."""
+        ...
+
+    def write_buffer_size(self) -> int:
+        """Bytes written but not yet accepted by the kernel."""
+        ...
+
+    def ping(self) -> None:
+        """Send a WebSocket ping; any inbound frame counts as liveness."""
+        ...
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame with `code` and drop the connection."""
+        ...
+
+
+class Connection:
+    """One WebSocket client of this gateway node."""
+
+    __slots__ = (
+        "bytes_received",
+        "bytes_sent",
+        "closed",
+        "close_code",
+        "connected_at",
+        "connection_id",
+        "dirty",
+        "errors",
+        "heartbeat_counter",
+        "inbound",
+        "last_inbound",
+        "last_outbound",
+        "last_token",
+        "messages_received",
+        "messages_sent",
+        "outbox",
+        "path",
+        "principal",
+        "remote",
+        "subscriptions",
+        "transport",
+        "batch_ms",
+        "wire_format",
+    )
+
+    def __init__(
+        self,
+        connection_id: str,
+        transport: Transport,
+        wire_format: WireFormat,
+        principal: Principal,
+        inbound: TokenBucket,
+        now: float,
+        connected_at: str,
+        remote: str = "",
+        path: str = "/ws",
+        batch_ms: int = 0,
+    ) -> None:
+        self.connection_id = connection_id
+        self.transport = transport
+        self.wire_format = wire_format
+        self.principal = principal
+        self.inbound = inbound
+        self.remote = remote
+        self.path = path
+        self.batch_ms = batch_ms
+        """0: frames are written once per event-loop iteration; N: one batch frame per N ms."""
+        self.outbox = Outbox(wire_format, batched=batch_ms > 0)
+        self.subscriptions: dict[str, Subscription] = {}
+        self.connected_at = connected_at
+        self.last_inbound = now
+        self.last_outbound = now
+        self.heartbeat_counter = 0
+        self.dirty = False
+        """True while the connection waits in the hub's flush list."""
+        self.last_token = 0
+        """Dispatch token of the last message queued here: one delivery per message even
+        when several subscriptions of this connection match it."""
+        self.closed = False
+        self.close_code: int | None = None
+        self.messages_sent = 0
+        self.bytes_sent = 0
+        self.messages_received = 0
+        self.bytes_received = 0
+        self.errors = 0
+
+    @property
+    def user_id(self) -> str | None:
+        return self.principal.user_id

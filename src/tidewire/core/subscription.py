@@ -1,0 +1,153 @@
+"""A subscription and its compiled filters (PROTOCOL.md section 3).
+
+The hub indexes subscriptions by the stream's key filter (symbols for market_data,
+portfolio_ids for portfolio streams, ...); `Subscription.matches` checks only the filters the
+index does not already guarantee. Pure logic, no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tidewire.protocol.messages import DataMessage, Filters, SubscriptionInfo
+from tidewire.protocol.streams import (
+    FILTER_FIELDS,
+    KEY_FILTER_OF_FIELD,
+    SEVERITY_RANK,
+    StreamSpec,
+)
+
+if TYPE_CHECKING:
+    from tidewire.core.connection import Connection
+
+
+def message_price(message: DataMessage) -> float | None:
+    """The price `min_price`/`max_price` compare: `price`, else `last_trade_price`, else mid."""
+    data = message.data
+    for name in ("price", "last_trade_price"):
+        value = data.get(name)
+        if value is not None:
+            return _number(value)
+    bid, ask = _number(data.get("bid")), _number(data.get("ask"))
+    if bid is not None and ask is not None:
+        return (bid + ask) / 2.0
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def field_value(message: DataMessage, name: str) -> Any:
+    """A filterable field of a message: top level first, then inside `data`."""
+    value = getattr(message, name, None)
+    if value is None:
+        value = message.data.get(name)
+    return value
+
+
+class Subscription:
+    """One subscription of one connection to one stream, with its filters compiled."""
+
+    __slots__ = (
+        "connection",
+        "created_at",
+        "filters",
+        "index_keys",
+        "last_delivery",
+        "messages_delivered",
+        "plain",
+        "rate_limit",
+        "spec",
+        "subscription_id",
+        "_max_price",
+        "_min_price",
+        "_min_severity",
+        "_value_checks",
+    )
+
+    def __init__(
+        self,
+        connection: Connection,
+        subscription_id: str,
+        spec: StreamSpec,
+        filters: Filters,
+        created_at: str,
+        rate_limit: float | None = None,
+    ) -> None:
+        self.connection = connection
+        self.subscription_id = subscription_id
+        self.spec = spec
+        self.filters = filters
+        self.created_at = created_at
+        self.rate_limit = rate_limit
+        self.messages_delivered = 0
+        self.last_delivery = 0.0
+        key_filter = KEY_FILTER_OF_FIELD.get(spec.key_field)
+        key_values = getattr(filters, key_filter) if key_filter else None
+        self.index_keys: frozenset[str] | None = (
+            frozenset(key_values) if key_values is not None else None
+        )
+        """Keys the hub indexes this subscription under; None = every key (wildcard)."""
+        checks: list[tuple[str, frozenset[str]]] = []
+        for filter_name, field in FILTER_FIELDS.items():
+            if filter_name == "severity" or filter_name == key_filter:
+                continue
+            value = getattr(filters, filter_name)
+            if value is None:
+                continue
+            allowed = frozenset(value) if isinstance(value, list) else frozenset((value,))
+            checks.append((field, allowed))
+        self._value_checks = tuple(checks)
+        self._min_severity = (
+            SEVERITY_RANK[filters.severity] if filters.severity is not None else None
+        )
+        self._min_price = filters.min_price
+        self._max_price = filters.max_price
+        self.plain = not checks and self._min_severity is None and (
+            self._min_price is None and self._max_price is None
+        )
+        """True when the index alone decides: no per-message check is needed."""
+
+    def matches(self, message: DataMessage) -> bool:
+        """Whether `message` passes the filters the index does not cover.
+
+        A filter matches only a message that carries its field with an allowed value.
+        """
+        for field, allowed in self._value_checks:
+            if field_value(message, field) not in allowed:
+                return False
+        if self._min_severity is not None:
+            rank = SEVERITY_RANK.get(field_value(message, "severity") or "")
+            if rank is None or rank < self._min_severity:
+                return False
+        if self._min_price is not None or self._max_price is not None:
+            price = message_price(message)
+            if price is None:
+                return False
+            if self._min_price is not None and price < self._min_price:
+                return False
+            if self._max_price is not None and price > self._max_price:
+                return False
+        return True
+
+    def matches_all(self, message: DataMessage) -> bool:
+        """`matches` plus the key filter; for messages that did not come through the index."""
+        if self.index_keys is not None and message.key not in self.index_keys:
+            return False
+        return self.plain or self.matches(message)
+
+    def info(self) -> SubscriptionInfo:
+        return SubscriptionInfo(
+            subscription_id=self.subscription_id,
+            stream=self.spec.name,
+            filters=self.filters,
+            rate_limit=self.rate_limit,
+            created_at=self.created_at,
+            messages_delivered=self.messages_delivered,
+        )

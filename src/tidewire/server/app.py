@@ -1,0 +1,162 @@
+"""The gateway process: broker, hub, data plane and control plane in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from tidewire import __version__
+from tidewire.brokers.base import Broker, PublishOutcome
+from tidewire.brokers.memory import MemoryBroker
+from tidewire.core.auth import AnonymousAuthenticator, Authenticator
+from tidewire.core.commands import CommandHandler, CommandLimits
+from tidewire.core.hub import Hub
+from tidewire.protocol.errors import CloseCode
+from tidewire.protocol.ingest import build_data_message
+from tidewire.protocol.messages import DataMessage
+from tidewire.protocol.streams import STREAMS
+from tidewire.server.control import ControlPlane
+from tidewire.server.dataplane import DataPlane
+from tidewire.settings import GatewaySettings
+
+log = logging.getLogger("tidewire.gateway")
+
+# How often the heartbeat sweep runs at most; it never runs less often than every interval/2.
+MAX_TICK_SECONDS = 1.0
+
+
+class Gateway:
+    """One Tidewire node. `await start()`, then clients connect to `url`."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings | None = None,
+        broker: Broker | None = None,
+        authenticator: Authenticator | None = None,
+    ) -> None:
+        self.settings = settings or GatewaySettings()
+        self.broker: Broker = broker or MemoryBroker(
+            history_limits={name: self.settings.history_limit(name) for name in STREAMS},
+            idempotency_window=self.settings.idempotency_window,
+        )
+        self.authenticator = authenticator or AnonymousAuthenticator(
+            self.settings.anonymous_roles
+        )
+        self.clock = time.monotonic
+        self.started_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tick_task: asyncio.Task[None] | None = None
+        self._background: list[Any] = []
+        self.hub: Hub
+        self.data_plane: DataPlane
+        self.control_plane: ControlPlane
+
+    @property
+    def port(self) -> int:
+        """The bound client (WebSocket) port."""
+        return self.data_plane.port
+
+    @property
+    def internal_port(self) -> int:
+        """The bound control-plane (HTTP) port."""
+        return self.control_plane.port
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.settings.host}:{self.port}/ws"
+
+    @property
+    def internal_url(self) -> str:
+        return f"http://{self.settings.internal_host}:{self.internal_port}"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        settings = self.settings
+        self.hub = Hub(loop, settings.max_outbox_bytes, clock=self.clock)
+        commands = CommandHandler(
+            self.hub,
+            self.broker,
+            self.authenticator,
+            CommandLimits(
+                max_subscriptions=settings.max_subscriptions,
+                max_message_bytes=settings.max_message_bytes,
+                max_filter_values=settings.max_filter_values,
+            ),
+            clock=self.clock,
+        )
+        self.broker.set_consumer(self.hub.dispatch)
+        await self.broker.start()
+        self.data_plane = DataPlane(settings, self.hub, commands, self.authenticator, self.clock)
+        await self.data_plane.start()
+        self.control_plane = ControlPlane(self)
+        await self.control_plane.start()
+        self._tick_task = loop.create_task(self._heartbeats())
+        self.started_at = self.clock()
+        if settings.simulator:
+            from tidewire.sources.simulator import MarketSimulator
+
+            simulator = MarketSimulator(self.broker.publish, rate=settings.simulator_rate)
+            self._background.append(simulator)
+            simulator.start()
+        log.info("tidewire %s serving %s (control %s)", __version__, self.url, self.internal_url)
+
+    async def stop(self, code: int = CloseCode.GOING_AWAY) -> None:
+        """Stop producers, close every client with `code` (1001, or 1012 for a restart)."""
+        for source in self._background:
+            await source.stop()
+        self._background.clear()
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick_task
+        await self.data_plane.stop(code)
+        await self.control_plane.stop()
+        await self.broker.close()
+
+    async def publish(self, raw: dict[str, Any], source: str = "api") -> PublishOutcome:
+        """Validate and publish a producer message (the Python-code producer path)."""
+        return await self.broker.publish(build_data_message(raw, default_source=source))
+
+    def broadcast(self, message: DataMessage) -> int:
+        """Deliver `message` to every connected client; returns the number of recipients."""
+        return self.hub.broadcast(message)
+
+    def readiness_problems(self) -> list[str]:
+        problems = []
+        if self.data_plane.port == 0:
+            problems.append("data plane not listening")
+        return problems
+
+    def stats(self) -> dict[str, Any]:
+        counters = self.hub.counters
+        return {
+            "version": __version__,
+            "uptime_seconds": round(self.clock() - self.started_at, 3),
+            "connections": len(self.hub.connections),
+            "subscriptions": sum(len(c.subscriptions) for c in self.hub.connections.values()),
+            "messages_dispatched": counters.messages_dispatched,
+            "deliveries": counters.deliveries,
+            "writes": counters.writes,
+            "bytes_written": counters.bytes_written,
+            "flushes": counters.flushes,
+            "connections_opened": counters.connections_opened,
+            "connections_closed": counters.connections_closed,
+            "slow_consumer_closes": counters.slow_consumer_closes,
+            "heartbeat_timeouts": counters.heartbeat_timeouts,
+            "streams": {
+                name: {"epoch": pos.epoch, "seq": pos.seq}
+                for name in STREAMS
+                for pos in (self.broker.position(name),)
+            },
+        }
+
+    async def _heartbeats(self) -> None:
+        settings = self.settings
+        period = min(MAX_TICK_SECONDS, settings.heartbeat_interval / 2)
+        while True:
+            await asyncio.sleep(period)
+            self.hub.tick(self.clock(), settings.heartbeat_interval, settings.heartbeat_timeout)

@@ -1,0 +1,286 @@
+"""The data plane: picows WebSocket server on the client port (PROTOCOL.md section 1).
+
+A thin edge: it negotiates the handshake (path, subprotocol, query options), turns picows
+callbacks into calls on the core (`Hub`, `CommandHandler`), and writes the hub's pre-built
+frames straight to the socket's transport. Paths: /ws and /ws/realtime (the original
+frontend's), and GET /healthz for load balancers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
+
+from tidewire import __version__
+from tidewire.core.auth import Authenticator
+from tidewire.core.commands import CommandHandler
+from tidewire.core.connection import Connection
+from tidewire.core.hub import Hub
+from tidewire.core.ratelimit import TokenBucket
+from tidewire.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOLS, WireFormat
+from tidewire.protocol.errors import CloseCode
+from tidewire.protocol.messages import (
+    ACCEPTED_VERSIONS,
+    ConnectionEstablished,
+    Limits,
+    now_iso,
+)
+from tidewire.settings import GatewaySettings
+
+log = logging.getLogger("tidewire.dataplane")
+
+WS_PATHS = frozenset({"/ws", "/ws/realtime"})
+# Small initial read buffer: it grows on demand, and idle connections must stay small.
+READ_BUFFER_INIT_SIZE = 2048
+# How long a closing connection may take to flush before it is aborted.
+CLOSE_GRACE_SECONDS = 5.0
+
+
+class HandshakeRefused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def negotiate(
+    path: str, offered_subprotocols: str | None, max_batch_ms: int
+) -> tuple[str, str | None, WireFormat, int]:
+    """Pure handshake rules: (path, subprotocol to answer, wire format, batch_ms).
+
+    No offered subprotocol means JSON (and no Sec-WebSocket-Protocol in the answer); offering
+    only unknown ones is refused (400). `batch_ms` and `decimals=string` come from the query.
+    """
+    parts = urlsplit(path)
+    query = parse_qs(parts.query)
+    chosen: str | None = None
+    if offered_subprotocols:
+        offered = [p.strip() for p in offered_subprotocols.split(",") if p.strip()]
+        chosen = next((p for p in offered if p in SUBPROTOCOLS), None)
+        if chosen is None:
+            raise HandshakeRefused(
+                400, f"none of the offered subprotocols is supported; use {', '.join(SUBPROTOCOLS)}"
+            )
+    decimals = query.get("decimals", [""])[-1]
+    if decimals not in ("", "number", "string"):
+        raise HandshakeRefused(400, "decimals must be 'number' or 'string'")
+    batch_ms = 0
+    if "batch_ms" in query:
+        try:
+            batch_ms = int(query["batch_ms"][-1])
+        except ValueError:
+            raise HandshakeRefused(400, "batch_ms must be an integer") from None
+        if not 0 <= batch_ms <= max_batch_ms:
+            raise HandshakeRefused(400, f"batch_ms must be between 0 and {max_batch_ms}")
+    fmt = WireFormat.of(chosen or SUBPROTOCOL_JSON, decimals == "string")
+    return parts.path, chosen, fmt, batch_ms
+
+
+class _ClientListener(WSListener):  # type: ignore[misc]
+    """picows callbacks of one client; also the core's `Transport` for it."""
+
+    def __init__(self, plane: DataPlane, fmt: WireFormat, path: str, batch_ms: int) -> None:
+        self._plane = plane
+        self._fmt = fmt
+        self._path = path
+        self._batch_ms = batch_ms
+        self._ws: WSTransport | None = None
+        self._raw: Any = None
+        self._fragments: bytearray | None = None
+        self._fragment_binary = False
+        self.connection: Connection | None = None
+
+    # ---- picows callbacks
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self._ws = transport
+        self._raw = transport.underlying_transport
+        peer = self._raw.get_extra_info("peername")
+        self.connection = self._plane.open(self, self._fmt, self._path, self._batch_ms, peer)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        connection = self.connection
+        if connection is None or connection.closed:
+            return
+        msg_type = frame.msg_type
+        if msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
+            if not frame.fin:
+                self._fragments = bytearray(frame.get_payload_as_memoryview())
+                self._fragment_binary = msg_type is WSMsgType.BINARY
+                return
+            self._plane.commands.on_frame(
+                connection, frame.get_payload_as_bytes(), msg_type is WSMsgType.BINARY
+            )
+        elif msg_type is WSMsgType.CONTINUATION:
+            if self._fragments is None:
+                return
+            self._fragments += frame.get_payload_as_memoryview()
+            if len(self._fragments) > self._plane.settings.max_frame_bytes:
+                self.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                return
+            if frame.fin:
+                payload, self._fragments = bytes(self._fragments), None
+                self._plane.commands.on_frame(connection, payload, self._fragment_binary)
+        elif msg_type is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+        else:  # PONG: liveness only
+            connection.last_inbound = self._plane.clock()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.connection is not None:
+            self._plane.hub.remove_connection(self.connection)
+
+    # ---- core Transport
+
+    def write(self, data: bytes) -> None:
+        self._raw.write(data)
+
+    def write_buffer_size(self) -> int:
+        return int(self._raw.get_write_buffer_size())
+
+    def ping(self) -> None:
+        if self._ws is not None:
+            self._ws.send_ping()
+
+    def close(self, code: int, reason: str) -> None:
+        ws = self._ws
+        if ws is None or ws.is_disconnected:
+            return
+        ws.send_close(WSCloseCode(code), reason.encode())
+        ws.disconnect(graceful=True)
+        # A peer that does not read would keep a graceful close (and its buffer) forever.
+        asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, self._abort)
+
+    def _abort(self) -> None:
+        if self._ws is not None and not self._ws.is_disconnected:
+            self._ws.disconnect(graceful=False)
+
+
+class DataPlane:
+    """Accepts client connections and wires them to the hub."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        hub: Hub,
+        commands: CommandHandler,
+        authenticator: Authenticator,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.commands = commands
+        self.authenticator = authenticator
+        self.clock = clock
+        self._server: asyncio.Server | None = None
+        self._id_prefix = os.urandom(3).hex()
+        self._ids = 0
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await ws_create_server(
+            self._route,
+            self.settings.host,
+            self.settings.port,
+            websocket_handshake_timeout=self.settings.handshake_timeout,
+            max_frame_size=self.settings.max_frame_bytes,
+            read_buffer_init_size=READ_BUFFER_INIT_SIZE,
+            logger_name="tidewire.picows",
+            reuse_port=True,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self, code: int = CloseCode.GOING_AWAY, reason: str = "server going away") -> None:
+        """Stop accepting, close every connection with `code`, wait for them to go."""
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.hub.connections.values()):
+            self.hub.close(connection, code, reason)
+        deadline = self.clock() + CLOSE_GRACE_SECONDS
+        while self.hub.connections and self.clock() < deadline:
+            await asyncio.sleep(0.01)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    def _route(self, request: WSUpgradeRequest) -> WSUpgradeResponseWithListener | None:
+        path = request.path.decode("latin-1")
+        bare = urlsplit(path).path
+        if bare == "/healthz":
+            return WSUpgradeResponseWithListener(
+                WSUpgradeResponse.create_ok_response(
+                    b'{"status":"ok"}', {"Content-Type": "application/json"}
+                ),
+                None,
+            )
+        if bare not in WS_PATHS:
+            return None
+        try:
+            if len(self.hub.connections) >= self.settings.max_connections:
+                raise HandshakeRefused(503, "too many connections")
+            _, subprotocol, fmt, batch_ms = negotiate(
+                path, request.headers.get("Sec-WebSocket-Protocol"), self.settings.max_batch_ms
+            )
+        except HandshakeRefused as exc:
+            return WSUpgradeResponseWithListener(
+                WSUpgradeResponse.create_error_response(exc.status, exc.reason.encode()), None
+            )
+        headers = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
+        return WSUpgradeResponseWithListener(
+            WSUpgradeResponse.create_101_response(headers),
+            _ClientListener(self, fmt, bare, batch_ms),
+        )
+
+    def open(
+        self, listener: _ClientListener, fmt: WireFormat, path: str, batch_ms: int, peer: Any
+    ) -> Connection:
+        settings = self.settings
+        now = self.clock()
+        self._ids += 1
+        connection = Connection(
+            connection_id=f"{self._id_prefix}-{self._ids}",
+            transport=listener,
+            wire_format=fmt,
+            principal=self.authenticator.authenticate(None),
+            inbound=TokenBucket(settings.max_inbound_per_second, settings.inbound_burst, now),
+            now=now,
+            connected_at=now_iso(),
+            remote=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""),
+            path=path,
+            batch_ms=batch_ms,
+        )
+        self.hub.add_connection(connection)
+        self.hub.send(
+            connection,
+            ConnectionEstablished(
+                connection_id=connection.connection_id,
+                server_version=__version__,
+                protocol_versions=list(ACCEPTED_VERSIONS),
+                heartbeat_interval=settings.heartbeat_interval,
+                limits=Limits(
+                    max_subscriptions=settings.max_subscriptions,
+                    max_message_bytes=settings.max_message_bytes,
+                    max_inbound_per_second=settings.max_inbound_per_second,
+                ),
+                user_id=connection.user_id,
+            ),
+        )
+        return connection
