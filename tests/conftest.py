@@ -120,8 +120,7 @@ async def make_gateway() -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
 
     yield factory
     for gateway in started:
-        if gateway.started_at and not getattr(gateway, "stopped", False):
-            await gateway.stop()
+        await gateway.stop()
 
 
 @pytest.fixture

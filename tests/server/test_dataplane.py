@@ -9,10 +9,10 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import WsClient, quote
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from conftest import WsClient, quote
 from tidewire.server.app import Gateway
 
 Connect = Callable[..., Awaitable[WsClient]]
@@ -53,7 +53,9 @@ async def test_original_path_and_legacy_dialect(gateway: Gateway, connect: Conne
     assert (await client.request({"action": "ping"}, "pong"))["type"] == "pong"
 
 
-async def test_portfolio_filter_excludes_other_portfolios(gateway: Gateway, connect: Connect) -> None:
+async def test_portfolio_filter_excludes_other_portfolios(
+    gateway: Gateway, connect: Connect
+) -> None:
     client = await connect(gateway)
     await client.subscribe("order_updates", filters={"portfolio_ids": ["PF-A"]})
     for portfolio in ("PF-B", "PF-A", "PF-C", "PF-A"):
@@ -216,12 +218,28 @@ async def test_encode_once_identical_bytes_for_every_recipient(
     ("request_", "code"),
     [
         ({"type": "subscribe", "stream": "nope"}, "unknown_stream"),
-        ({"type": "subscribe", "stream": "market_data", "filters": {"colour": "red"}}, "invalid_filter"),
-        ({"type": "subscribe", "stream": "market_data", "filters": {"portfolio_ids": ["P"]}}, "invalid_filter"),
-        ({"type": "subscribe", "stream": "market_data", "filters": {"symbols": []}}, "invalid_filter"),
-        ({"type": "subscribe", "stream": "market_data", "filters": {"symbols": "AAPL"}}, "invalid_filter"),
         (
-            {"type": "subscribe", "stream": "market_data", "filters": {"min_price": 5, "max_price": 1}},
+            {"type": "subscribe", "stream": "market_data", "filters": {"colour": "red"}},
+            "invalid_filter",
+        ),
+        (
+            {"type": "subscribe", "stream": "market_data", "filters": {"portfolio_ids": ["P"]}},
+            "invalid_filter",
+        ),
+        (
+            {"type": "subscribe", "stream": "market_data", "filters": {"symbols": []}},
+            "invalid_filter",
+        ),
+        (
+            {"type": "subscribe", "stream": "market_data", "filters": {"symbols": "AAPL"}},
+            "invalid_filter",
+        ),
+        (
+            {
+                "type": "subscribe",
+                "stream": "market_data",
+                "filters": {"min_price": 5, "max_price": 1},
+            },
             "invalid_filter",
         ),
         ({"type": "subscribe", "stream": "order_updates", "rate_limit": 5}, "invalid_rate_limit"),
@@ -286,18 +304,24 @@ async def test_duplicate_subscription_id(gateway: Gateway, connect: Connect) -> 
     ]
 
 
-async def test_too_many_subscriptions(make_gateway: Callable[..., Awaitable[Gateway]], connect: Connect) -> None:
+async def test_too_many_subscriptions(
+    make_gateway: Callable[..., Awaitable[Gateway]], connect: Connect
+) -> None:
     gateway = await make_gateway(max_subscriptions=2)
     client = await connect(gateway)
     assert (await client.subscribe("market_data"))["type"] == "subscription_confirmed"
     assert (await client.subscribe("order_updates"))["type"] == "subscription_confirmed"
     reply = await client.subscribe("risk_alerts")
     assert reply["error_code"] == "too_many_subscriptions"
-    await client.request({"type": "unsubscribe", "subscription_id": "sub-1"}, "unsubscription_confirmed")
+    await client.request(
+        {"type": "unsubscribe", "subscription_id": "sub-1"}, "unsubscription_confirmed"
+    )
     assert (await client.subscribe("risk_alerts"))["type"] == "subscription_confirmed"
 
 
-async def test_too_many_filter_values(make_gateway: Callable[..., Awaitable[Gateway]], connect: Connect) -> None:
+async def test_too_many_filter_values(
+    make_gateway: Callable[..., Awaitable[Gateway]], connect: Connect
+) -> None:
     gateway = await make_gateway(max_filter_values=3)
     client = await connect(gateway)
     reply = await client.subscribe("market_data", filters={"symbols": ["A", "B", "C", "D"]})
@@ -358,7 +382,9 @@ async def test_unsubscribe_unknown_is_not_found_and_changes_nothing(
     assert reply["correlation_id"] == "u"
     await gateway.publish(quote("AAPL"))
     assert len(await client.data(1)) == 1
-    done = await client.request({"type": "unsubscribe", "subscription_ids": ["a"]}, "unsubscription_confirmed")
+    done = await client.request(
+        {"type": "unsubscribe", "subscription_ids": ["a"]}, "unsubscription_confirmed"
+    )
     assert done["subscription_ids"] == ["a"]
     await gateway.publish(quote("AAPL"))
     assert await client.no_data(gateway) == []
@@ -371,7 +397,9 @@ async def test_heartbeat_echoes_timestamp_and_reports_positions(
     await client.subscribe("market_data", filters={"symbols": ["NONE"]})
     await gateway.publish(quote("AAPL"))
     await gateway.publish(quote("AAPL"))
-    reply = await client.request({"type": "heartbeat", "client_timestamp": 1234.5}, "heartbeat_response")
+    reply = await client.request(
+        {"type": "heartbeat", "client_timestamp": 1234.5}, "heartbeat_response"
+    )
     assert reply["client_timestamp"] == 1234.5
     assert reply["positions"]["market_data"]["seq"] == 2
 
@@ -453,7 +481,9 @@ async def test_bad_handshake_options(gateway: Gateway) -> None:
         assert info.value.response.status_code == 400
 
 
-async def test_max_connections(make_gateway: Callable[..., Awaitable[Gateway]], connect: Connect) -> None:
+async def test_max_connections(
+    make_gateway: Callable[..., Awaitable[Gateway]], connect: Connect
+) -> None:
     gateway = await make_gateway(max_connections=2)
     await connect(gateway)
     await connect(gateway)
@@ -478,8 +508,16 @@ async def test_ws_publish_needs_publisher_role(
     ack = await publisher.request(
         {"type": "publish", "message_id": "p1", "message": quote("AAPL", message_id="q-1")}, "ack"
     )
-    assert ack == {**ack, "ack_message_id": "q-1", "seq": 1, "status": "accepted", "correlation_id": "p1"}
-    again = await publisher.request({"type": "publish", "message": quote("AAPL", message_id="q-1")}, "ack")
+    assert ack == {
+        **ack,
+        "ack_message_id": "q-1",
+        "seq": 1,
+        "status": "accepted",
+        "correlation_id": "p1",
+    }
+    again = await publisher.request(
+        {"type": "publish", "message": quote("AAPL", message_id="q-1")}, "ack"
+    )
     assert again["duplicate"] is True and again["seq"] == 1
     assert [m["message_id"] for m in await reader.data(1)] == ["q-1"]
     assert await reader.no_data(gateway) == []

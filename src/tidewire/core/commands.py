@@ -39,8 +39,8 @@ from tidewire.protocol.messages import (
     SubscriptionConfirmed,
     SubscriptionError,
     Subscriptions,
-    UnsubscriptionConfirmed,
     Unsubscribe,
+    UnsubscriptionConfirmed,
     now_iso,
 )
 from tidewire.protocol.streams import resolve_stream
@@ -113,7 +113,9 @@ class CommandHandler:
         except ProtocolError as exc:
             self._error(connection, exc, correlation_id)
         except Exception:
-            log.exception("command %s failed on %s", type(command).__name__, connection.connection_id)
+            log.exception(
+                "command %s failed on %s", type(command).__name__, connection.connection_id
+            )
             self._error(
                 connection,
                 ProtocolError(ErrorCode.INTERNAL_ERROR, "internal error"),
@@ -286,7 +288,9 @@ class CommandHandler:
             outcome = await self.broker.publish(message)
         except BrokerUnavailable as exc:
             self._error(
-                connection, ProtocolError(ErrorCode.UNAVAILABLE, f"broker unavailable: {exc}"), request_id
+                connection,
+                ProtocolError(ErrorCode.UNAVAILABLE, f"broker unavailable: {exc}"),
+                request_id,
             )
             return
         self.hub.send(
@@ -319,7 +323,9 @@ class CommandHandler:
             ),
         )
 
-    def _error(self, connection: Connection, exc: ProtocolError, correlation_id: str | None) -> None:
+    def _error(
+        self, connection: Connection, exc: ProtocolError, correlation_id: str | None
+    ) -> None:
         connection.errors += 1
         self.hub.send(
             connection,

@@ -41,10 +41,11 @@ class Connection:
     """One WebSocket client of this gateway node."""
 
     __slots__ = (
+        "batch_ms",
         "bytes_received",
         "bytes_sent",
-        "closed",
         "close_code",
+        "closed",
         "connected_at",
         "connection_id",
         "dirty",
@@ -62,7 +63,6 @@ class Connection:
         "remote",
         "subscriptions",
         "transport",
-        "batch_ms",
         "wire_format",
     )
 

@@ -216,12 +216,23 @@ class Hub:
         self.counters.deliveries += 1
 
     def broadcast(self, message: DataMessage) -> int:
-        """Queue `message` for every open connection, subscribed or not. Returns the count."""
+        """Queue `message` for every open connection, subscribed or not; returns the count.
+
+        Connections with a subscription that matches get it through `dispatch` when the
+        broker delivers it, so they are skipped here: each connection gets it once.
+        """
         encoded = EncodedMessage(message)
+        recipients = 0
         for connection in self.connections.values():
+            recipients += 1
+            if any(
+                s.spec.name == message.stream and s.matches_all(message)
+                for s in connection.subscriptions.values()
+            ):
+                continue
             self._push_encoded(connection, encoded)
-        self.counters.deliveries += len(self.connections)
-        return len(self.connections)
+            self.counters.deliveries += 1
+        return recipients
 
     def send(self, connection: Connection, reply: msgspec.Struct, urgent: bool = True) -> None:
         """Queue a reply (confirmation, error, heartbeat) for one connection.
@@ -317,4 +328,3 @@ class Hub:
                         counter=connection.heartbeat_counter, server_timestamp=now_iso()
                     ),
                 )
-

@@ -55,6 +55,10 @@ class Subscription:
     """One subscription of one connection to one stream, with its filters compiled."""
 
     __slots__ = (
+        "_max_price",
+        "_min_price",
+        "_min_severity",
+        "_value_checks",
         "connection",
         "created_at",
         "filters",
@@ -65,10 +69,6 @@ class Subscription:
         "rate_limit",
         "spec",
         "subscription_id",
-        "_max_price",
-        "_min_price",
-        "_min_severity",
-        "_value_checks",
     )
 
     def __init__(
@@ -109,8 +109,10 @@ class Subscription:
         )
         self._min_price = filters.min_price
         self._max_price = filters.max_price
-        self.plain = not checks and self._min_severity is None and (
-            self._min_price is None and self._max_price is None
+        self.plain = (
+            not checks
+            and self._min_severity is None
+            and (self._min_price is None and self._max_price is None)
         )
         """True when the index alone decides: no per-message check is needed."""
 

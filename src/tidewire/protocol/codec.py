@@ -113,7 +113,8 @@ def to_command(raw: dict[str, Any]) -> ClientCommand:
             {"type": command_type},
         )
     try:
-        return msgspec.convert(cmd, _command_converter_type)
+        command: ClientCommand = msgspec.convert(cmd, _command_converter_type)
+        return command
     except msgspec.ValidationError as exc:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE, f"invalid {command_type}: {exc}", {"type": command_type}

@@ -92,9 +92,7 @@ def build_data_message(raw: Any, default_source: str = "api") -> DataMessage:
         )
     priority = raw.get("priority", 2)
     if type(priority) is not int or not 1 <= priority <= 4:
-        raise ProtocolError(
-            ErrorCode.INVALID_MESSAGE, "`priority` must be an integer from 1 to 4"
-        )
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "`priority` must be an integer from 1 to 4")
     return DataMessage(
         type=message_type,
         timestamp=_text(raw, "timestamp") or now_iso(),
@@ -138,7 +136,9 @@ def _type_and_stream(raw: dict[str, Any]) -> tuple[str, str]:
         spec = resolve_stream(message_type)
         if spec is None:
             raise ProtocolError(
-                ErrorCode.UNKNOWN_TYPE, f"unknown message type {message_type!r}", {"type": message_type}
+                ErrorCode.UNKNOWN_TYPE,
+                f"unknown message type {message_type!r}",
+                {"type": message_type},
             )
         return spec.message_types[0], spec.name
     return message_type, stream

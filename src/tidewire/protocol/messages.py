@@ -193,7 +193,9 @@ class Ping(Command, tag="ping"):
     """The original dialect's `{"action":"ping"}`; answered with `pong`."""
 
 
-ClientCommand = Subscribe | Unsubscribe | ListSubscriptions | Heartbeat | Auth | Refresh | Publish | Ping
+ClientCommand = (
+    Subscribe | Unsubscribe | ListSubscriptions | Heartbeat | Auth | Refresh | Publish | Ping
+)
 
 
 # --------------------------------------------------------------------------- server replies

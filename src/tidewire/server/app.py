@@ -42,11 +42,10 @@ class Gateway:
             history_limits={name: self.settings.history_limit(name) for name in STREAMS},
             idempotency_window=self.settings.idempotency_window,
         )
-        self.authenticator = authenticator or AnonymousAuthenticator(
-            self.settings.anonymous_roles
-        )
+        self.authenticator = authenticator or AnonymousAuthenticator(self.settings.anonymous_roles)
         self.clock = time.monotonic
         self.started_at = 0.0
+        self.running = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._background: list[Any] = []
@@ -96,6 +95,7 @@ class Gateway:
         await self.control_plane.start()
         self._tick_task = loop.create_task(self._heartbeats())
         self.started_at = self.clock()
+        self.running = True
         if settings.simulator:
             from tidewire.sources.simulator import MarketSimulator
 
@@ -105,7 +105,13 @@ class Gateway:
         log.info("tidewire %s serving %s (control %s)", __version__, self.url, self.internal_url)
 
     async def stop(self, code: int = CloseCode.GOING_AWAY) -> None:
-        """Stop producers, close every client with `code` (1001, or 1012 for a restart)."""
+        """Stop producers, close every client with `code` (1001, or 1012 for a restart).
+
+        Idempotent: a second call does nothing.
+        """
+        if not self.running:
+            return
+        self.running = False
         for source in self._background:
             await source.stop()
         self._background.clear()

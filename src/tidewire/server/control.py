@@ -17,8 +17,8 @@ import uvicorn
 from litestar import Litestar, Request, Response, delete, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi import OpenAPIConfig
-from litestar.params import FromPath, JSONBody
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.params import FromPath, JSONBody
 
 from tidewire import __version__
 from tidewire.brokers.base import BrokerUnavailable
@@ -89,7 +89,9 @@ class BroadcastResponse(msgspec.Struct, kw_only=True):
     recipients: int
 
 
-def error_response(status: int, code: ErrorCode, message: str, details: Any = None) -> Response[Any]:
+def error_response(
+    status: int, code: ErrorCode, message: str, details: Any = None
+) -> Response[Any]:
     return Response(
         ErrorBody(error_code=code.value, error_message=message, details=details),
         status_code=status,
@@ -245,7 +247,9 @@ def create_app(gateway: Gateway) -> Litestar:
         recipients = gateway.broadcast(outcome.message)
         return Response(
             BroadcastResponse(
-                message_id=outcome.message.message_id, seq=outcome.message.seq, recipients=recipients
+                message_id=outcome.message.message_id,
+                seq=outcome.message.seq,
+                recipients=recipients,
             )
         )
 
@@ -255,7 +259,10 @@ def create_app(gateway: Gateway) -> Litestar:
             405: ErrorCode.INVALID_MESSAGE,
             413: ErrorCode.MESSAGE_TOO_LARGE,
             400: ErrorCode.INVALID_MESSAGE,
-        }.get(exc.status_code, ErrorCode.INTERNAL_ERROR if exc.status_code >= 500 else ErrorCode.INVALID_MESSAGE)
+        }.get(
+            exc.status_code,
+            ErrorCode.INTERNAL_ERROR if exc.status_code >= 500 else ErrorCode.INVALID_MESSAGE,
+        )
         extra = getattr(exc, "extra", None)
         return error_response(exc.status_code, code, str(exc.detail), extra or None)
 
@@ -283,7 +290,7 @@ def create_app(gateway: Gateway) -> Litestar:
     )
 
 
-class _EmbeddedServer(uvicorn.Server):  # type: ignore[misc]
+class _EmbeddedServer(uvicorn.Server):
     """uvicorn without its signal handlers: the gateway owns the process's signals."""
 
     @contextlib.contextmanager

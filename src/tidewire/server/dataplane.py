@@ -9,6 +9,7 @@ frontend's), and GET /healthz for load balancers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -93,7 +94,7 @@ def negotiate(
     return parts.path, chosen, fmt, batch_ms
 
 
-class _ClientListener(WSListener):  # type: ignore[misc]
+class _ClientListener(WSListener):
     """picows callbacks of one client; also the core's `Transport` for it."""
 
     def __init__(self, plane: DataPlane, fmt: WireFormat, path: str, batch_ms: int) -> None:
@@ -146,7 +147,7 @@ class _ClientListener(WSListener):  # type: ignore[misc]
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.connection is not None:
-            self._plane.hub.remove_connection(self.connection)
+            self._plane.closed(self.connection)
 
     # ---- core Transport
 
@@ -194,6 +195,8 @@ class DataPlane:
         self._id_prefix = os.urandom(3).hex()
         self._ids = 0
         self.port = 0
+        self._drained = asyncio.Event()
+        """Set whenever the last connection goes away (awaited by `stop`)."""
 
     async def start(self) -> None:
         self._server = await ws_create_server(
@@ -208,15 +211,18 @@ class DataPlane:
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def stop(self, code: int = CloseCode.GOING_AWAY, reason: str = "server going away") -> None:
+    async def stop(
+        self, code: int = CloseCode.GOING_AWAY, reason: str = "server going away"
+    ) -> None:
         """Stop accepting, close every connection with `code`, wait for them to go."""
         if self._server is not None:
             self._server.close()
         for connection in list(self.hub.connections.values()):
             self.hub.close(connection, code, reason)
-        deadline = self.clock() + CLOSE_GRACE_SECONDS
-        while self.hub.connections and self.clock() < deadline:
-            await asyncio.sleep(0.01)
+        if self.hub.connections:
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), CLOSE_GRACE_SECONDS)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -248,6 +254,11 @@ class DataPlane:
             WSUpgradeResponse.create_101_response(headers),
             _ClientListener(self, fmt, bare, batch_ms),
         )
+
+    def closed(self, connection: Connection) -> None:
+        self.hub.remove_connection(connection)
+        if not self.hub.connections:
+            self._drained.set()
 
     def open(
         self, listener: _ClientListener, fmt: WireFormat, path: str, batch_ms: int, peer: Any

@@ -1,0 +1,40 @@
+# Tidewire: `make demo` runs the gateway with the market simulator; `make test` runs every check.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest bench schema clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@echo "Dashboard and API: http://127.0.0.1:8766/docs   WebSocket: ws://127.0.0.1:8765/ws"
+	$(BIN)/tidewire serve --demo
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.fanout
+
+schema: $(STAMP)
+	$(BIN)/tidewire schema --typescript > clients/typescript/tidewire-protocol.d.ts
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
