@@ -25,7 +25,10 @@ class Transport(Protocol):
         ...
 
     def write_buffer_size(self) -> int:
-        """Bytes written but not yet accepted by the kernel."""
+        """Bytes written but not yet accepted by the kernel.
+
+        Asked only while the connection's `write_paused` is set: the transport must set it
+        when its buffer passes a high-water mark below the hub's `max_outbox_bytes`."""
         ...
 
     def ping(self) -> None:
@@ -64,6 +67,8 @@ class Connection:
         "subscriptions",
         "transport",
         "wire_format",
+        "write",
+        "write_paused",
     )
 
     def __init__(
@@ -81,6 +86,11 @@ class Connection:
     ) -> None:
         self.connection_id = connection_id
         self.transport = transport
+        self.write = transport.write
+        """`transport.write`, bound once: the flush calls it for every connection."""
+        self.write_paused = False
+        """Set by the transport while its buffer is above the high-water mark; only then
+        does the flush ask for the buffer size (the slow-consumer check)."""
         self.wire_format = wire_format
         self.principal = principal
         self.inbound = inbound

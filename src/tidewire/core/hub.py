@@ -180,8 +180,13 @@ class Hub:
     # ------------------------------------------------------------------ fan-out
 
     def dispatch(self, message: DataMessage) -> None:
-        """Queue `message` for every connection with a matching subscription."""
-        self.counters.messages_dispatched += 1
+        """Queue `message` for every connection with a matching subscription.
+
+        The hottest loop of the gateway: it is written out flat (no helper calls per
+        recipient) because each recipient costs a few hundred nanoseconds at most.
+        """
+        counters = self.counters
+        counters.messages_dispatched += 1
         index = self._index.get(message.stream)
         if index is None:
             return
@@ -192,6 +197,7 @@ class Hub:
         self._token += 1
         token = self._token
         encoded: EncodedMessage | None = None
+        urgent = message.priority >= PRIORITY_CRITICAL
         delivered = 0
         for holders in (keyed, wildcard):
             if not holders:
@@ -199,16 +205,23 @@ class Hub:
             for subscription in holders:
                 if not subscription.plain and not subscription.matches(message):
                     continue
-                connection = subscription.connection
                 subscription.messages_delivered += 1
-                if connection.last_token == token:
+                connection = subscription.connection
+                if connection.last_token == token or connection.closed:
                     continue
                 connection.last_token = token
                 if encoded is None:
                     encoded = EncodedMessage(message)
-                self._push_encoded(connection, encoded)
+                fmt = connection.wire_format
+                outbox = connection.outbox
+                item = encoded.payload(fmt) if outbox.batched else encoded.frame(fmt)
+                (outbox.urgent if urgent else outbox.pending).append(item)
+                outbox.pending_bytes += len(item)
+                connection.messages_sent += 1
                 delivered += 1
-        self.counters.deliveries += delivered
+                if not connection.dirty:
+                    self._mark_dirty(connection)
+        counters.deliveries += delivered
 
     def deliver(self, connection: Connection, message: DataMessage) -> None:
         """Queue one data message for one connection (snapshots, replays, broadcasts)."""
@@ -258,8 +271,10 @@ class Hub:
     def _push(self, connection: Connection, item: bytes, urgent: bool) -> None:
         connection.outbox.push(item, urgent)
         connection.messages_sent += 1
-        if connection.dirty:
-            return
+        if not connection.dirty:
+            self._mark_dirty(connection)
+
+    def _mark_dirty(self, connection: Connection) -> None:
         connection.dirty = True
         if connection.batch_ms:
             self._scheduler.call_later(
@@ -275,11 +290,37 @@ class Hub:
         """Write every dirty connection's outbox: one write per connection."""
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, []
-        self.counters.flushes += 1
+        now = self._clock()
+        limit = self.max_outbox_bytes
+        written = writes = 0
         for connection in dirty:
             connection.dirty = False
-            if not connection.closed and connection.outbox:
-                self._write(connection)
+            outbox = connection.outbox
+            if connection.closed or not outbox.pending_bytes:
+                continue
+            pending = outbox.pending
+            if len(pending) == 1 and not outbox.urgent and not outbox.batched:
+                # The common case at one message per iteration: no join, no copy.
+                data = pending[0]
+                outbox.pending = []
+                outbox.pending_bytes = 0
+            else:
+                data = outbox.take()
+            connection.write(data)
+            connection.bytes_sent += len(data)
+            connection.last_outbound = now
+            written += len(data)
+            writes += 1
+            # The kernel took what it could; the rest waits in user space, and the transport
+            # said so (write_paused). A connection that lets that grow past the limit is a
+            # slow consumer: close it (4008) rather than drop its messages or let it eat
+            # the process's memory.
+            if connection.write_paused and connection.transport.write_buffer_size() > limit:
+                self._slow_consumer(connection)
+        counters = self.counters
+        counters.flushes += 1
+        counters.writes += writes
+        counters.bytes_written += written
 
     def _flush_batched(self, connection: Connection) -> None:
         connection.dirty = False
@@ -288,17 +329,19 @@ class Hub:
 
     def _write(self, connection: Connection) -> None:
         data = connection.outbox.take()
-        connection.transport.write(data)
+        connection.write(data)
         connection.bytes_sent += len(data)
+        connection.last_outbound = self._clock()
         self.counters.writes += 1
         self.counters.bytes_written += len(data)
-        # The kernel took what it could; what it did not sits in user space. A connection
-        # that lets that grow past the limit is a slow consumer: close it (4008) rather than
-        # drop its messages or let it eat the process's memory.
-        if connection.transport.write_buffer_size() > self.max_outbox_bytes:
-            self.counters.slow_consumer_closes += 1
-            self.close(connection, CloseCode.SLOW_CONSUMER, "slow consumer")
-        connection.last_outbound = self._clock()
+        if connection.write_paused and (
+            connection.transport.write_buffer_size() > self.max_outbox_bytes
+        ):
+            self._slow_consumer(connection)
+
+    def _slow_consumer(self, connection: Connection) -> None:
+        self.counters.slow_consumer_closes += 1
+        self.close(connection, CloseCode.SLOW_CONSUMER, "slow consumer")
 
     # ------------------------------------------------------------------ heartbeats
 

@@ -112,8 +112,14 @@ class _ClientListener(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._ws = transport
-        self._raw = transport.underlying_transport
-        peer = self._raw.get_extra_info("peername")
+        self._raw = raw = transport.underlying_transport
+        # The hub writes pre-built frames straight to the socket's transport: bind its C
+        # write here so the flush calls it without a Python frame in between.
+        self.write = raw.write  # type: ignore[method-assign]
+        # pause_writing fires above this mark, and only then does the hub check for a slow
+        # consumer, so it must sit below the outbox limit.
+        raw.set_write_buffer_limits(high=min(65536, self._plane.settings.max_outbox_bytes // 2))
+        peer = raw.get_extra_info("peername")
         self.connection = self._plane.open(self, self._fmt, self._path, self._batch_ms, peer)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -148,6 +154,14 @@ class _ClientListener(WSListener):
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.connection is not None:
             self._plane.closed(self.connection)
+
+    def pause_writing(self) -> None:
+        if self.connection is not None:
+            self.connection.write_paused = True
+
+    def resume_writing(self) -> None:
+        if self.connection is not None:
+            self.connection.write_paused = False
 
     # ---- core Transport
 
