@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+TSC := clients/typescript/node_modules/.bin/tsc
+
 .PHONY: demo test lint typecheck pytest bench schema clean
 
 $(BIN)/python:
@@ -27,8 +29,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(TSC)
 	$(BIN)/pytest -q
+
+# TypeScript compiler (pinned in clients/typescript/package.json) that type-checks the
+# generated declarations; npm comes with Node.js (apt-get install nodejs npm).
+$(TSC): clients/typescript/package.json
+	npm install --prefix clients/typescript --no-audit --no-fund --loglevel=error
+	touch $(TSC)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.fanout

@@ -13,11 +13,14 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 def test_stream_table_matches_the_catalogue() -> None:
     text = DOC.read_text()
     table = text.split("<!-- streams-table:start -->")[1].split("<!-- streams-table:end -->")[0]
+
+    def names(cell: str) -> list[str]:
+        return re.findall(r"`([^`]+)`", cell)
+
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     documented = {}
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        names = lambda cell: [n for n in re.findall(r"`([^`]+)`", cell)]  # noqa: E731
         documented[names(cells[0])[0]] = (
             names(cells[1])[0],
             cells[2],
@@ -25,7 +28,12 @@ def test_stream_table_matches_the_catalogue() -> None:
             sorted(names(cells[4])),
         )
     expected = {
-        spec.name: (spec.key_field, spec.stream_class.value, spec.message_types, sorted(spec.filters))
+        spec.name: (
+            spec.key_field,
+            spec.stream_class.value,
+            spec.message_types,
+            sorted(spec.filters),
+        )
         for spec in STREAMS.values()
     }
     assert documented == expected

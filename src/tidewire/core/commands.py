@@ -27,7 +27,7 @@ from tidewire.protocol.messages import (
     AuthOk,
     ClientCommand,
     DataMessage,
-    Error,
+    ErrorReply,
     Heartbeat,
     HeartbeatResponse,
     ListSubscriptions,
@@ -329,7 +329,7 @@ class CommandHandler:
         connection.errors += 1
         self.hub.send(
             connection,
-            Error(
+            ErrorReply(
                 correlation_id=correlation_id,
                 error_code=exc.code.value,
                 error_message=exc.message,

@@ -43,10 +43,12 @@ class Scheduler(Protocol):
 class EncodedMessage:
     """A data message with its payload and frame bytes, built lazily once per wire format."""
 
-    __slots__ = ("_frames", "_payloads", "message", "urgent")
+    __slots__ = ("_frames", "_payloads", "built", "message", "urgent")
 
     def __init__(self, message: DataMessage) -> None:
         self.message = message
+        self.built = 0
+        """Encodings done so far, one per wire format used (the hub adds it to `frames_encoded`)."""
         self.urgent = message.priority >= PRIORITY_CRITICAL
         self._payloads: list[bytes | None] = [None] * len(WIRE_FORMATS)
         self._frames: list[bytes | None] = [None] * len(WIRE_FORMATS)
@@ -55,6 +57,7 @@ class EncodedMessage:
         payload = self._payloads[fmt]
         if payload is None:
             payload = self._payloads[fmt] = ENCODE[fmt](self.message)
+            self.built += 1
         return payload
 
     def frame(self, fmt: WireFormat) -> bytes:
@@ -132,6 +135,8 @@ class Hub:
             return
         if connection.outbox and code != CloseCode.SLOW_CONSUMER:
             self._write(connection)
+            if connection.closed:  # that last write found a slow consumer and closed it
+                return
         connection.closed = True
         connection.close_code = code
         connection.transport.close(code, reason)
@@ -222,6 +227,8 @@ class Hub:
                 if not connection.dirty:
                     self._mark_dirty(connection)
         counters.deliveries += delivered
+        if encoded is not None:
+            counters.frames_encoded += encoded.built
 
     def deliver(self, connection: Connection, message: DataMessage) -> None:
         """Queue one data message for one connection (snapshots, replays, broadcasts)."""
@@ -237,6 +244,8 @@ class Hub:
         encoded = EncodedMessage(message)
         recipients = 0
         for connection in self.connections.values():
+            if connection.closed:
+                continue
             recipients += 1
             if any(
                 s.spec.name == message.stream and s.matches_all(message)

@@ -7,6 +7,7 @@ index does not already guarantee. Pure logic, no I/O.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tidewire.protocol.messages import DataMessage, Filters, SubscriptionInfo
@@ -28,7 +29,11 @@ def message_price(message: DataMessage) -> float | None:
         value = data.get(name)
         if value is not None:
             return _number(value)
-    bid, ask = _number(data.get("bid")), _number(data.get("ask"))
+    raw_bid, raw_ask = data.get("bid"), data.get("ask")
+    if isinstance(raw_bid, Decimal) and isinstance(raw_ask, Decimal):
+        # Exact mid: float(1.1) + float(1.3) would land past a max_price of 1.2.
+        return float((raw_bid + raw_ask) / 2)
+    bid, ask = _number(raw_bid), _number(raw_ask)
     if bid is not None and ask is not None:
         return (bid + ask) / 2.0
     return None

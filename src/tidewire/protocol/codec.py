@@ -106,7 +106,7 @@ def to_command(raw: dict[str, Any]) -> ClientCommand:
     """
     cmd = normalize_command(raw)
     command_type = cmd.get("type")
-    if command_type not in _COMMAND_TYPES:
+    if not isinstance(command_type, str) or command_type not in _COMMAND_TYPES:
         raise ProtocolError(
             ErrorCode.UNKNOWN_TYPE,
             f"unknown message type {command_type!r}",

@@ -55,7 +55,7 @@ def normalize_command(raw: dict[str, Any]) -> dict[str, Any]:
         action = cmd.pop("action", None)
         if action is None:
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, "message has no `type`")
-        if action not in _ACTIONS:
+        if not isinstance(action, str) or action not in _ACTIONS:
             raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown action {action!r}")
         cmd["type"] = action
     else:
@@ -69,7 +69,8 @@ def normalize_command(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _normalize_subscribe(cmd: dict[str, Any]) -> None:
     nested = cmd.get("data")
-    if isinstance(nested, dict) and not _has_stream(cmd):
+    if isinstance(nested, dict):
+        # The request nested in `data`, in full or only its filters: merge, top level wins.
         del cmd["data"]
         for name, value in nested.items():
             cmd.setdefault(name, value)
@@ -101,7 +102,3 @@ def _normalize_unsubscribe(cmd: dict[str, Any]) -> None:
         for name in ("subscription_id", "subscription_ids"):
             if name in nested:
                 cmd[name] = nested[name]
-
-
-def _has_stream(cmd: dict[str, Any]) -> bool:
-    return any(name in cmd for name in ("stream", "message_type", "topic"))

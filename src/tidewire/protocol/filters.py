@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -63,6 +64,13 @@ def validate_filters(
         if getattr(filters, name) == "":
             raise ProtocolError(
                 ErrorCode.INVALID_FILTER, f"`{name}` must not be empty", {"filter": name}
+            )
+    for name in ("min_price", "max_price"):
+        price = getattr(filters, name)
+        if price is not None and math.isnan(price):
+            # NaN compares false with every price: the subscription would match nothing.
+            raise ProtocolError(
+                ErrorCode.INVALID_FILTER, f"`{name}` must be a number", {"filter": name}
             )
     low, high = filters.min_price, filters.max_price
     if low is not None and high is not None and low > high:

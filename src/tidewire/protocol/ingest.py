@@ -37,7 +37,7 @@ def build_data_message(raw: Any, default_source: str = "api") -> DataMessage:
     """
     if not isinstance(raw, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a JSON object")
-    unknown = sorted(name for name in raw if name not in _KNOWN and name not in _IGNORED)
+    unknown = sorted(str(name) for name in raw if name not in _KNOWN and name not in _IGNORED)
     if unknown:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,
@@ -67,7 +67,9 @@ def build_data_message(raw: Any, default_source: str = "api") -> DataMessage:
         fields["severity"] = _severity(fields["severity"])
     source = raw.get("source", default_source)
     if not isinstance(source, str) or not source:
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "`source` must be a non-empty string")
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, "`source` must be a non-empty string", {"field": "source"}
+        )
     spec = resolve_stream(stream)
     assert spec is not None  # _type_and_stream checked it
     if message_type == "market_data":
@@ -92,7 +94,11 @@ def build_data_message(raw: Any, default_source: str = "api") -> DataMessage:
         )
     priority = raw.get("priority", 2)
     if type(priority) is not int or not 1 <= priority <= 4:
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "`priority` must be an integer from 1 to 4")
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            "`priority` must be an integer from 1 to 4",
+            {"field": "priority"},
+        )
     return DataMessage(
         type=message_type,
         timestamp=_text(raw, "timestamp") or now_iso(),
@@ -112,7 +118,9 @@ def _type_and_stream(raw: dict[str, Any]) -> tuple[str, str]:
     message_type = raw.get("type")
     if stream_name is not None:
         if not isinstance(stream_name, str):
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "`stream` must be a string")
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, "`stream` must be a string", {"field": "stream"}
+            )
         spec = resolve_stream(stream_name)
         if spec is None:
             raise ProtocolError(
@@ -129,7 +137,9 @@ def _type_and_stream(raw: dict[str, Any]) -> tuple[str, str]:
             )
         return message_type, spec.name
     if not isinstance(message_type, str):
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message needs `type` or `stream`")
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, "a message needs `type` or `stream`", {"field": "type"}
+        )
     stream = STREAM_OF_TYPE.get(message_type)
     if stream is None:
         # The original protocol named some types like their stream (`risk_alerts`, ...).

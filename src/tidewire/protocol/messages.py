@@ -83,7 +83,8 @@ class DataMessage(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True)
     seq: int = 0
     """Offset in the stream, strictly increasing by 1 within an epoch; 0 before sequencing."""
     epoch: str = ""
-    source: str = "api"
+    source: str = msgspec.field(default_factory=lambda: "api")
+    """Producer name; a default_factory so that omit_defaults never drops it."""
     data: dict[str, Any]
     correlation_id: str | None = None
     priority: int = PRIORITY_NORMAL
@@ -151,7 +152,7 @@ class Command(
 
 class Subscribe(Command, tag="subscribe"):
     stream: str
-    filters: dict[str, Any] | None = None
+    filters: Any = None
     """Validated separately (into `Filters`) so a bad filter reports `invalid_filter`."""
     subscription_id: str | None = None
     rate_limit: float | None = None
@@ -287,7 +288,7 @@ class Ack(Reply, tag="ack"):
     duplicate: bool = False
 
 
-class Error(Reply, tag="error"):
+class ErrorReply(Reply, tag="error"):
     error_code: str
     error_message: str
     retryable: bool
@@ -308,7 +309,7 @@ ServerReply = (
     | ServerHeartbeat
     | AuthOk
     | Ack
-    | Error
+    | ErrorReply
     | Pong
 )
 

@@ -1,0 +1,440 @@
+"""The Broker contract of brokers/base.py, run against every broker implementation.
+
+Each implementation is a param of the `broker_kind` fixture: a factory that builds a broker
+from history limits, an idempotency window and an injected clock. Today that is the memory
+broker; a Redis broker joins by adding "redis" to `BROKER_KINDS` and a branch to
+`make_broker` (a Redis broker whose history ages by server time can drive `clock.advance`
+through its own hook).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import pytest
+
+from tidewire.brokers.base import Broker, HistoryLimit, PublishOutcome
+from tidewire.brokers.memory import MemoryBroker
+from tidewire.protocol.ingest import build_data_message
+from tidewire.protocol.messages import DataMessage, StreamPosition, now_iso
+from tidewire.protocol.streams import STREAMS
+
+BROKER_KINDS = ["memory"]
+WINDOW = 300.0
+
+
+class FakeClock:
+    def __init__(self, now: float = 10_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Harness:
+    """Builds brokers of one kind sharing a fake clock, and records what they deliver."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.clock = FakeClock()
+        self.delivered: dict[int, list[DataMessage]] = {}
+        self.started: list[Broker] = []
+
+    async def make(
+        self,
+        history_limits: Mapping[str, HistoryLimit] | None = None,
+        idempotency_window: float = WINDOW,
+    ) -> Broker:
+        broker: Broker
+        if self.kind == "memory":
+            broker = MemoryBroker(
+                history_limits=history_limits,
+                idempotency_window=idempotency_window,
+                clock=self.clock,
+            )
+        else:  # pragma: no cover - a new kind must be wired here
+            raise AssertionError(f"unknown broker kind {self.kind}")
+        received: list[DataMessage] = []
+        self.delivered[id(broker)] = received
+        broker.set_consumer(received.append)
+        await broker.start()
+        self.started.append(broker)
+        return broker
+
+    def seen(self, broker: Broker) -> list[DataMessage]:
+        """What `broker` delivered to its consumer so far, in order."""
+        return self.delivered[id(broker)]
+
+
+@pytest.fixture(params=BROKER_KINDS)
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    h = Harness(request.param)
+    yield h
+    for broker in h.started:
+        await broker.close()
+
+
+@pytest.fixture
+async def broker(harness: Harness) -> Broker:
+    return await harness.make()
+
+
+# ------------------------------------------------------------------ messages
+
+_ids = itertools.count(1)
+
+
+def _payload(stream: str, key: str, n: int) -> dict[str, Any]:
+    symbol = "AAPL"
+    if stream in ("market_data", "execution_analytics"):
+        symbol = key
+    builders: dict[str, Callable[[], dict[str, Any]]] = {
+        "market_data": lambda: {"symbol": key, "data": {"bid": 100 + n, "ask": 101 + n}},
+        "trade_updates": lambda: {
+            "portfolio_id": key,
+            "data": {
+                "trade_id": f"t{n}",
+                "order_id": "o1",
+                "symbol": symbol,
+                "side": "buy",
+                "quantity": n,
+                "price": 10.0,
+            },
+        },
+        "order_updates": lambda: {
+            "portfolio_id": key,
+            "data": {
+                "order_id": f"o{n}",
+                "symbol": symbol,
+                "side": "sell",
+                "order_type": "limit",
+                "quantity": 5,
+                "filled_quantity": 0,
+                "status": "open",
+            },
+        },
+        "position_updates": lambda: {
+            "portfolio_id": key,
+            "data": {"symbol": symbol, "quantity": n, "avg_price": 10.0, "unrealized_pnl": 0.0},
+        },
+        "risk_alerts": lambda: {
+            "portfolio_id": key,
+            "severity": "high",
+            "data": {"metric": "var", "current_value": n, "threshold": 1, "timestamp": now_iso()},
+        },
+        "performance_updates": lambda: {
+            "portfolio_id": key,
+            "data": {"total_value": n, "total_pnl": 0, "daily_pnl": 0},
+        },
+        "strategy_performance": lambda: {
+            "strategy_id": key,
+            "data": {"strategy_id": key, "pnl": n, "trades": n},
+        },
+        "execution_analytics": lambda: {
+            "symbol": key,
+            "data": {"order_id": f"o{n}", "symbol": key, "slippage_bps": 1.5},
+        },
+        "risk_metrics": lambda: {
+            "portfolio_id": key,
+            "data": {"var_95": n, "exposure": 1, "leverage": 1},
+        },
+        "engine_status": lambda: {"engine_id": key, "data": {"status": "running"}},
+        "system_health": lambda: {"component": key, "data": {"status": "healthy"}},
+        "events": lambda: {"source": key, "data": {"message": f"event {n}"}},
+    }
+    return builders[stream]()
+
+
+def make(stream: str, key: str = "K1", message_id: str | None = None, **extra: Any) -> DataMessage:
+    """A valid, unsequenced message of `stream` partitioned under `key`."""
+    n = next(_ids)
+    raw = {"stream": stream, **_payload(stream, key, n), **extra}
+    raw["message_id"] = message_id or f"contract-{n}"
+    return build_data_message(raw)
+
+
+def test_there_is_a_message_factory_for_every_stream() -> None:
+    for stream in STREAMS:
+        message = make(stream, "KEY")
+        assert message.stream == stream
+        assert message.key == "KEY"
+
+
+RELIABLE = [name for name, spec in STREAMS.items() if spec.reliable]
+LATEST_VALUE = [name for name, spec in STREAMS.items() if not spec.reliable]
+RELIABLE_WITHOUT_SNAPSHOT = [name for name in RELIABLE if name != "position_updates"]
+
+
+async def publish_all(broker: Broker, messages: list[DataMessage]) -> list[PublishOutcome]:
+    return [await broker.publish(m) for m in messages]
+
+
+# ------------------------------------------------------------------ sequencing
+
+
+async def test_seq_starts_at_1_and_grows_by_1_per_stream_independently(broker: Broker) -> None:
+    plan = [
+        "market_data",
+        "order_updates",
+        "market_data",
+        "risk_alerts",
+        "market_data",
+        "order_updates",
+    ]
+    outcomes = await publish_all(broker, [make(stream) for stream in plan])
+    by_stream: dict[str, list[int]] = {}
+    for outcome in outcomes:
+        assert not outcome.duplicate
+        by_stream.setdefault(outcome.message.stream, []).append(outcome.message.seq)
+    assert by_stream == {"market_data": [1, 2, 3], "order_updates": [1, 2], "risk_alerts": [1]}
+    assert broker.position("market_data").seq == 3
+    assert broker.position("order_updates").seq == 2
+    assert broker.position("events").seq == 0, "nothing published yet"
+
+
+async def test_sequenced_message_keeps_everything_else(broker: Broker) -> None:
+    original = make("market_data", "AAPL", venue="XNAS")
+    outcome = await broker.publish(original)
+    sequenced = outcome.message
+    assert sequenced.seq == 1
+    assert sequenced.epoch == broker.position("market_data").epoch
+    for field in ("type", "message_id", "stream", "key", "source", "data", "venue", "timestamp"):
+        assert getattr(sequenced, field) == getattr(original, field)
+
+
+async def test_consumer_sees_every_message_in_order(harness: Harness, broker: Broker) -> None:
+    streams = ["market_data", "order_updates", "events"]
+    messages = [make(streams[i % 3], f"K{i % 4}") for i in range(30)]
+    outcomes = await publish_all(broker, messages)
+    seen = harness.seen(broker)
+    assert seen == [o.message for o in outcomes]
+    assert [m.message_id for m in seen] == [m.message_id for m in messages]
+    for stream in streams:
+        assert [m.seq for m in seen if m.stream == stream] == list(range(1, 11))
+
+
+async def test_epoch_is_stable_within_a_broker_and_differs_across_brokers(
+    harness: Harness, broker: Broker
+) -> None:
+    epoch = broker.position("order_updates").epoch
+    assert isinstance(epoch, str) and epoch
+    outcomes = await publish_all(broker, [make("order_updates") for _ in range(5)])
+    assert {o.message.epoch for o in outcomes} == {epoch}
+    assert broker.position("order_updates").epoch == epoch
+    other = await harness.make()
+    assert other.position("order_updates").epoch != epoch
+    second = await other.publish(make("order_updates"))
+    assert second.message.seq == 1
+    assert second.message.epoch != epoch
+
+
+async def test_publish_many_preserves_order(harness: Harness, broker: Broker) -> None:
+    messages = [make("market_data", f"S{i % 3}") for i in range(6)]
+    messages += [make("order_updates", "PF-1") for _ in range(3)]
+    messages.insert(4, make("market_data", "S9"))
+    outcomes = await broker.publish_many(messages)
+    assert [o.message.message_id for o in outcomes] == [m.message_id for m in messages]
+    assert [o.message.seq for o in outcomes if o.message.stream == "market_data"] == list(
+        range(1, 8)
+    )
+    assert [o.message.seq for o in outcomes if o.message.stream == "order_updates"] == [1, 2, 3]
+    assert harness.seen(broker) == [o.message for o in outcomes]
+
+
+# ------------------------------------------------------------------ idempotency
+
+
+async def test_duplicate_returns_the_original_and_is_not_delivered(
+    harness: Harness, broker: Broker
+) -> None:
+    first = await broker.publish(make("order_updates", "PF-1", message_id="dup-1"))
+    await broker.publish(make("order_updates", "PF-1"))
+    harness.clock.advance(WINDOW / 2)
+    repeat = await broker.publish(make("order_updates", "PF-2", message_id="dup-1"))
+    assert repeat.duplicate is True
+    assert repeat.message.seq == first.message.seq == 1
+    assert repeat.message == first.message, "the original, not the repeat"
+    assert [m.message_id for m in harness.seen(broker)].count("dup-1") == 1
+    assert broker.position("order_updates").seq == 2, "a duplicate takes no seq"
+    following = await broker.publish(make("order_updates", "PF-1"))
+    assert following.message.seq == 3
+
+
+async def test_duplicate_in_one_publish_many_is_flagged(harness: Harness, broker: Broker) -> None:
+    a = make("events", message_id="same")
+    outcomes = await broker.publish_many([a, make("events"), make("events", message_id="same")])
+    assert [o.duplicate for o in outcomes] == [False, False, True]
+    assert outcomes[2].message == outcomes[0].message
+    assert len(harness.seen(broker)) == 2
+
+
+@pytest.mark.parametrize(
+    ("after", "duplicate"),
+    [(1.0, True), (WINDOW - 1.0, True), (WINDOW + 1.0, False), (10 * WINDOW, False)],
+)
+async def test_idempotency_lasts_for_the_window(
+    harness: Harness, broker: Broker, after: float, duplicate: bool
+) -> None:
+    await broker.publish(make("market_data", "AAPL", message_id="idem"))
+    harness.clock.advance(after)
+    outcome = await broker.publish(make("market_data", "AAPL", message_id="idem"))
+    assert outcome.duplicate is duplicate
+    assert outcome.message.seq == (1 if duplicate else 2)
+    assert len(harness.seen(broker)) == (1 if duplicate else 2)
+
+
+async def test_window_is_configurable(harness: Harness) -> None:
+    broker = await harness.make(idempotency_window=5.0)
+    await broker.publish(make("events", message_id="short"))
+    harness.clock.advance(6.0)
+    assert (await broker.publish(make("events", message_id="short"))).duplicate is False
+
+
+# ------------------------------------------------------------------ history
+
+
+@pytest.mark.parametrize("since", [0, 1, 3, 4])
+async def test_history_returns_exactly_what_came_after(broker: Broker, since: int) -> None:
+    outcomes = await publish_all(broker, [make("order_updates", f"PF-{i}") for i in range(5)])
+    await publish_all(broker, [make("risk_alerts") for _ in range(2)])  # another stream
+    epoch = broker.position("order_updates").epoch
+    history = await broker.history("order_updates", StreamPosition(epoch, since))
+    assert history == [o.message for o in outcomes][since:]
+    assert [m.seq for m in history] == list(range(since + 1, 6))
+
+
+async def test_history_when_up_to_date_is_empty(broker: Broker) -> None:
+    epoch = broker.position("order_updates").epoch
+    assert await broker.history("order_updates", StreamPosition(epoch, 0)) == []
+    await publish_all(broker, [make("order_updates") for _ in range(3)])
+    assert await broker.history("order_updates", StreamPosition(epoch, 3)) == []
+
+
+async def test_history_of_another_epoch_is_none(harness: Harness, broker: Broker) -> None:
+    await publish_all(broker, [make("order_updates") for _ in range(3)])
+    other = await harness.make()
+    await publish_all(other, [make("order_updates") for _ in range(3)])
+    foreign = other.position("order_updates")
+    assert await broker.history("order_updates", StreamPosition(foreign.epoch, 1)) is None
+    assert await broker.history("order_updates", StreamPosition("not-an-epoch", 0)) is None
+
+
+@pytest.mark.parametrize("ahead", [1, 100])
+async def test_history_beyond_the_head_is_none(broker: Broker, ahead: int) -> None:
+    await publish_all(broker, [make("trade_updates") for _ in range(3)])
+    epoch = broker.position("trade_updates").epoch
+    assert await broker.history("trade_updates", StreamPosition(epoch, 3 + ahead)) is None
+
+
+async def test_history_trimmed_by_count_is_never_partial(harness: Harness) -> None:
+    broker = await harness.make({"order_updates": HistoryLimit(max_messages=3)})
+    outcomes = await publish_all(broker, [make("order_updates") for _ in range(6)])
+    epoch = broker.position("order_updates").epoch
+    kept = [o.message for o in outcomes]
+    # seq 4..6 are kept: resuming after 3 or later works ...
+    assert await broker.history("order_updates", StreamPosition(epoch, 3)) == kept[3:]
+    assert await broker.history("order_updates", StreamPosition(epoch, 5)) == kept[5:]
+    assert await broker.history("order_updates", StreamPosition(epoch, 6)) == []
+    # ... resuming from earlier would need trimmed messages: None, not the tail.
+    for since in (0, 1, 2):
+        assert await broker.history("order_updates", StreamPosition(epoch, since)) is None
+
+
+async def test_history_limits_are_per_stream(harness: Harness) -> None:
+    broker = await harness.make({"order_updates": HistoryLimit(max_messages=2)})
+    await publish_all(broker, [make("order_updates") for _ in range(5)])
+    await publish_all(broker, [make("risk_alerts") for _ in range(5)])
+    orders, alerts = broker.position("order_updates"), broker.position("risk_alerts")
+    assert await broker.history("order_updates", StreamPosition(orders.epoch, 0)) is None
+    history = await broker.history("risk_alerts", StreamPosition(alerts.epoch, 0))
+    assert history is not None and len(history) == 5
+
+
+async def test_history_older_than_max_age_is_gone(harness: Harness) -> None:
+    broker = await harness.make({"order_updates": HistoryLimit(max_age_seconds=60.0)})
+    early = await publish_all(broker, [make("order_updates") for _ in range(2)])  # seq 1-2
+    harness.clock.advance(40.0)
+    late = await publish_all(broker, [make("order_updates") for _ in range(3)])  # seq 3-5
+    epoch = broker.position("order_updates").epoch
+    assert await broker.history("order_updates", StreamPosition(epoch, 0)) == [
+        o.message for o in early + late
+    ]
+    harness.clock.advance(30.0)  # seq 1-2 are 70 s old, 3-5 are 30 s old
+    assert await broker.history("order_updates", StreamPosition(epoch, 2)) == [
+        o.message for o in late
+    ]
+    assert await broker.history("order_updates", StreamPosition(epoch, 0)) is None
+    assert await broker.history("order_updates", StreamPosition(epoch, 1)) is None
+    harness.clock.advance(60.0)  # everything expired
+    assert await broker.history("order_updates", StreamPosition(epoch, 4)) is None
+    assert await broker.history("order_updates", StreamPosition(epoch, 5)) == []
+
+
+# ------------------------------------------------------------------ snapshots
+
+
+@pytest.mark.parametrize("stream", LATEST_VALUE)
+async def test_snapshot_is_the_newest_message_per_key(broker: Broker, stream: str) -> None:
+    outcomes = await publish_all(
+        broker, [make(stream, key) for key in ["A", "B", "A", "C", "B", "A"]]
+    )
+    snapshot = await broker.snapshot(stream)
+    messages = [o.message for o in outcomes]
+    # newest per key: B (seq 5), A (seq 6), C (seq 4); in seq order
+    assert snapshot == [messages[3], messages[4], messages[5]]
+    assert [m.key for m in snapshot] == ["C", "B", "A"]
+
+
+async def test_snapshot_of_positions_is_per_portfolio_and_symbol(broker: Broker) -> None:
+    def position(portfolio: str, symbol: str) -> DataMessage:
+        return build_data_message(
+            {
+                "type": "position_update",
+                "portfolio_id": portfolio,
+                "data": {
+                    "symbol": symbol,
+                    "quantity": next(_ids),
+                    "avg_price": 1,
+                    "unrealized_pnl": 0,
+                },
+            }
+        )
+
+    plan = [
+        ("PF-1", "AAPL"),
+        ("PF-1", "MSFT"),
+        ("PF-2", "AAPL"),
+        ("PF-1", "AAPL"),
+        ("PF-2", "AAPL"),
+    ]
+    outcomes = await publish_all(broker, [position(p, s) for p, s in plan])
+    messages = [o.message for o in outcomes]
+    snapshot = await broker.snapshot("position_updates")
+    assert snapshot == [messages[1], messages[3], messages[4]]
+    assert [(m.key, m.symbol) for m in snapshot] == [
+        ("PF-1", "MSFT"),
+        ("PF-1", "AAPL"),
+        ("PF-2", "AAPL"),
+    ]
+
+
+@pytest.mark.parametrize("stream", RELIABLE_WITHOUT_SNAPSHOT)
+async def test_reliable_streams_have_no_snapshot(broker: Broker, stream: str) -> None:
+    await publish_all(broker, [make(stream, key) for key in ["A", "B", "A"]])
+    assert await broker.snapshot(stream) == []
+
+
+@pytest.mark.parametrize("stream", [*LATEST_VALUE, "position_updates"])
+async def test_snapshot_of_an_empty_stream_is_empty(broker: Broker, stream: str) -> None:
+    assert await broker.snapshot(stream) == []
+
+
+async def test_duplicate_does_not_replace_the_last_value(broker: Broker) -> None:
+    first = await broker.publish(make("market_data", "AAPL", message_id="lv-1"))
+    await broker.publish(make("market_data", "AAPL", message_id="lv-1"))
+    assert await broker.snapshot("market_data") == [first.message]
