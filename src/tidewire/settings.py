@@ -46,6 +46,11 @@ class GatewaySettings(BaseSettings):
         ge=1024,
         description="bytes queued for one connection before it is closed with 4008",
     )
+    stall_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a client may leave its socket unread before it is closed with 4008",
+    )
     max_batch_ms: int = Field(1000, ge=1, description="largest batch_ms a client may ask")
 
     # Heartbeats

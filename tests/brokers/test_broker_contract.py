@@ -383,10 +383,13 @@ async def test_snapshot_is_the_newest_message_per_key(broker: Broker, stream: st
     outcomes = await publish_all(
         broker, [make(stream, key) for key in ["A", "B", "A", "C", "B", "A"]]
     )
-    snapshot = await broker.snapshot(stream)
+    result = await broker.snapshot(stream)
+    snapshot = result.messages
     messages = [o.message for o in outcomes]
     # newest per key: B (seq 5), A (seq 6), C (seq 4); in seq order
     assert snapshot == [messages[3], messages[4], messages[5]]
+    assert result.position == broker.position(stream)
+    assert result.position.seq == 6
     assert [m.key for m in snapshot] == ["C", "B", "A"]
 
 
@@ -414,7 +417,7 @@ async def test_snapshot_of_positions_is_per_portfolio_and_symbol(broker: Broker)
     ]
     outcomes = await publish_all(broker, [position(p, s) for p, s in plan])
     messages = [o.message for o in outcomes]
-    snapshot = await broker.snapshot("position_updates")
+    snapshot = (await broker.snapshot("position_updates")).messages
     assert snapshot == [messages[1], messages[3], messages[4]]
     assert [(m.key, m.symbol) for m in snapshot] == [
         ("PF-1", "MSFT"),
@@ -426,15 +429,19 @@ async def test_snapshot_of_positions_is_per_portfolio_and_symbol(broker: Broker)
 @pytest.mark.parametrize("stream", RELIABLE_WITHOUT_SNAPSHOT)
 async def test_reliable_streams_have_no_snapshot(broker: Broker, stream: str) -> None:
     await publish_all(broker, [make(stream, key) for key in ["A", "B", "A"]])
-    assert await broker.snapshot(stream) == []
+    result = await broker.snapshot(stream)
+    assert result.messages == []
+    assert result.position.seq == 3
 
 
 @pytest.mark.parametrize("stream", [*LATEST_VALUE, "position_updates"])
 async def test_snapshot_of_an_empty_stream_is_empty(broker: Broker, stream: str) -> None:
-    assert await broker.snapshot(stream) == []
+    result = await broker.snapshot(stream)
+    assert result.messages == []
+    assert result.position.seq == 0
 
 
 async def test_duplicate_does_not_replace_the_last_value(broker: Broker) -> None:
     first = await broker.publish(make("market_data", "AAPL", message_id="lv-1"))
     await broker.publish(make("market_data", "AAPL", message_id="lv-1"))
-    assert await broker.snapshot("market_data") == [first.message]
+    assert (await broker.snapshot("market_data")).messages == [first.message]

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tidewire.protocol.messages import DataMessage, StreamPosition
-from tidewire.protocol.streams import STREAMS, StreamSpec
+from tidewire.protocol.streams import STREAMS, StreamSpec, keeps_last_values, snapshot_key
+
+__all__ = [
+    "Broker",
+    "BrokerUnavailable",
+    "Consumer",
+    "HistoryLimit",
+    "PublishOutcome",
+    "Snapshot",
+    "keeps_last_values",
+    "snapshot_key",
+]
 
 Consumer = Callable[[DataMessage], None]
 """Called once per sequenced message, in seq order per stream, on the node's event loop."""
@@ -32,6 +43,16 @@ class PublishOutcome:
     duplicate: bool = False
     """True when `message_id` was already published inside the idempotency window: the
     original's seq is returned and nothing is delivered again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The newest message per snapshot key of a stream, and the position it reflects."""
+
+    position: StreamPosition
+    """Every message up to `position.seq` is reflected; live delivery continues after it."""
+    messages: list[DataMessage]
+    """In seq order; empty for streams that keep no last values."""
 
 
 class BrokerUnavailable(Exception):
@@ -88,25 +109,9 @@ class Broker(Protocol):
         """
         ...
 
-    async def snapshot(self, stream: str) -> list[DataMessage]:
-        """The newest message per snapshot key of `stream`, in seq order."""
+    async def snapshot(self, stream: str) -> Snapshot:
+        """The newest message per snapshot key of `stream`, in seq order, with its position."""
         ...
-
-
-def snapshot_key(spec: StreamSpec, message: DataMessage) -> str:
-    """The key under which a stream keeps last values.
-
-    Positions are kept per portfolio *and* symbol: a portfolio holds many positions.
-    """
-    if spec.name == "position_updates":
-        symbol = message.symbol or message.data.get("symbol")
-        return f"{message.key}\x1f{symbol}"
-    return message.key
-
-
-def keeps_last_values(spec: StreamSpec) -> bool:
-    """Whether a stream keeps the newest message per snapshot key."""
-    return not spec.reliable or spec.name == "position_updates"
 
 
 def stream_spec(name: str) -> StreamSpec:

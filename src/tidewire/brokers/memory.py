@@ -18,6 +18,7 @@ from tidewire.brokers.base import (
     Consumer,
     HistoryLimit,
     PublishOutcome,
+    Snapshot,
     keeps_last_values,
     snapshot_key,
 )
@@ -124,11 +125,11 @@ class MemoryBroker:
         first = state.history[0][1].seq
         return [message for _, message in list(state.history)[since.seq + 1 - first :]]
 
-    async def snapshot(self, stream: str) -> list[DataMessage]:
-        values = self._streams[stream].last_values
-        if values is None:
-            return []
-        return sorted(values.values(), key=lambda message: message.seq)
+    async def snapshot(self, stream: str) -> Snapshot:
+        state = self._streams[stream]
+        values = state.last_values
+        messages = sorted(values.values(), key=lambda m: m.seq) if values is not None else []
+        return Snapshot(StreamPosition(state.epoch, state.seq), messages)
 
     def _trim_history(self, state: _Stream) -> None:
         assert state.history is not None and state.limit is not None

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from tidewire.brokers.base import Broker, BrokerUnavailable
+from tidewire.core import recovery
 from tidewire.core.auth import Authenticator
 from tidewire.core.connection import Connection
 from tidewire.core.hub import Hub
@@ -35,6 +37,7 @@ from tidewire.protocol.messages import (
     Pong,
     Publish,
     Refresh,
+    StreamPosition,
     Subscribe,
     SubscriptionConfirmed,
     SubscriptionError,
@@ -69,13 +72,17 @@ class CommandHandler:
         authenticator: Authenticator,
         limits: CommandLimits,
         clock: Callable[[], float],
+        spawn: Callable[[Coroutine[Any, Any, None]], None] | None = None,
     ) -> None:
+        """`spawn` runs the asynchronous part of a command (a snapshot or replay fetch, a
+        publish); by default a task on the running loop."""
         self.hub = hub
         self.broker = broker
         self.authenticator = authenticator
         self.limits = limits
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
+        self._spawn = spawn or self._create_task
 
     def on_frame(self, connection: Connection, payload: bytes, binary: bool) -> None:
         """Handle one complete inbound message of `connection`."""
@@ -163,18 +170,68 @@ class CommandHandler:
                 ),
             )
             return
+        if not recovery.needs_setup(subscription, command.since, command.snapshot):
+            self.hub.add_subscription(subscription)
+            self._confirm(command, subscription, self.broker.position(subscription.spec.name), None)
+            return
+        # Registered now, so that no live message is missed while the snapshot or replay is
+        # fetched; those messages wait in the subscription's buffer until it is delivered.
+        subscription.buffer = []
+        subscription.gated = True
         self.hub.add_subscription(subscription)
+        self._spawn(self._set_up(command, subscription))
+
+    async def _set_up(self, command: Subscribe, subscription: Subscription) -> None:
+        connection = subscription.connection
+        try:
+            setup = await recovery.prepare(
+                self.broker, subscription, command.since, command.snapshot
+            )
+        except BrokerUnavailable as exc:
+            self.hub.remove_subscription(subscription)
+            self.hub.send(
+                connection,
+                SubscriptionError(
+                    correlation_id=command.message_id,
+                    subscription_id=subscription.subscription_id,
+                    error_code=ErrorCode.UNAVAILABLE.value,
+                    error_message=f"broker unavailable: {exc}",
+                    retryable=True,
+                ),
+            )
+            return
+        if subscription.removed or connection.closed:
+            return
+        self._confirm(command, subscription, setup.position, setup.recovered)
+        for message in setup.messages:
+            self.hub.deliver(connection, message)
+        for message in recovery.after(setup, self.hub.open_gate(subscription)):
+            self.hub.deliver(connection, message)
+
+    def _confirm(
+        self,
+        command: Subscribe,
+        subscription: Subscription,
+        position: StreamPosition,
+        recovered: bool | None,
+    ) -> None:
         self.hub.send(
-            connection,
+            subscription.connection,
             SubscriptionConfirmed(
                 correlation_id=command.message_id,
                 subscription_id=subscription.subscription_id,
                 stream=subscription.spec.name,
                 filters=subscription.filters,
                 rate_limit=subscription.rate_limit,
-                position=self.broker.position(subscription.spec.name),
+                position=position,
+                recovered=recovered,
             ),
         )
+
+    def _create_task(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _new_subscription(self, connection: Connection, command: Subscribe) -> Subscription:
         """Validate a subscribe; problems are reported in the order of PROTOCOL.md."""
@@ -275,11 +332,7 @@ class CommandHandler:
         spec = resolve_stream(message.stream)
         assert spec is not None
         self.authenticator.authorize_publish(connection.principal, spec)
-        task = asyncio.get_running_loop().create_task(
-            self._publish_and_ack(connection, command.message_id, message)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._publish_and_ack(connection, command.message_id, message))
 
     async def _publish_and_ack(
         self, connection: Connection, request_id: str | None, message: DataMessage

@@ -62,6 +62,7 @@ class Connection:
         "messages_sent",
         "outbox",
         "path",
+        "paused_at",
         "principal",
         "remote",
         "subscriptions",
@@ -89,6 +90,8 @@ class Connection:
         self.write = transport.write
         """`transport.write`, bound once: the flush calls it for every connection."""
         self.write_paused = False
+        self.paused_at = 0.0
+        """When `write_paused` was last set (monotonic seconds)."""
         """Set by the transport while its buffer is above the high-water mark; only then
         does the flush ask for the buffer size (the slow-consumer check)."""
         self.wire_format = wire_format

@@ -1,14 +1,19 @@
-"""The hub: subscription index, fan-out and the flush of every connection's outbox.
+"""The hub: subscription index and fan-out of every message to its subscribers.
 
 Hot path (ARCHITECTURE.md): the broker hands each sequenced message to `dispatch`; the hub
 finds matching subscriptions through the index (stream -> key -> subscriptions, plus the
 stream's wildcard subscriptions), encodes the message at most once per wire format in use,
-and appends the same frame bytes to each matching connection's outbox. Outboxes are flushed
-once per event-loop iteration (or every `batch_ms` for batching connections) with one write
-per connection.
+and appends the same frame bytes to each matching connection's outbox. The `Flusher` writes
+outboxes once per event-loop iteration with one write per connection.
 
-The hub does no I/O of its own: it writes through each connection's `Transport` and schedules
-through a `Scheduler` (the asyncio loop in production, a fake in tests).
+Slow consumers (PROTOCOL.md section 5): while a connection's transport is paused, its
+latest-value messages are conflated per key in the outbox and its reliable messages queue up
+to `max_outbox_bytes`, past which (or after `stall_timeout` seconds paused) it is closed with
+4008. A subscription that is being set up (snapshot or replay under way) buffers its live
+messages until the setup is done; a rate-limited one goes through its `Throttle`.
+
+The hub does no I/O of its own: it writes through each connection's `Transport` and
+schedules through a `Scheduler` (the asyncio loop in production, a fake in tests).
 """
 
 from __future__ import annotations
@@ -16,40 +21,32 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import msgspec
 
 from tidewire.core.connection import Connection
+from tidewire.core.flusher import Flusher, Scheduler
 from tidewire.core.frames import build_frame
 from tidewire.core.subscription import Subscription
 from tidewire.protocol.codec import ENCODE, WIRE_FORMATS, WireFormat
 from tidewire.protocol.errors import CloseCode
-from tidewire.protocol.messages import PRIORITY_CRITICAL, DataMessage, ServerHeartbeat, now_iso
+from tidewire.protocol.messages import PRIORITY_CRITICAL, DataMessage
+from tidewire.protocol.streams import STREAMS, snapshot_key
 
-
-class TimerHandle(Protocol):
-    def cancel(self) -> None: ...
-
-
-class Scheduler(Protocol):
-    """The part of an event loop the hub uses (asyncio's loop satisfies it)."""
-
-    def call_soon(self, callback: Callable[[], object]) -> Any: ...
-
-    def call_later(self, delay: float, callback: Callable[[], object]) -> Any: ...
+__all__ = ["EncodedMessage", "Hub", "HubCounters", "Scheduler"]
 
 
 class EncodedMessage:
     """A data message with its payload and frame bytes, built lazily once per wire format."""
 
-    __slots__ = ("_frames", "_payloads", "built", "message", "urgent")
+    __slots__ = ("_frames", "_payloads", "built", "message", "ordered")
 
     def __init__(self, message: DataMessage) -> None:
         self.message = message
         self.built = 0
-        """Encodings done so far, one per wire format used (the hub adds it to `frames_encoded`)."""
-        self.urgent = message.priority >= PRIORITY_CRITICAL
+        """Encodings done so far, one per wire format used (added to `frames_encoded`)."""
+        self.ordered = STREAMS[message.stream].reliable or message.priority >= PRIORITY_CRITICAL
+        """True: the outbox's ordered lane (reliable or critical); False: the market lane."""
         self._payloads: list[bytes | None] = [None] * len(WIRE_FORMATS)
         self._frames: list[bytes | None] = [None] * len(WIRE_FORMATS)
 
@@ -86,13 +83,11 @@ class HubCounters:
     messages_dispatched: int = 0
     deliveries: int = 0
     frames_encoded: int = 0
-    flushes: int = 0
-    writes: int = 0
-    bytes_written: int = 0
     connections_opened: int = 0
     connections_closed: int = 0
     slow_consumer_closes: int = 0
     heartbeat_timeouts: int = 0
+    conflated: int = 0
 
 
 class Hub:
@@ -103,16 +98,18 @@ class Hub:
         scheduler: Scheduler,
         max_outbox_bytes: int,
         clock: Callable[[], float] = time.monotonic,
+        stall_timeout: float = 30.0,
     ) -> None:
         self._scheduler = scheduler
         self._clock = clock
         self.max_outbox_bytes = max_outbox_bytes
+        self.stall_timeout = stall_timeout
+        """Seconds a connection may stay paused (not reading) before it is closed with 4008."""
         self.connections: dict[str, Connection] = {}
         self._index: dict[str, _StreamIndex] = {}
-        self._dirty: list[Connection] = []
-        self._flush_scheduled = False
         self._token = 0
         self.counters = HubCounters()
+        self.flusher = Flusher(scheduler, clock, self._check_backlog)
 
     # ------------------------------------------------------------------ connections
 
@@ -130,16 +127,27 @@ class Hub:
         self.counters.connections_closed += 1
 
     def close(self, connection: Connection, code: int, reason: str) -> None:
-        """Flush what is pending, then close the connection with `code`."""
+        """Flush what is pending (unless the connection is not reading), then close it."""
         if connection.closed:
             return
-        if connection.outbox and code != CloseCode.SLOW_CONSUMER:
-            self._write(connection)
+        if connection.outbox and code != CloseCode.SLOW_CONSUMER and not connection.write_paused:
+            self.flusher.write_now(connection)
             if connection.closed:  # that last write found a slow consumer and closed it
                 return
         connection.closed = True
         connection.close_code = code
         connection.transport.close(code, reason)
+
+    def pause(self, connection: Connection) -> None:
+        """The transport's send buffer passed its high-water mark: the client is behind."""
+        connection.write_paused = True
+        connection.paused_at = self._clock()
+
+    def resume(self, connection: Connection) -> None:
+        """The transport drained below its low-water mark: write what was held back."""
+        connection.write_paused = False
+        if connection.outbox and not connection.closed:
+            self.flusher.mark(connection)
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -157,6 +165,7 @@ class Hub:
 
     def remove_subscription(self, subscription: Subscription) -> None:
         subscription.connection.subscriptions.pop(subscription.subscription_id, None)
+        subscription.removed = True
         index = self._index.get(subscription.spec.name)
         if index is None:
             return
@@ -187,8 +196,9 @@ class Hub:
     def dispatch(self, message: DataMessage) -> None:
         """Queue `message` for every connection with a matching subscription.
 
-        The hottest loop of the gateway: it is written out flat (no helper calls per
-        recipient) because each recipient costs a few hundred nanoseconds at most.
+        The hottest loop of the gateway: the common case (a connection that keeps up, a
+        subscription without a gate) is written out flat, because each recipient may cost
+        a few hundred nanoseconds at most.
         """
         counters = self.counters
         counters.messages_dispatched += 1
@@ -202,7 +212,6 @@ class Hub:
         self._token += 1
         token = self._token
         encoded: EncodedMessage | None = None
-        urgent = message.priority >= PRIORITY_CRITICAL
         delivered = 0
         for holders in (keyed, wildcard):
             if not holders:
@@ -210,29 +219,34 @@ class Hub:
             for subscription in holders:
                 if not subscription.plain and not subscription.matches(message):
                     continue
+                if encoded is None:
+                    encoded = EncodedMessage(message)
+                if subscription.gated and not self._pass_gate(subscription, encoded):
+                    continue
                 subscription.messages_delivered += 1
                 connection = subscription.connection
                 if connection.last_token == token or connection.closed:
                     continue
                 connection.last_token = token
-                if encoded is None:
-                    encoded = EncodedMessage(message)
+                delivered += 1
+                if connection.write_paused:
+                    self._queue(connection, encoded)
+                    continue
                 fmt = connection.wire_format
                 outbox = connection.outbox
                 item = encoded.payload(fmt) if outbox.batched else encoded.frame(fmt)
-                (outbox.urgent if urgent else outbox.pending).append(item)
+                (outbox.pending if encoded.ordered else outbox.market).append(item)
                 outbox.pending_bytes += len(item)
                 connection.messages_sent += 1
-                delivered += 1
                 if not connection.dirty:
-                    self._mark_dirty(connection)
+                    self.flusher.mark(connection)
         counters.deliveries += delivered
         if encoded is not None:
             counters.frames_encoded += encoded.built
 
     def deliver(self, connection: Connection, message: DataMessage) -> None:
-        """Queue one data message for one connection (snapshots, replays, broadcasts)."""
-        self._push_encoded(connection, EncodedMessage(message))
+        """Queue one data message for one connection (snapshots, replays)."""
+        self._queue(connection, EncodedMessage(message))
         self.counters.deliveries += 1
 
     def broadcast(self, message: DataMessage) -> int:
@@ -252,131 +266,98 @@ class Hub:
                 for s in connection.subscriptions.values()
             ):
                 continue
-            self._push_encoded(connection, encoded)
+            self._queue(connection, encoded)
             self.counters.deliveries += 1
         return recipients
 
-    def send(self, connection: Connection, reply: msgspec.Struct, urgent: bool = True) -> None:
+    def send(self, connection: Connection, reply: msgspec.Struct) -> None:
         """Queue a reply (confirmation, error, heartbeat) for one connection.
 
-        Replies are urgent by default: they go ahead of data already pending in the outbox
-        of this flush, but after data of earlier flushes, so a subscription_confirmed never
-        overtakes messages of an earlier subscription.
+        Replies take the ordered lane: they never overtake a reliable message queued before
+        them, so the positions a reply reports are never ahead of what was sent.
         """
         if connection.closed:
             return
         fmt = connection.wire_format
         payload = ENCODE[fmt](reply)
         item = payload if connection.outbox.batched else build_frame(payload, fmt.binary)
-        self._push(connection, item, urgent)
+        connection.outbox.push(item)
+        self._queued(connection)
 
-    def _push_encoded(self, connection: Connection, encoded: EncodedMessage) -> None:
+    def _queue(self, connection: Connection, encoded: EncodedMessage) -> None:
+        """Queue a data message for one connection, conflating it if the client is behind."""
         if connection.closed:
             return
         fmt = connection.wire_format
-        item = encoded.payload(fmt) if connection.outbox.batched else encoded.frame(fmt)
-        self._push(connection, item, encoded.urgent)
-
-    def _push(self, connection: Connection, item: bytes, urgent: bool) -> None:
-        connection.outbox.push(item, urgent)
-        connection.messages_sent += 1
-        if not connection.dirty:
-            self._mark_dirty(connection)
-
-    def _mark_dirty(self, connection: Connection) -> None:
-        connection.dirty = True
-        if connection.batch_ms:
-            self._scheduler.call_later(
-                connection.batch_ms / 1000.0, lambda: self._flush_batched(connection)
+        outbox = connection.outbox
+        item = encoded.payload(fmt) if outbox.batched else encoded.frame(fmt)
+        if connection.write_paused and not encoded.ordered:
+            message = encoded.message
+            before = outbox.conflated
+            outbox.push_latest(
+                (message.stream, snapshot_key(STREAMS[message.stream], message)), item
             )
-            return
-        self._dirty.append(connection)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._scheduler.call_soon(self.flush)
+            self.counters.conflated += outbox.conflated - before
+        else:
+            outbox.push(item, encoded.ordered)
+        self._queued(connection)
 
-    def flush(self) -> None:
-        """Write every dirty connection's outbox: one write per connection."""
-        self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, []
-        now = self._clock()
-        limit = self.max_outbox_bytes
-        written = writes = 0
-        for connection in dirty:
-            connection.dirty = False
-            outbox = connection.outbox
-            if connection.closed or not outbox.pending_bytes:
-                continue
-            pending = outbox.pending
-            if len(pending) == 1 and not outbox.urgent and not outbox.batched:
-                # The common case at one message per iteration: no join, no copy.
-                data = pending[0]
-                outbox.pending = []
-                outbox.pending_bytes = 0
-            else:
-                data = outbox.take()
-            connection.write(data)
-            connection.bytes_sent += len(data)
-            connection.last_outbound = now
-            written += len(data)
-            writes += 1
-            # The kernel took what it could; the rest waits in user space, and the transport
-            # said so (write_paused). A connection that lets that grow past the limit is a
-            # slow consumer: close it (4008) rather than drop its messages or let it eat
-            # the process's memory.
-            if connection.write_paused and connection.transport.write_buffer_size() > limit:
-                self._slow_consumer(connection)
-        counters = self.counters
-        counters.flushes += 1
-        counters.writes += writes
-        counters.bytes_written += written
+    def _queued(self, connection: Connection) -> None:
+        connection.messages_sent += 1
+        if connection.write_paused:
+            self._check_backlog(connection)
+        elif not connection.dirty:
+            self.flusher.mark(connection)
 
-    def _flush_batched(self, connection: Connection) -> None:
-        connection.dirty = False
-        if not connection.closed and connection.outbox:
-            self._write(connection)
+    def _check_backlog(self, connection: Connection) -> None:
+        """Close a connection whose unsent bytes passed the limit (4008: slow consumer).
 
-    def _write(self, connection: Connection) -> None:
-        data = connection.outbox.take()
-        connection.write(data)
-        connection.bytes_sent += len(data)
-        connection.last_outbound = self._clock()
-        self.counters.writes += 1
-        self.counters.bytes_written += len(data)
-        if connection.write_paused and (
-            connection.transport.write_buffer_size() > self.max_outbox_bytes
-        ):
-            self._slow_consumer(connection)
+        It gets no more of our memory, and no message is dropped silently: the client
+        reconnects and recovers from its last seq.
+        """
+        backlog = connection.outbox.pending_bytes + connection.transport.write_buffer_size()
+        if backlog > self.max_outbox_bytes:
+            self.slow_consumer(connection)
 
-    def _slow_consumer(self, connection: Connection) -> None:
+    def slow_consumer(self, connection: Connection) -> None:
         self.counters.slow_consumer_closes += 1
         self.close(connection, CloseCode.SLOW_CONSUMER, "slow consumer")
 
-    # ------------------------------------------------------------------ heartbeats
+    # ------------------------------------------------------------------ gates
 
-    def tick(self, now: float, interval: float, timeout: float) -> None:
-        """Heartbeats both ways; call about once a second.
+    def _pass_gate(self, subscription: Subscription, encoded: EncodedMessage) -> bool:
+        """Whether a gated subscription takes `encoded` now (else it buffered or held it)."""
+        buffer = subscription.buffer
+        if buffer is not None:
+            buffer.append(encoded.message)
+            return False
+        throttle = subscription.throttle
+        assert throttle is not None
+        message = encoded.message
+        now = self._clock()
+        if throttle.offer(snapshot_key(subscription.spec, message), encoded, now):
+            return True
+        if not throttle.scheduled:
+            throttle.scheduled = True
+            self._scheduler.call_later(
+                max(0.0, throttle.next_release - now), lambda: self._release(subscription)
+            )
+        return False
 
-        A connection silent inbound for `timeout` is closed with 4010; silent for `interval`,
-        it gets a WebSocket ping (browsers answer pings without application code). A
-        connection we have not written to for `interval` gets a `heartbeat` message, so a
-        silent stream stays distinguishable from a dead one.
-        """
-        for connection in list(self.connections.values()):
-            if connection.closed:
-                continue
-            idle_in = now - connection.last_inbound
-            if idle_in >= timeout:
-                self.counters.heartbeat_timeouts += 1
-                self.close(connection, CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
-                continue
-            if idle_in >= interval:
-                connection.transport.ping()
-            if now - connection.last_outbound >= interval and not connection.dirty:
-                connection.heartbeat_counter += 1
-                self.send(
-                    connection,
-                    ServerHeartbeat(
-                        counter=connection.heartbeat_counter, server_timestamp=now_iso()
-                    ),
-                )
+    def _release(self, subscription: Subscription) -> None:
+        throttle = subscription.throttle
+        assert throttle is not None
+        throttle.scheduled = False
+        if subscription.removed:
+            return
+        for encoded in throttle.release(self._clock()):
+            subscription.messages_delivered += 1
+            self._queue(subscription.connection, encoded)
+            self.counters.deliveries += 1
+
+    def open_gate(self, subscription: Subscription) -> list[DataMessage]:
+        """End a subscription's setup: return its buffered live messages, deliver directly."""
+        buffered = subscription.buffer or []
+        subscription.buffer = None
+        subscription.gated = subscription.throttle is not None
+        return buffered

@@ -1,9 +1,21 @@
-"""Per-connection outbox: frames waiting for the next flush.
+"""Per-connection outbox: frames waiting for the next flush, and the slow-consumer policy.
 
 The hub appends shared, pre-encoded frames; the flush joins everything pending into one
 write. A connection that asked for `batch_ms` collects payloads instead and gets one
-`{"type":"batch","messages":[...]}` frame per flush. Critical-priority frames go ahead of
-the rest within a flush. Pure: the outbox never touches a socket.
+`{"type":"batch","messages":[...]}` frame per flush.
+
+Two lanes keep order where it matters and let urgent traffic pass where it does not: the
+ordered lane holds replies, messages of reliable streams and critical-priority messages, in
+the order they were queued (a `heartbeat_response` never overtakes a message whose seq it
+reports); the market lane holds messages of latest-value streams and goes after it, so
+critical alerts and fills go ahead of market data within a flush.
+
+When a connection falls behind (its socket's send buffer passed the high-water mark), the
+hub stops writing to it and the outbox holds what comes next (PROTOCOL.md section 5):
+messages of latest-value streams are conflated, the newest per key replacing the older one,
+so their memory is bounded by the number of keys whatever the rate; messages of reliable
+streams queue in order, and the hub closes the connection (4008) when their bytes pass the
+limit. Pure: the outbox never touches a socket.
 """
 
 from __future__ import annotations
@@ -14,23 +26,51 @@ from tidewire.core.frames import build_frame
 from tidewire.protocol.codec import ENCODE, WireFormat
 from tidewire.protocol.messages import Batch
 
+ConflationKey = tuple[str, str]
+"""(stream, snapshot key): the unit in which latest-value messages replace each other."""
+
 
 class Outbox:
     """Pending output of one connection and the byte count that bounds it."""
 
-    __slots__ = ("batched", "pending", "pending_bytes", "urgent", "wire_format")
+    __slots__ = (
+        "batched",
+        "conflated",
+        "latest",
+        "market",
+        "pending",
+        "pending_bytes",
+        "wire_format",
+    )
 
     def __init__(self, wire_format: WireFormat, batched: bool) -> None:
         self.wire_format = wire_format
         self.batched = batched
         """True: items are payloads, sent as one batch frame; False: items are frames."""
         self.pending: list[bytes] = []
-        self.urgent: list[bytes] = []
+        """The ordered lane: replies, reliable streams, critical priority."""
+        self.market: list[bytes] = []
+        """The market lane: latest-value streams while the connection keeps up."""
+        self.latest: dict[ConflationKey, bytes] = {}
+        """Latest-value items queued while the connection is behind, newest per key, in
+        the order of their last update (so seq order holds within each stream)."""
         self.pending_bytes = 0
+        self.conflated = 0
+        """Messages replaced by a newer one of the same key before they were sent."""
 
-    def push(self, item: bytes, urgent: bool = False) -> None:
-        """Queue a frame (or a payload, when batched). Urgent items go out first."""
-        (self.urgent if urgent else self.pending).append(item)
+    def push(self, item: bytes, ordered: bool = True) -> None:
+        """Queue a frame (or a payload, when batched) in the ordered or the market lane."""
+        (self.pending if ordered else self.market).append(item)
+        self.pending_bytes += len(item)
+
+    def push_latest(self, key: ConflationKey, item: bytes) -> None:
+        """Queue a latest-value item, replacing the one of the same key still queued."""
+        latest = self.latest
+        older = latest.pop(key, None)
+        if older is not None:
+            self.pending_bytes -= len(older)
+            self.conflated += 1
+        latest[key] = item
         self.pending_bytes += len(item)
 
     def __bool__(self) -> bool:
@@ -38,9 +78,12 @@ class Outbox:
 
     def take(self) -> bytes:
         """Everything pending as the bytes of one write, leaving the outbox empty."""
-        items = self.urgent + self.pending if self.urgent else self.pending
+        items = self.pending + self.market if self.market else self.pending
+        if self.latest:
+            items = items + list(self.latest.values())
+            self.latest = {}
         self.pending = []
-        self.urgent = []
+        self.market = []
         self.pending_bytes = 0
         if self.batched:
             fmt = self.wire_format

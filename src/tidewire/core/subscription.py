@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tidewire.core.throttle import Throttle
 from tidewire.protocol.messages import DataMessage, Filters, SubscriptionInfo
 from tidewire.protocol.streams import (
     FILTER_FIELDS,
@@ -64,16 +65,19 @@ class Subscription:
         "_min_price",
         "_min_severity",
         "_value_checks",
+        "buffer",
         "connection",
         "created_at",
         "filters",
+        "gated",
         "index_keys",
-        "last_delivery",
         "messages_delivered",
         "plain",
         "rate_limit",
+        "removed",
         "spec",
         "subscription_id",
+        "throttle",
     )
 
     def __init__(
@@ -92,7 +96,15 @@ class Subscription:
         self.created_at = created_at
         self.rate_limit = rate_limit
         self.messages_delivered = 0
-        self.last_delivery = 0.0
+        self.buffer: list[DataMessage] | None = None
+        """Live messages that arrived while the subscription's snapshot or replay was being
+        prepared; None once it delivers directly."""
+        self.throttle: Throttle[Any] | None = (
+            Throttle(rate_limit) if rate_limit is not None else None
+        )
+        self.gated = self.throttle is not None
+        """True when dispatch must go through `buffer` or `throttle` (the slow path)."""
+        self.removed = False
         key_filter = KEY_FILTER_OF_FIELD.get(spec.key_field)
         key_values = getattr(filters, key_filter) if key_filter else None
         self.index_keys: frozenset[str] | None = (

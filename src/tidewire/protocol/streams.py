@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tidewire.protocol.messages import DataMessage
 
 
 class StreamClass(enum.Enum):
@@ -196,3 +200,22 @@ SEVERITY_ALIASES: dict[str, str] = {
     "error": "high",
     "fatal": "critical",
 }
+
+
+def snapshot_key(spec: StreamSpec, message: DataMessage) -> str:
+    """The unit in which a stream keeps last values and conflates: newer replaces older.
+
+    Positions are kept per portfolio *and* symbol (a portfolio holds many positions);
+    market data per symbol *and* data_type (a bar must not be replaced by a quote).
+    """
+    if spec.name == "position_updates":
+        symbol = message.symbol or message.data.get("symbol")
+        return f"{message.key}\x1f{symbol}"
+    if message.data_type is not None:
+        return f"{message.key}\x1f{message.data_type}"
+    return message.key
+
+
+def keeps_last_values(spec: StreamSpec) -> bool:
+    """Whether a stream keeps the newest message per snapshot key (for snapshots)."""
+    return not spec.reliable or spec.name == "position_updates"

@@ -13,6 +13,7 @@ from tidewire.brokers.base import Broker, PublishOutcome
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core.auth import AnonymousAuthenticator, Authenticator
 from tidewire.core.commands import CommandHandler, CommandLimits
+from tidewire.core.heartbeats import sweep
 from tidewire.core.hub import Hub
 from tidewire.protocol.errors import CloseCode
 from tidewire.protocol.ingest import build_data_message
@@ -75,7 +76,9 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self._loop = loop
         settings = self.settings
-        self.hub = Hub(loop, settings.max_outbox_bytes, clock=self.clock)
+        self.hub = Hub(
+            loop, settings.max_outbox_bytes, clock=self.clock, stall_timeout=settings.stall_timeout
+        )
         commands = CommandHandler(
             self.hub,
             self.broker,
@@ -146,9 +149,10 @@ class Gateway:
             "subscriptions": sum(len(c.subscriptions) for c in self.hub.connections.values()),
             "messages_dispatched": counters.messages_dispatched,
             "deliveries": counters.deliveries,
-            "writes": counters.writes,
-            "bytes_written": counters.bytes_written,
-            "flushes": counters.flushes,
+            "writes": self.hub.flusher.counters.writes,
+            "bytes_written": self.hub.flusher.counters.bytes_written,
+            "flushes": self.hub.flusher.counters.flushes,
+            "conflated": counters.conflated,
             "connections_opened": counters.connections_opened,
             "connections_closed": counters.connections_closed,
             "slow_consumer_closes": counters.slow_consumer_closes,
@@ -162,7 +166,7 @@ class Gateway:
 
     async def _heartbeats(self) -> None:
         settings = self.settings
-        period = min(MAX_TICK_SECONDS, settings.heartbeat_interval / 2)
+        period = min(MAX_TICK_SECONDS, settings.heartbeat_interval / 2, settings.stall_timeout / 2)
         while True:
             await asyncio.sleep(period)
-            self.hub.tick(self.clock(), settings.heartbeat_interval, settings.heartbeat_timeout)
+            sweep(self.hub, self.clock(), settings.heartbeat_interval, settings.heartbeat_timeout)

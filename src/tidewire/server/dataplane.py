@@ -157,11 +157,11 @@ class _ClientListener(WSListener):
 
     def pause_writing(self) -> None:
         if self.connection is not None:
-            self.connection.write_paused = True
+            self._plane.hub.pause(self.connection)
 
     def resume_writing(self) -> None:
         if self.connection is not None:
-            self.connection.write_paused = False
+            self._plane.hub.resume(self.connection)
 
     # ---- core Transport
 
