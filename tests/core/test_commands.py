@@ -7,12 +7,13 @@ frames the hub writes back. Replies are checked against PROTOCOL.md sections 3 a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgspec
 import pytest
 
+from tidewire.brokers.base import BrokerUnavailable, Snapshot
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core.auth import ROLE_SUBSCRIBER, AnonymousAuthenticator
 from tidewire.core.commands import CommandHandler, CommandLimits
@@ -21,7 +22,7 @@ from tidewire.core.hub import Hub
 from tidewire.core.ratelimit import TokenBucket
 from tidewire.protocol.codec import WireFormat
 from tidewire.protocol.ingest import build_data_message
-from tidewire.protocol.messages import now_iso
+from tidewire.protocol.messages import DataMessage, StreamPosition, now_iso
 
 # ------------------------------------------------------------------ fakes
 
@@ -45,11 +46,75 @@ class FakeScheduler:
     def call_later(self, delay: float, callback: Callable[[], object]) -> None:
         self.later.append(callback)
 
-    def run(self) -> None:
-        while self.soon or self.later:
-            ready, self.soon, self.later = [*self.soon, *self.later], [], []
+    def run(self, timers: bool = True) -> None:
+        """Run what is scheduled (and what that schedules); timers too unless told not to."""
+        while self.soon or (timers and self.later):
+            ready, self.soon = self.soon, []
+            if timers:
+                ready, self.later = [*ready, *self.later], []
             for callback in ready:
                 callback()
+
+
+def run_to_completion(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a command's asynchronous part at once: the memory broker never suspends."""
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    coroutine.close()
+    raise AssertionError("the coroutine suspended: it needs a real event loop")
+
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+class Deferred:
+    """A spawn that keeps each coroutine until the test runs it, one step at a time."""
+
+    def __init__(self) -> None:
+        self.coroutines: list[Coroutine[Any, Any, None]] = []
+
+    def __call__(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        self.coroutines.append(coroutine)
+
+    def step(self) -> None:
+        """Run the oldest coroutine up to its first suspension (it must suspend)."""
+        assert self.coroutines[0].send(None) is None
+
+    def finish(self) -> None:
+        """Run the oldest coroutine to its end."""
+        run_to_completion(self.coroutines.pop(0))
+
+
+class Suspend:
+    """An awaitable that suspends its coroutine once, without an event loop."""
+
+    def __await__(self) -> Any:
+        yield
+
+
+class SuspendingBroker(MemoryBroker):
+    """Answers history and snapshot as of the call, then suspends before returning, as a
+    remote broker would: messages published meanwhile are not in the answer."""
+
+    async def history(self, stream: str, since: StreamPosition) -> list[DataMessage] | None:
+        result = await super().history(stream, since)
+        await Suspend()
+        return result
+
+    async def snapshot(self, stream: str) -> Snapshot:
+        result = await super().snapshot(stream)
+        await Suspend()
+        return result
+
+
+class DownBroker(MemoryBroker):
+    async def history(self, stream: str, since: StreamPosition) -> list[DataMessage] | None:
+        raise BrokerUnavailable("connection refused")
+
+    async def snapshot(self, stream: str) -> Snapshot:
+        raise BrokerUnavailable("connection refused")
 
 
 class FakeTransport:
@@ -101,11 +166,13 @@ class Client:
         inbound_rate: float = 1000.0,
         inbound_burst: int = 1000,
         fmt: WireFormat = WireFormat.JSON,
+        spawn: Spawn = run_to_completion,
+        broker: type[MemoryBroker] = MemoryBroker,
     ) -> None:
         self.clock = FakeClock(500.0)
         self.scheduler = FakeScheduler()
         self.hub = Hub(self.scheduler, max_outbox_bytes=1 << 20, clock=self.clock)
-        self.broker = MemoryBroker(clock=self.clock)
+        self.broker = broker(clock=self.clock)
         self.broker.set_consumer(self.hub.dispatch)
         authenticator = AnonymousAuthenticator(roles)
         self.handler = CommandHandler(
@@ -118,6 +185,7 @@ class Client:
                 max_filter_values=10,
             ),
             self.clock,
+            spawn=spawn,
         )
         self.transport = FakeTransport()
         self.fmt = fmt
@@ -144,9 +212,9 @@ class Client:
             self.connection, payload, self.fmt.binary if binary is None else binary
         )
 
-    def received(self) -> list[dict[str, Any]]:
-        """Messages written since the last call."""
-        self.scheduler.run()
+    def received(self, timers: bool = True) -> list[dict[str, Any]]:
+        """Messages written since the last call (timers fire first unless `timers` is False)."""
+        self.scheduler.run(timers)
         out: list[dict[str, Any]] = []
         for write in self.transport.writes[self._read :]:
             for opcode, payload in parse_frames(write):
@@ -172,6 +240,10 @@ class Client:
 
     def publish(self, raw: dict[str, Any]) -> None:
         self.broker.publish_now(build_data_message(raw))
+
+    def position(self, stream: str, seq: int | None = None) -> dict[str, Any]:
+        head = self.broker.position(stream)
+        return {"epoch": head.epoch, "seq": head.seq if seq is None else seq}
 
 
 def quote(symbol: str) -> dict[str, Any]:
@@ -591,21 +663,241 @@ def test_even_bad_frames_count_against_the_inbound_rate() -> None:
 # ------------------------------------------------------------------ successful commands
 
 
-def test_subscribe_confirms_with_position_then_delivers() -> None:
+def test_subscribe_confirms_with_position_then_snapshot_then_delivers() -> None:
     c = Client()
     c.publish(quote("AAPL"))
     c.publish(quote("MSFT"))
-    reply = c.subscribe("market_data", message_id=REQ, filters={"symbols": ["AAPL"]})
+    c.send(
+        {
+            "type": "subscribe",
+            "stream": "market_data",
+            "message_id": REQ,
+            "filters": {"symbols": ["AAPL"]},
+        }
+    )
+    reply, *snapshot = c.received()
     position = c.broker.position("market_data")
+    assert reply["type"] == "subscription_confirmed"
     assert reply["correlation_id"] == REQ
     assert reply["subscription_id"] == "sub-1"
     assert reply["stream"] == "market_data"
     assert reply["filters"] == {"symbols": ["AAPL"]}
     assert reply["position"] == {"epoch": position.epoch, "seq": 2}
+    assert "recovered" not in reply, "no since: nothing to recover"
+    # The snapshot: the latest AAPL quote, as an ordinary message of the stream.
+    assert [(m["type"], m["symbol"], m["seq"]) for m in snapshot] == [("market_data", "AAPL", 1)]
     c.publish(quote("MSFT"))
     c.publish(quote("AAPL"))
     data = c.received()
     assert [(m["symbol"], m["seq"]) for m in data] == [("AAPL", 4)]
+
+
+def test_subscribe_without_setup_confirms_at_once() -> None:
+    def no_spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+        coroutine.close()
+        raise AssertionError("a reliable stream without since needs no setup")
+
+    c = Client(spawn=no_spawn)
+    c.publish(order("PF-1"))
+    reply = c.subscribe("order_updates", filters={"portfolio_ids": ["PF-1"]})
+    assert reply["position"] == c.position("order_updates", 1)
+    assert "recovered" not in reply
+    c.publish(order("PF-1"))
+    assert [m["seq"] for m in c.received()] == [2]
+
+
+def test_snapshot_false_on_a_latest_value_stream_sends_only_the_confirmation() -> None:
+    c = Client()
+    c.publish(quote("AAPL"))
+    reply = c.subscribe("market_data", snapshot=False)
+    assert reply["position"] == c.position("market_data", 1)
+    c.publish(quote("AAPL"))
+    assert [m["seq"] for m in c.received()] == [2]
+
+
+# ------------------------------------------------------------------ since (section 5)
+
+
+def test_since_on_a_reliable_stream_replays_then_goes_live() -> None:
+    c = Client()
+    for n in range(6):
+        c.publish(order("PF-1" if n % 2 == 0 else "PF-2"))
+    since = c.position("order_updates", 2)
+    c.send(
+        {
+            "type": "subscribe",
+            "stream": "order_updates",
+            "message_id": REQ,
+            "filters": {"portfolio_ids": ["PF-1"]},
+            "since": since,
+        }
+    )
+    replies = c.received()
+    assert [m["type"] for m in replies] == [
+        "subscription_confirmed",
+        "order_update",
+        "order_update",
+    ]
+    confirmed = replies[0]
+    assert confirmed["recovered"] is True
+    assert confirmed["correlation_id"] == REQ
+    assert confirmed["position"] == c.position("order_updates", 6)
+    assert [(m["portfolio_id"], m["seq"]) for m in replies[1:]] == [("PF-1", 3), ("PF-1", 5)]
+    c.publish(order("PF-2"))
+    c.publish(order("PF-1"))
+    assert [m["seq"] for m in c.received()] == [8]
+
+
+def test_since_on_a_reliable_stream_that_cannot_be_recovered() -> None:
+    c = Client()
+    c.publish(order("PF-1"))
+    c.send(
+        {
+            "type": "subscribe",
+            "stream": "order_updates",
+            "since": {"epoch": "lost", "seq": 40},
+        }
+    )
+    (confirmed,) = c.received()
+    assert confirmed["type"] == "subscription_confirmed"
+    assert confirmed["recovered"] is False
+    assert confirmed["position"] == c.position("order_updates", 1)
+    c.publish(order("PF-1"))
+    assert [m["seq"] for m in c.received()] == [2]
+
+
+def test_since_on_a_latest_value_stream_gets_the_snapshot() -> None:
+    c = Client()
+    c.publish(quote("AAPL"))
+    c.publish(quote("MSFT"))
+    head = c.position("market_data")
+    c.send({"type": "subscribe", "stream": "market_data", "since": head})
+    confirmed, *snapshot = c.received()
+    assert confirmed["recovered"] is True
+    assert [m["seq"] for m in snapshot] == [1, 2]
+    c.send(
+        {
+            "type": "subscribe",
+            "stream": "market_data",
+            "subscription_id": "again",
+            "since": c.position("market_data", 1),
+        }
+    )
+    confirmed, *snapshot = c.received()
+    assert confirmed["recovered"] is False
+    assert [m["seq"] for m in snapshot] == [1, 2]
+
+
+def test_live_message_during_a_replay_is_delivered_exactly_once() -> None:
+    deferred = Deferred()
+    c = Client(spawn=deferred)
+    for _ in range(4):
+        c.publish(order("PF-1"))
+    c.send(
+        {"type": "subscribe", "stream": "order_updates", "since": c.position("order_updates", 2)}
+    )
+    assert c.received() == [], "nothing before the setup ran"
+    assert "sub-1" in c.connection.subscriptions, "registered at once: nothing is missed"
+    c.publish(order("PF-1"))  # seq 5: buffered, and in history by the time of the replay
+    assert c.received() == []
+    deferred.finish()
+    replies = c.received()
+    assert replies[0]["type"] == "subscription_confirmed"
+    assert replies[0]["position"] == c.position("order_updates", 5)
+    assert [m["seq"] for m in replies[1:]] == [3, 4, 5]
+    c.publish(order("PF-1"))
+    assert [m["seq"] for m in c.received()] == [6]
+
+
+def test_live_message_after_the_replay_was_fetched_follows_it_once() -> None:
+    deferred = Deferred()
+    c = Client(spawn=deferred, broker=SuspendingBroker)
+    for _ in range(3):
+        c.publish(order("PF-1"))
+    c.send(
+        {"type": "subscribe", "stream": "order_updates", "since": c.position("order_updates", 1)}
+    )
+    deferred.step()  # history fetched (seq 2, 3), the answer not yet back
+    c.publish(order("PF-1"))  # seq 4: not in the replay, buffered
+    c.publish(order("PF-2"))  # seq 5
+    assert c.received() == []
+    deferred.finish()
+    replies = c.received()
+    assert replies[0]["recovered"] is True
+    assert replies[0]["position"] == c.position("order_updates", 3)
+    assert [m["seq"] for m in replies[1:]] == [2, 3, 4, 5]
+    c.publish(order("PF-1"))
+    assert [m["seq"] for m in c.received()] == [6]
+
+
+def test_live_message_during_a_snapshot_is_delivered_once_after_it() -> None:
+    deferred = Deferred()
+    c = Client(spawn=deferred, broker=SuspendingBroker)
+    c.publish(quote("AAPL"))
+    c.send({"type": "subscribe", "stream": "market_data"})
+    deferred.step()  # snapshot taken at seq 1
+    c.publish(quote("MSFT"))
+    c.publish(quote("AAPL"))
+    deferred.finish()
+    confirmed, *data = c.received()
+    assert confirmed["position"] == c.position("market_data", 1)
+    assert [(m["symbol"], m["seq"]) for m in data] == [("AAPL", 1), ("MSFT", 2), ("AAPL", 3)]
+
+
+def test_subscription_removed_during_its_setup_gets_nothing() -> None:
+    deferred = Deferred()
+    c = Client(spawn=deferred)
+    c.publish(order("PF-1"))
+    c.send(
+        {
+            "type": "subscribe",
+            "stream": "order_updates",
+            "subscription_id": "s1",
+            "since": c.position("order_updates", 0),
+        }
+    )
+    reply = c.request({"type": "unsubscribe", "subscription_id": "s1"})
+    assert reply["type"] == "unsubscription_confirmed"
+    c.publish(order("PF-1"))
+    deferred.finish()
+    assert c.received() == []
+    assert c.hub._index == {}
+
+
+def test_broker_unavailable_during_setup_is_a_retryable_subscription_error() -> None:
+    c = Client(broker=DownBroker)
+    reply = c.request({**SUBSCRIBE, "stream": "market_data", "subscription_id": "md"})
+    assert reply["type"] == "subscription_error"
+    assert reply["error_code"] == "unavailable"
+    assert reply["retryable"] is True
+    assert reply["subscription_id"] == "md"
+    assert reply["correlation_id"] == REQ
+    assert c.connection.subscriptions == {}
+    assert c.hub._index == {}
+
+
+def test_snapshot_does_not_count_against_the_rate_limit() -> None:
+    c = Client()
+    c.publish(quote("AAPL"))
+    c.send({"type": "subscribe", "stream": "market_data", "rate_limit": 1})
+    confirmed, *snapshot = c.received()
+    assert confirmed["rate_limit"] == 1
+    assert [m["seq"] for m in snapshot] == [1]
+    c.publish(quote("AAPL"))  # straight through: the snapshot did not use the budget
+    c.publish(quote("AAPL"))  # held until the next release
+    c.publish(quote("AAPL"))  # replaces it
+    assert len(c.scheduler.later) == 1
+    assert [m["seq"] for m in c.received(timers=False)] == [2]
+    assert [m["seq"] for m in c.received()] == [4], "released: the newest AAPL quote"
+
+
+def test_heartbeat_response_follows_the_reliable_messages_it_reports(client: Client) -> None:
+    client.publish(order("PF-1"))
+    client.publish(quote("AAPL"))
+    client.send({"type": "heartbeat", "client_timestamp": 1, "message_id": "hb"})
+    replies = client.received()
+    assert [m["type"] for m in replies] == ["order_update", "heartbeat_response", "market_data"]
+    assert replies[1]["positions"]["order_updates"] == client.position("order_updates", 1)
 
 
 def test_legacy_dialect_subscribes_with_singular_stream_and_loose_filters() -> None:
@@ -701,12 +993,11 @@ def test_generated_subscription_ids_do_not_collide() -> None:
     assert reply["subscription_id"] not in {"sub-2", "sub-3"}
 
 
-async def test_publish_with_the_publisher_role_is_acked_once() -> None:
+def test_publish_with_the_publisher_role_is_acked_once() -> None:
     c = Client(roles=frozenset({ROLE_SUBSCRIBER, "publisher"}))
     c.subscribe("market_data")
     message = {**quote("AAPL"), "message_id": "p-1"}
     c.send({"type": "publish", "message_id": REQ, "message": message})
-    await next(iter(c.handler._tasks))
     replies = c.received()
     assert [r["type"] for r in replies] == ["ack", "market_data"]
     ack = replies[0]
@@ -715,7 +1006,6 @@ async def test_publish_with_the_publisher_role_is_acked_once() -> None:
     assert ack["seq"] == 1
     assert ack["status"] == "accepted"
     c.send({"type": "publish", "message_id": "req-2", "message": message})
-    await next(iter(c.handler._tasks))
     replies = c.received()
     assert [r["type"] for r in replies] == ["ack"], "a duplicate is delivered to no one"
     assert replies[0]["seq"] == 1

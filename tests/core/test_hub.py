@@ -2,6 +2,8 @@
 
 A `FakeScheduler` records what the hub schedules and runs it on demand; a `FakeTransport`
 records writes, pings and closes. Frames written are parsed back (RFC 6455) and decoded.
+Heartbeats and the stall limit (core/heartbeats.py) are in test_heartbeats.py, the write
+scheduling itself (core/flusher.py) in test_flusher.py, rate limits in test_throttle.py.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from tidewire.protocol.codec import ENCODE, WIRE_FORMATS, WireFormat
 from tidewire.protocol.errors import CloseCode
 from tidewire.protocol.filters import validate_filters
 from tidewire.protocol.ingest import build_data_message
-from tidewire.protocol.messages import DataMessage, Pong, now_iso
+from tidewire.protocol.messages import (
+    DataMessage,
+    HeartbeatResponse,
+    Pong,
+    StreamPosition,
+    now_iso,
+)
 from tidewire.protocol.streams import STREAMS
 
 MAX_OUTBOX = 64 * 1024
@@ -90,9 +98,13 @@ class FakeTransport:
         self.pings = 0
         self.buffer_size = 0
         """What `write_buffer_size` reports: bytes the 'kernel' did not take."""
+        self.on_write: Callable[[bytes], None] | None = None
+        """Called with each write (e.g. to pause, as asyncio's pause_writing does)."""
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
+        if self.on_write is not None:
+            self.on_write(data)
 
     def write_buffer_size(self) -> int:
         return self.buffer_size
@@ -161,10 +173,23 @@ def quote(symbol: str, seq: int | None = None, priority: int = 2, **top: Any) ->
     return sequenced({**raw, "priority": priority, **top}, seq)
 
 
-def alert(portfolio: str, severity: str = "high", seq: int | None = None) -> DataMessage:
+def bar(symbol: str, seq: int | None = None) -> DataMessage:
+    data = {"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 100.0}
+    return sequenced({"type": "market_data", "symbol": symbol, "data": data}, seq)
+
+
+def alert(
+    portfolio: str, severity: str = "high", seq: int | None = None, priority: int = 2
+) -> DataMessage:
     data = {"metric": "var", "current_value": 2.0, "threshold": 1.0, "timestamp": now_iso()}
     raw = {"type": "risk_alert", "portfolio_id": portfolio, "severity": severity, "data": data}
-    return sequenced(raw, seq)
+    return sequenced({**raw, "priority": priority}, seq)
+
+
+def engine(engine_id: str, status: str, seq: int | None = None, priority: int = 2) -> DataMessage:
+    """An engine_status message: a latest-value stream other than market_data."""
+    raw = {"type": "engine_status", "engine_id": engine_id, "data": {"status": status}}
+    return sequenced({**raw, "priority": priority}, seq)
 
 
 def event(severity: str = "high", seq: int | None = None) -> DataMessage:
@@ -213,6 +238,16 @@ class World:
     def flush(self) -> None:
         self.scheduler.run_soon()
 
+    def backlog(self, connection: Connection, size: int) -> None:
+        """The peer stopped reading: `size` bytes wait in the transport, which pauses writing
+        above its high-water mark and resumes below it (pause_writing / resume_writing of
+        the data plane)."""
+        transport(connection).buffer_size = size
+        if size > HIGH_WATER and not connection.write_paused:
+            self.hub.pause(connection)
+        elif size <= HIGH_WATER and connection.write_paused:
+            self.hub.resume(connection)
+
 
 def transport(connection: Connection) -> FakeTransport:
     assert isinstance(connection.transport, FakeTransport)
@@ -220,13 +255,6 @@ def transport(connection: Connection) -> FakeTransport:
 
 
 HIGH_WATER = MAX_OUTBOX // 2
-
-
-def backlog(connection: Connection, size: int) -> None:
-    """The peer stopped reading: `size` bytes wait in the transport, which pauses writing
-    above its high-water mark (as asyncio's pause_writing does in the data plane)."""
-    transport(connection).buffer_size = size
-    connection.write_paused = size > HIGH_WATER
 
 
 def seqs(connection: Connection) -> list[tuple[str, int]]:
@@ -287,7 +315,9 @@ def test_message_matching_several_subscriptions_of_one_connection_is_queued_once
     world.subscribe(other, "market_data", symbols=["AAPL"])
     world.hub.dispatch(quote("AAPL", 1))
     world.hub.dispatch(quote("MSFT", 2))
-    assert len(connection.outbox.pending) == 2
+    # Latest-value data takes the outbox's market lane.
+    assert len(connection.outbox.market) == 2
+    assert connection.outbox.pending == []
     world.flush()
     assert seqs(connection) == [("AAPL", 1), ("MSFT", 2)]
     assert seqs(other) == [("AAPL", 1)]
@@ -309,12 +339,12 @@ def test_every_recipient_of_a_wire_format_gets_the_same_bytes_object(world: Worl
         else:
             world.subscribe(connection, "market_data", symbols=["AAPL"])
     world.hub.dispatch(quote("AAPL", 1))
-    json_frames = [c.outbox.pending[0] for c in json_connections]
-    msgpack_frames = [c.outbox.pending[0] for c in msgpack_connections]
+    json_frames = [c.outbox.market[0] for c in json_connections]
+    msgpack_frames = [c.outbox.market[0] for c in msgpack_connections]
     assert all(f is json_frames[0] for f in json_frames)
     assert all(f is msgpack_frames[0] for f in msgpack_frames)
     assert json_frames[0] != msgpack_frames[0]
-    assert decimal_connection.outbox.pending[0] is not json_frames[0]
+    assert decimal_connection.outbox.market[0] is not json_frames[0]
     world.flush()
     # One pending frame per connection: the write is that very object, not a copy.
     json_writes = [transport(c).writes[0] for c in json_connections]
@@ -395,9 +425,10 @@ def test_one_write_per_connection_per_flush(world: World) -> None:
         assert [decode(*f)["seq"] for f in frames] == list(range(1, 11))
         assert not connection.outbox
         assert not connection.dirty
-    assert world.hub.counters.writes == 2
-    assert world.hub.counters.flushes == 1
-    assert world.hub.counters.bytes_written == sum(len(transport(c).writes[0]) for c in (a, b))
+    counters = world.hub.flusher.counters
+    assert counters.writes == 2
+    assert counters.flushes == 1
+    assert counters.bytes_written == sum(len(transport(c).writes[0]) for c in (a, b))
     assert a.last_outbound == world.clock.now
 
 
@@ -421,8 +452,9 @@ def test_flush_is_scheduled_once_per_iteration(world: World) -> None:
 
 def test_flush_with_nothing_dirty_writes_nothing(world: World) -> None:
     connection = world.connect()
-    world.hub.flush()
+    world.hub.flusher.flush()
     assert transport(connection).writes == []
+    assert world.hub.flusher.counters.writes == 0
 
 
 @pytest.mark.parametrize("fmt", [WireFormat.JSON, WireFormat.MSGPACK], ids=lambda f: f.name)
@@ -450,7 +482,7 @@ def test_batched_connection_gets_one_batch_frame_per_batch_ms(
     assert opcode == (0x2 if fmt.binary else 0x1)
     batch = decode(opcode, payload)
     assert batch["type"] == "batch"
-    # The reply is urgent: it leads the batch.
+    # The reply takes the ordered lane, which goes ahead of latest-value data.
     assert [m["type"] for m in batch["messages"]] == ["pong"] + ["market_data"] * 5
     assert [m["seq"] for m in batch["messages"][1:]] == [1, 2, 3, 4, 5]
     # The data inside the batch is the same message every other recipient gets.
@@ -460,19 +492,61 @@ def test_batched_connection_gets_one_batch_frame_per_batch_ms(
     assert world.scheduler.later_calls == 2
 
 
-def test_urgent_data_goes_first_within_a_flush(world: World) -> None:
+# ------------------------------------------------------------------ order within a flush
+
+
+def test_critical_message_goes_ahead_of_latest_value_data(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
+    world.subscribe(connection, "risk_alerts")
     world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(quote("AAPL", 2, priority=4))
+    world.hub.dispatch(quote("MSFT", 2))
+    world.hub.dispatch(alert("PF-1", "critical", seq=1, priority=4))
     world.hub.dispatch(quote("AAPL", 3, priority=3))
-    world.hub.dispatch(quote("AAPL", 4, priority=4))
-    world.hub.dispatch(quote("AAPL", 5))
     world.flush()
-    assert [s for _, s in seqs(connection)] == [2, 4, 1, 3, 5]
+    assert len(transport(connection).writes) == 1
+    assert [(m["stream"], m["seq"]) for m in received(transport(connection))] == [
+        ("risk_alerts", 1),
+        ("market_data", 1),
+        ("market_data", 2),
+        ("market_data", 3),
+    ]
 
 
-def test_urgent_data_does_not_overtake_earlier_flushes(world: World) -> None:
+def test_critical_latest_value_message_keeps_its_place_in_its_stream(world: World) -> None:
+    """A critical message of a latest-value stream never overtakes older ones of that stream."""
+    connection = world.connect()
+    world.subscribe(connection, "market_data")
+    world.subscribe(connection, "engine_status")
+    world.hub.dispatch(engine("E1", "running", seq=1))
+    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(engine("E1", "down", seq=2, priority=4))
+    world.flush()
+    assert [(m["stream"], m["seq"]) for m in received(transport(connection))] == [
+        ("engine_status", 1),
+        ("market_data", 1),
+        ("engine_status", 2),
+    ]
+
+
+def test_critical_message_does_not_overtake_earlier_reliable_messages(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data")
+    world.subscribe(connection, "risk_alerts")
+    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(alert("PF-1", seq=1))
+    world.hub.dispatch(alert("PF-1", "critical", seq=2, priority=4))
+    world.hub.dispatch(alert("PF-1", seq=3))
+    world.flush()
+    assert [(m["stream"], m["seq"]) for m in received(transport(connection))] == [
+        ("risk_alerts", 1),
+        ("risk_alerts", 2),
+        ("risk_alerts", 3),
+        ("market_data", 1),
+    ]
+
+
+def test_critical_data_does_not_overtake_earlier_flushes(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
     world.hub.dispatch(quote("AAPL", 1))
@@ -482,7 +556,52 @@ def test_urgent_data_does_not_overtake_earlier_flushes(world: World) -> None:
     assert [s for _, s in seqs(connection)] == [1, 2]
 
 
-def test_reply_goes_ahead_of_data_pending_in_the_same_flush(world: World) -> None:
+def test_critical_message_keeps_seq_order_within_its_subscription(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data", symbols=["AAPL"])
+    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(quote("AAPL", 2, priority=4))
+    world.flush()
+    assert seqs(connection) == [("AAPL", 1), ("AAPL", 2)]
+
+
+def test_reply_keeps_fifo_order_with_reliable_data_and_goes_ahead_of_latest_value_data(
+    world: World,
+) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data")
+    world.subscribe(connection, "risk_alerts")
+    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(alert("PF-1", seq=7))
+    world.hub.send(
+        connection,
+        HeartbeatResponse(
+            correlation_id="hb",
+            client_timestamp=1.0,
+            server_timestamp=now_iso(),
+            positions={"risk_alerts": StreamPosition("ep", 7)},
+        ),
+    )
+    world.hub.dispatch(alert("PF-1", seq=8))
+    world.hub.dispatch(quote("AAPL", 2))
+    world.hub.send(connection, Pong(correlation_id="req-9"))
+    world.flush()
+    assert len(transport(connection).writes) == 1
+    messages = received(transport(connection))
+    assert [(m["type"], m.get("seq")) for m in messages] == [
+        ("risk_alert", 7),
+        ("heartbeat_response", None),
+        ("risk_alert", 8),
+        ("pong", None),
+        ("market_data", 1),
+        ("market_data", 2),
+    ]
+    # The position a reply reports is never ahead of what the client got before it.
+    assert messages[1]["positions"] == {"risk_alerts": {"epoch": "ep", "seq": 7}}
+    assert messages[3]["correlation_id"] == "req-9"
+
+
+def test_reply_goes_ahead_of_latest_value_data_pending_in_the_same_flush(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
     world.hub.dispatch(quote("AAPL", 1))
@@ -495,15 +614,15 @@ def test_reply_goes_ahead_of_data_pending_in_the_same_flush(world: World) -> Non
     second = [decode(*f) for f in parse_frames(transport(connection).writes[1])]
     assert [m["type"] for m in second] == ["pong", "market_data", "market_data"]
     assert second[0]["correlation_id"] == "req-7"
+    assert [m["seq"] for m in second[1:]] == [2, 3]
 
 
-def test_non_urgent_reply_keeps_its_place(world: World) -> None:
+def test_replies_keep_their_order(world: World) -> None:
     connection = world.connect()
-    world.subscribe(connection, "market_data")
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.send(connection, Pong(), urgent=False)
+    for n in range(3):
+        world.hub.send(connection, Pong(correlation_id=f"r{n}"))
     world.flush()
-    assert [m["type"] for m in received(transport(connection))] == ["market_data", "pong"]
+    assert [m["correlation_id"] for m in received(transport(connection))] == ["r0", "r1", "r2"]
 
 
 def test_messages_through_a_memory_broker_arrive_in_seq_order(world: World) -> None:
@@ -593,15 +712,155 @@ def test_connection_removed_while_dirty_is_not_written(world: World) -> None:
 
 # ------------------------------------------------------------------ slow consumers
 
+SYMBOLS = ["AAPL", "MSFT", "GOOG", "TSLA", "AMZN"]
+
+
+def test_paused_connection_is_not_written_and_schedules_nothing(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data")
+    world.subscribe(connection, "risk_alerts")
+    world.hub.pause(connection)
+    assert connection.write_paused
+    assert connection.paused_at == world.clock.now
+    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(alert("PF-1", seq=1))
+    world.hub.send(connection, Pong())
+    assert world.scheduler.soon == [] and world.scheduler.later == []
+    world.flush()
+    assert transport(connection).writes == []
+    assert connection.outbox
+    assert not connection.closed
+
+
+def test_paused_connection_conflates_latest_value_messages_per_key(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data")
+    world.hub.pause(connection)
+    for seq in range(1, 1001):
+        world.hub.dispatch(quote(SYMBOLS[seq % 5], seq))
+    world.flush()
+    assert transport(connection).writes == [], "nothing is written while paused"
+    outbox = connection.outbox
+    # Memory bounded by the number of keys, whatever the count of messages.
+    assert len(outbox.latest) == 5
+    assert outbox.pending == [] and outbox.market == []
+    assert outbox.pending_bytes == sum(len(item) for item in outbox.latest.values())
+    assert world.hub.counters.conflated == 995
+    assert outbox.conflated == 995
+    assert not connection.closed
+    world.hub.resume(connection)
+    assert transport(connection).writes == [], "resume schedules the write, it does not do it"
+    world.flush()
+    assert len(transport(connection).writes) == 1
+    # The newest quote per symbol, in seq order.
+    assert seqs(connection) == [(SYMBOLS[seq % 5], seq) for seq in range(996, 1001)]
+    assert not connection.outbox
+    assert outbox.latest == {}
+
+
+def test_conflation_keeps_older_values_already_queued_before_the_pause(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data")
+    world.hub.dispatch(quote("AAPL", 1))  # queued, not yet written
+    world.hub.pause(connection)
+    world.hub.dispatch(quote("AAPL", 2))
+    world.hub.dispatch(quote("AAPL", 3))
+    world.hub.resume(connection)
+    world.flush()
+    # Seq order holds: the one queued before the pause, then the newest.
+    assert seqs(connection) == [("AAPL", 1), ("AAPL", 3)]
+    assert world.hub.counters.conflated == 1
+
+
+def test_market_data_of_different_data_types_is_not_conflated_together(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data")
+    world.hub.pause(connection)
+    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(bar("AAPL", 2))
+    world.hub.dispatch(quote("AAPL", 3))
+    world.hub.dispatch(quote("MSFT", 4))
+    world.hub.dispatch(bar("AAPL", 5))
+    assert len(connection.outbox.latest) == 3
+    assert world.hub.counters.conflated == 2
+    world.hub.resume(connection)
+    world.flush()
+    messages = received(transport(connection))
+    assert [(m["key"], m["data_type"], m["seq"]) for m in messages] == [
+        ("AAPL", "quote", 3),
+        ("MSFT", "quote", 4),
+        ("AAPL", "bar", 5),
+    ]
+
+
+def test_paused_connection_queues_reliable_messages_in_order(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "risk_alerts")
+    world.subscribe(connection, "market_data")
+    world.hub.pause(connection)
+    for seq in range(1, 21):
+        world.hub.dispatch(alert("PF-1", seq=seq))
+        world.hub.dispatch(quote("AAPL", seq))
+    assert len(connection.outbox.pending) == 20, "reliable messages are never conflated"
+    assert world.hub.counters.conflated == 19
+    world.hub.resume(connection)
+    world.flush()
+    assert len(transport(connection).writes) == 1
+    messages = received(transport(connection))
+    assert [(m["stream"], m["seq"]) for m in messages] == [
+        *[("risk_alerts", seq) for seq in range(1, 21)],
+        ("market_data", 20),
+    ]
+
+
+@pytest.mark.parametrize("in_transport", [0, HIGH_WATER + 1])
+def test_reliable_backlog_past_the_limit_closes_with_4008(world: World, in_transport: int) -> None:
+    slow, fast = world.connect(), world.connect()
+    for connection in (slow, fast):
+        world.subscribe(connection, "risk_alerts")
+    world.hub.pause(slow)
+    transport(slow).buffer_size = in_transport
+    seq = 0
+    while not slow.closed:
+        before = slow.outbox.pending_bytes
+        seq += 1
+        assert seq < 10_000, "never closed"
+        world.hub.dispatch(alert("PF-1", seq=seq))
+        if not slow.closed:
+            assert before < slow.outbox.pending_bytes
+            assert slow.outbox.pending_bytes + in_transport <= MAX_OUTBOX
+    # Closed by the very message that took the backlog past the limit.
+    assert before + in_transport <= MAX_OUTBOX < slow.outbox.pending_bytes + in_transport
+    assert transport(slow).closes == [(CloseCode.SLOW_CONSUMER, "slow consumer")]
+    assert slow.close_code == 4008
+    assert transport(slow).writes == [], "a slow consumer's backlog is not written"
+    assert world.hub.counters.slow_consumer_closes == 1
+    world.hub.dispatch(alert("PF-1", seq=seq + 1))
+    world.hub.send(slow, Pong())
+    world.hub.resume(slow)
+    world.flush()
+    assert transport(slow).writes == []
+    assert len(transport(slow).closes) == 1
+    assert [s for _, s in seqs(fast)] == list(range(1, seq + 2))
+    assert not fast.closed
+
+
+def test_latest_value_backlog_stays_bounded_and_open(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data")
+    world.hub.pause(connection)
+    for seq in range(1, 5001):
+        world.hub.dispatch(quote(SYMBOLS[seq % 5], seq))
+    assert not connection.closed
+    assert connection.outbox.pending_bytes < MAX_OUTBOX // 10
+
 
 def test_slow_consumer_is_closed_with_4008_and_gets_nothing_more(world: World) -> None:
     slow, fast = world.connect(), world.connect()
     for connection in (slow, fast):
         world.subscribe(connection, "market_data")
-    backlog(slow, MAX_OUTBOX + 1)
+    world.backlog(slow, MAX_OUTBOX + 1)
     world.hub.dispatch(quote("AAPL", 1))
-    world.flush()
-    assert len(transport(slow).writes) == 1
     assert [code for code, _ in transport(slow).closes] == [CloseCode.SLOW_CONSUMER]
     assert slow.closed and slow.close_code == 4008
     assert world.hub.counters.slow_consumer_closes == 1
@@ -609,21 +868,24 @@ def test_slow_consumer_is_closed_with_4008_and_gets_nothing_more(world: World) -
         world.hub.dispatch(quote("AAPL", seq))
     world.hub.send(slow, Pong())
     world.flush()
-    assert len(transport(slow).writes) == 1
-    assert not slow.outbox
+    assert transport(slow).writes == []
     assert len(transport(slow).closes) == 1
     assert [s for _, s in seqs(fast)] == [1, 2, 3, 4]
     assert not fast.closed
 
 
-def test_write_buffer_at_the_limit_is_not_slow(world: World) -> None:
+@pytest.mark.parametrize(("spare", "closed"), [(0, False), (-1, True)])
+def test_backlog_at_the_limit_is_not_slow(world: World, spare: int, closed: bool) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
-    backlog(connection, MAX_OUTBOX)
-    world.hub.dispatch(quote("AAPL", 1))
-    world.flush()
-    assert transport(connection).closes == []
-    assert world.hub.counters.slow_consumer_closes == 0
+    message = quote("AAPL", 1)
+    size = len(hub_module.EncodedMessage(message).frame(WireFormat.JSON))
+    # Transport buffer + outbox: exactly the limit, or one byte past it.
+    world.backlog(connection, MAX_OUTBOX - size - spare)
+    world.hub.dispatch(message)
+    assert connection.outbox.pending_bytes == size
+    assert connection.closed is closed
+    assert world.hub.counters.slow_consumer_closes == int(closed)
 
 
 def test_buffer_size_is_only_checked_while_writing_is_paused(world: World) -> None:
@@ -634,23 +896,74 @@ def test_buffer_size_is_only_checked_while_writing_is_paused(world: World) -> No
     world.hub.dispatch(quote("AAPL", 1))
     world.flush()
     assert transport(connection).closes == []
-    connection.write_paused = True
+    world.hub.pause(connection)
     world.hub.dispatch(quote("AAPL", 2))
-    world.flush()
     assert [code for code, _ in transport(connection).closes] == [4008]
+
+
+def test_write_that_pauses_the_transport_past_the_limit_closes_with_4008(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data")
+
+    def kernel_full(data: bytes) -> None:
+        world.backlog(connection, MAX_OUTBOX + 1)
+
+    transport(connection).on_write = kernel_full
+    world.hub.dispatch(quote("AAPL", 1))
+    world.flush()
+    assert len(transport(connection).writes) == 1
+    assert [code for code, _ in transport(connection).closes] == [4008]
+    assert world.hub.counters.slow_consumer_closes == 1
+
+
+def test_write_that_pauses_the_transport_below_the_limit_keeps_it_open(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data")
+    transport(connection).on_write = lambda data: world.backlog(connection, HIGH_WATER + 1)
+    world.hub.dispatch(quote("AAPL", 1))
+    world.flush()
+    assert connection.write_paused and not connection.closed
+    world.hub.dispatch(quote("AAPL", 2))
+    world.hub.dispatch(quote("AAPL", 3))
+    world.flush()
+    assert len(transport(connection).writes) == 1
+    transport(connection).on_write = None
+    world.backlog(connection, 0)
+    world.flush()
+    assert seqs(connection) == [("AAPL", 1), ("AAPL", 3)]
 
 
 def test_slow_batched_connection_is_closed_too(world: World) -> None:
     connection = world.connect(batch_ms=10)
     world.subscribe(connection, "market_data")
-    backlog(connection, MAX_OUTBOX + 1)
-    world.hub.dispatch(quote("AAPL", 1))
-    world.scheduler.run_later()
+    world.subscribe(connection, "risk_alerts")
+    world.backlog(connection, MAX_OUTBOX + 1)
+    world.hub.dispatch(alert("PF-1", seq=1))
     assert [code for code, _ in transport(connection).closes] == [4008]
     assert world.hub.counters.slow_consumer_closes == 1
     world.hub.dispatch(quote("AAPL", 2))
     assert world.scheduler.later == []
-    assert len(transport(connection).writes) == 1
+    assert transport(connection).writes == []
+
+
+def test_paused_batched_connection_gets_one_batch_after_resume(world: World) -> None:
+    connection = world.connect(batch_ms=10)
+    world.subscribe(connection, "market_data")
+    world.subscribe(connection, "risk_alerts")
+    world.hub.pause(connection)
+    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(alert("PF-1", seq=1))
+    world.hub.dispatch(quote("AAPL", 2))
+    assert world.scheduler.later == []
+    world.hub.resume(connection)
+    assert [delay for delay, _ in world.scheduler.later] == [pytest.approx(0.01)]
+    world.scheduler.run_later()
+    ((opcode, payload),) = parse_frames(transport(connection).writes[0])
+    batch = decode(opcode, payload)
+    assert [(m["stream"], m["seq"]) for m in batch["messages"]] == [
+        ("risk_alerts", 1),
+        ("market_data", 2),
+    ]
 
 
 def test_close_flushes_pending_output_first(world: World) -> None:
@@ -666,87 +979,26 @@ def test_close_flushes_pending_output_first(world: World) -> None:
     assert len(transport(connection).writes) == 1
 
 
-def test_close_of_a_connection_whose_final_flush_overflows_closes_once(world: World) -> None:
+def test_close_of_a_paused_connection_writes_nothing(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
     world.hub.dispatch(quote("AAPL", 1))
-    backlog(connection, MAX_OUTBOX + 1)
+    world.backlog(connection, MAX_OUTBOX + 1)
     world.hub.close(connection, CloseCode.GOING_AWAY, "bye")
-    assert len(transport(connection).closes) == 1
-    assert connection.close_code == transport(connection).closes[0][0]
+    assert transport(connection).writes == []
+    assert transport(connection).closes == [(1001, "bye")]
+    assert connection.close_code == 1001
 
 
-# ------------------------------------------------------------------ heartbeats
-
-
-INTERVAL, TIMEOUT = 10.0, 30.0
-
-
-@pytest.mark.parametrize(
-    ("idle", "pinged", "closed"),
-    [
-        (0.0, False, False),
-        (9.5, False, False),
-        (10.0, True, False),
-        (29.9, True, False),
-        (30.0, False, True),
-        (500.0, False, True),
-    ],
-)
-def test_tick_pings_then_closes_on_inbound_silence(
-    world: World, idle: float, pinged: bool, closed: bool
-) -> None:
-    connection = world.connect()
-    now = connection.last_inbound + idle
-    world.hub.tick(now, INTERVAL, TIMEOUT)
-    assert transport(connection).pings == (1 if pinged else 0)
-    assert connection.closed is closed
-    if closed:
-        assert [code for code, _ in transport(connection).closes] == [4010]
-        assert world.hub.counters.heartbeat_timeouts == 1
-    else:
-        assert transport(connection).closes == []
-
-
-def test_tick_skips_closed_connections(world: World) -> None:
-    connection = world.connect()
-    world.hub.close(connection, CloseCode.NORMAL, "done")
-    world.hub.tick(connection.last_inbound + 1000, INTERVAL, TIMEOUT)
-    assert transport(connection).closes == [(1000, "done")]
-    assert transport(connection).pings == 0
-    assert world.hub.counters.heartbeat_timeouts == 0
-
-
-def test_outbound_silence_gets_heartbeats_counting_up(world: World) -> None:
-    connection = world.connect()
-    counters = []
-    for _ in range(3):
-        world.clock.now += INTERVAL
-        connection.last_inbound = world.clock.now  # the client keeps talking
-        world.hub.tick(world.clock.now, INTERVAL, TIMEOUT)
-        world.flush()
-        heartbeat = received(transport(connection))[-1]
-        assert heartbeat["type"] == "heartbeat"
-        assert heartbeat["server_timestamp"].endswith("Z")
-        counters.append(heartbeat["counter"])
-    assert counters == [1, 2, 3]
-    assert transport(connection).closes == []
-
-
-def test_no_heartbeat_while_data_flows_or_one_is_pending(world: World) -> None:
+def test_close_whose_final_write_overflows_closes_once_with_4008(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
-    world.clock.now += 5
     world.hub.dispatch(quote("AAPL", 1))
-    world.flush()
-    connection.last_inbound = world.clock.now + 9
-    world.hub.tick(world.clock.now + 9, INTERVAL, TIMEOUT)
-    assert not connection.outbox, "written 9 s ago: no heartbeat yet"
-    world.hub.tick(world.clock.now + 10, INTERVAL, TIMEOUT)
-    world.hub.tick(world.clock.now + 11, INTERVAL, TIMEOUT)
-    world.flush()
-    types = [m["type"] for m in received(transport(connection))]
-    assert types == ["market_data", "heartbeat"], "one heartbeat, not one per tick"
+    transport(connection).on_write = lambda data: world.backlog(connection, MAX_OUTBOX + 1)
+    world.hub.close(connection, CloseCode.GOING_AWAY, "bye")
+    assert len(transport(connection).writes) == 1
+    assert [code for code, _ in transport(connection).closes] == [4008]
+    assert connection.close_code == 4008
 
 
 # ------------------------------------------------------------------ broadcast

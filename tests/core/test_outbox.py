@@ -1,4 +1,4 @@
-"""Outbox of core/outbox.py: one write per flush, urgent first, batch frames."""
+"""Outbox of core/outbox.py: one write per flush, ordered lane first, conflation, batches."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_take_joins_everything_in_order_and_empties() -> None:
     assert [json.loads(p) for _, p in parse_frames(data)] == [{"n": n} for n in range(5)]
     assert not outbox
     assert outbox.pending_bytes == 0
-    assert outbox.pending == [] and outbox.urgent == []
+    assert outbox.pending == [] and outbox.market == [] and outbox.latest == {}
 
 
 def test_take_of_a_single_frame_returns_the_shared_bytes() -> None:
@@ -60,32 +60,80 @@ def test_take_of_a_single_frame_returns_the_shared_bytes() -> None:
     assert outbox.take() is shared
 
 
-def test_pending_bytes_count_urgent_and_normal_items() -> None:
+def test_pending_bytes_count_every_lane() -> None:
     outbox = Outbox(WireFormat.JSON, batched=False)
     outbox.push(b"a" * 10)
-    outbox.push(b"b" * 7, urgent=True)
+    outbox.push(b"b" * 7, ordered=False)
     outbox.push(b"c" * 3)
-    assert outbox.pending_bytes == 20
-    assert len(outbox.take()) == 20
+    outbox.push_latest(("market_data", "AAPL"), b"d" * 5)
+    assert outbox.pending_bytes == 25
+    assert len(outbox.take()) == 25
     assert outbox.pending_bytes == 0
 
 
-def test_urgent_items_go_first_each_group_in_arrival_order() -> None:
+def test_ordered_lane_goes_first_each_lane_in_arrival_order() -> None:
     outbox = Outbox(WireFormat.JSON, batched=False)
-    outbox.push(b"n1")
-    outbox.push(b"u1", urgent=True)
-    outbox.push(b"n2")
-    outbox.push(b"u2", urgent=True)
-    outbox.push(b"n3")
-    assert outbox.take() == b"u1u2n1n2n3"
+    outbox.push(b"m1", ordered=False)
+    outbox.push(b"o1")
+    outbox.push_latest(("market_data", "A"), b"l1")
+    outbox.push(b"m2", ordered=False)
+    outbox.push(b"o2", ordered=True)
+    outbox.push(b"m3", ordered=False)
+    assert outbox.pending == [b"o1", b"o2"]
+    assert outbox.market == [b"m1", b"m2", b"m3"]
+    assert outbox.take() == b"o1o2m1m2m3l1"
 
 
 def test_outbox_is_reusable_after_take() -> None:
     outbox = Outbox(WireFormat.JSON, batched=False)
-    outbox.push(b"first", urgent=True)
+    outbox.push(b"first")
+    outbox.push(b"market", ordered=False)
+    outbox.push_latest(("market_data", "A"), b"latest")
     outbox.take()
-    outbox.push(b"second")
+    outbox.push(b"second", ordered=False)
     assert outbox.take() == b"second"
+    outbox.push_latest(("market_data", "A"), b"third")
+    assert outbox.conflated == 0, "the key was taken: nothing was replaced"
+    assert outbox.take() == b"third"
+
+
+# ------------------------------------------------------------------ conflation
+
+
+def test_push_latest_keeps_the_newest_item_per_key() -> None:
+    outbox = Outbox(WireFormat.JSON, batched=False)
+    aapl, msft = ("market_data", "AAPL"), ("market_data", "MSFT")
+    outbox.push_latest(aapl, b"aapl-1")
+    outbox.push_latest(msft, b"msft-22")
+    outbox.push_latest(aapl, b"aapl-333")
+    assert outbox.latest == {msft: b"msft-22", aapl: b"aapl-333"}
+    assert outbox.conflated == 1
+    # The replaced item's bytes are no longer counted: memory is bounded by the keys.
+    assert outbox.pending_bytes == len(b"msft-22") + len(b"aapl-333")
+    # In the order of the last update: aapl-333 came after msft-22.
+    assert outbox.take() == b"msft-22aapl-333"
+    assert outbox.latest == {}
+    assert outbox.pending_bytes == 0
+
+
+def test_memory_of_the_latest_lane_is_bounded_by_the_number_of_keys() -> None:
+    outbox = Outbox(WireFormat.JSON, batched=False)
+    keys = [("market_data", f"S{n}") for n in range(5)]
+    for i in range(1000):
+        outbox.push_latest(keys[i % 5], b"x" * (i % 7 + 1))
+    assert len(outbox.latest) == 5
+    assert outbox.conflated == 995
+    assert outbox.pending_bytes == sum(len(item) for item in outbox.latest.values())
+
+
+def test_conflation_keys_are_stream_and_snapshot_key() -> None:
+    outbox = Outbox(WireFormat.JSON, batched=False)
+    outbox.push_latest(("market_data", "AAPL\x1fquote"), b"q")
+    outbox.push_latest(("market_data", "AAPL\x1fbar"), b"b")
+    outbox.push_latest(("system_health", "AAPL"), b"h")
+    assert outbox.conflated == 0
+    assert len(outbox.latest) == 3
+    assert outbox.take() == b"qbh"
 
 
 def decode(opcode: int, payload: bytes) -> Any:
@@ -100,9 +148,10 @@ def decode(opcode: int, payload: bytes) -> Any:
 def test_batched_take_is_one_batch_frame(fmt: WireFormat) -> None:
     outbox = Outbox(fmt, batched=True)
     messages = [{"type": "market_data", "seq": n} for n in range(1, 4)]
-    for message in messages:
-        outbox.push(ENCODE[fmt](message))
-    outbox.push(ENCODE[fmt]({"type": "pong"}), urgent=True)
+    for message in messages[:2]:
+        outbox.push(ENCODE[fmt](message), ordered=False)
+    outbox.push(ENCODE[fmt]({"type": "pong"}))
+    outbox.push_latest(("market_data", "AAPL"), ENCODE[fmt](messages[2]))
     data = outbox.take()
     frames = parse_frames(data)
     assert len(frames) == 1
@@ -110,6 +159,7 @@ def test_batched_take_is_one_batch_frame(fmt: WireFormat) -> None:
     assert opcode == (0x2 if fmt.binary else 0x1)
     assert decode(opcode, payload) == {"type": "batch", "messages": [{"type": "pong"}, *messages]}
     assert not outbox
+    assert outbox.latest == {}
 
 
 def test_batched_msgpack_payload_is_msgpack_not_json() -> None:
@@ -126,9 +176,11 @@ def test_batched_msgpack_payload_is_msgpack_not_json() -> None:
 
 def test_batched_pending_bytes_count_payloads() -> None:
     outbox = Outbox(WireFormat.JSON, batched=True)
-    outbox.push(b'{"a":1}')
-    outbox.push(b'{"b":2}', urgent=True)
-    assert outbox.pending_bytes == 14
+    outbox.push(b'{"a":1}', ordered=False)
+    outbox.push(b'{"b":2}')
+    outbox.push_latest(("market_data", "AAPL"), b'{"c":3}')
+    outbox.push_latest(("market_data", "AAPL"), b'{"c":44}')
+    assert outbox.pending_bytes == 22
     outbox.take()
     assert outbox.pending_bytes == 0
     assert not outbox

@@ -204,9 +204,9 @@ class CommandHandler:
             return
         self._confirm(command, subscription, setup.position, setup.recovered)
         for message in setup.messages:
-            self.hub.deliver(connection, message)
+            self.hub.deliver(subscription, message)
         for message in recovery.after(setup, self.hub.open_gate(subscription)):
-            self.hub.deliver(connection, message)
+            self.hub.deliver(subscription, message)
 
     def _confirm(
         self,

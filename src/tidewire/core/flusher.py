@@ -73,12 +73,14 @@ class Flusher:
             if connection.closed or connection.write_paused or not outbox.pending_bytes:
                 continue
             pending = outbox.pending
-            if len(pending) == 1 and not outbox.market and not outbox.batched:
+            if len(pending) == 1 and not outbox.market and not outbox.latest and not outbox.batched:
                 # The common case at one message per iteration: no join, no copy.
                 data = pending[0]
                 outbox.pending = []
                 outbox.pending_bytes = 0
-            elif not pending and len(outbox.market) == 1 and not outbox.batched:
+            elif (
+                not pending and len(outbox.market) == 1 and not outbox.latest and not outbox.batched
+            ):
                 data = outbox.market[0]
                 outbox.market = []
                 outbox.pending_bytes = 0

@@ -35,7 +35,11 @@ def sweep(hub: Hub, now: float, interval: float, timeout: float) -> None:
             continue
         if idle_in >= interval:
             connection.transport.ping()
-        if now - connection.last_outbound >= interval and not connection.dirty:
+        if (
+            now - connection.last_outbound >= interval
+            and not connection.dirty
+            and not connection.write_paused  # one heartbeat at a time, not one per sweep
+        ):
             connection.heartbeat_counter += 1
             hub.send(
                 connection,

@@ -30,7 +30,7 @@ from tidewire.core.frames import build_frame
 from tidewire.core.subscription import Subscription
 from tidewire.protocol.codec import ENCODE, WIRE_FORMATS, WireFormat
 from tidewire.protocol.errors import CloseCode
-from tidewire.protocol.messages import PRIORITY_CRITICAL, DataMessage
+from tidewire.protocol.messages import DataMessage
 from tidewire.protocol.streams import STREAMS, snapshot_key
 
 __all__ = ["EncodedMessage", "Hub", "HubCounters", "Scheduler"]
@@ -45,8 +45,13 @@ class EncodedMessage:
         self.message = message
         self.built = 0
         """Encodings done so far, one per wire format used (added to `frames_encoded`)."""
-        self.ordered = STREAMS[message.stream].reliable or message.priority >= PRIORITY_CRITICAL
-        """True: the outbox's ordered lane (reliable or critical); False: the market lane."""
+        self.ordered = STREAMS[message.stream].reliable
+        """True: the outbox's ordered lane; False: the market lane (latest-value streams).
+
+        Critical-priority messages are on reliable streams (risk alerts, events): the ordered
+        lane puts them ahead of market data. A critical message of a latest-value stream
+        keeps its place in the market lane, so that it never overtakes an older message of
+        its own stream."""
         self._payloads: list[bytes | None] = [None] * len(WIRE_FORMATS)
         self._frames: list[bytes | None] = [None] * len(WIRE_FORMATS)
 
@@ -108,6 +113,8 @@ class Hub:
         self.connections: dict[str, Connection] = {}
         self._index: dict[str, _StreamIndex] = {}
         self._token = 0
+        self._held: list[tuple[Subscription, str, EncodedMessage]] | None = None
+        """Messages throttled subscriptions held during the current dispatch."""
         self.counters = HubCounters()
         self.flusher = Flusher(scheduler, clock, self._check_backlog)
 
@@ -213,6 +220,7 @@ class Hub:
         token = self._token
         encoded: EncodedMessage | None = None
         delivered = 0
+        self._held = None
         for holders in (keyed, wildcard):
             if not holders:
                 continue
@@ -243,10 +251,13 @@ class Hub:
         counters.deliveries += delivered
         if encoded is not None:
             counters.frames_encoded += encoded.built
+        if self._held is not None:
+            self._drop_held_duplicates(token)
 
-    def deliver(self, connection: Connection, message: DataMessage) -> None:
-        """Queue one data message for one connection (snapshots, replays)."""
-        self._queue(connection, EncodedMessage(message))
+    def deliver(self, subscription: Subscription, message: DataMessage) -> None:
+        """Queue one data message for a subscription's connection (snapshots, replays)."""
+        subscription.messages_delivered += 1
+        self._queue(subscription.connection, EncodedMessage(message))
         self.counters.deliveries += 1
 
     def broadcast(self, message: DataMessage) -> int:
@@ -335,8 +346,12 @@ class Hub:
         assert throttle is not None
         message = encoded.message
         now = self._clock()
-        if throttle.offer(snapshot_key(subscription.spec, message), encoded, now):
+        key = snapshot_key(subscription.spec, message)
+        if throttle.offer(key, encoded, now):
             return True
+        if self._held is None:
+            self._held = []
+        self._held.append((subscription, key, encoded))
         if not throttle.scheduled:
             throttle.scheduled = True
             self._scheduler.call_later(
@@ -344,12 +359,27 @@ class Hub:
             )
         return False
 
+    def _drop_held_duplicates(self, token: int) -> None:
+        """Forget held messages that their connection got anyway in this dispatch.
+
+        A connection with a throttled and an unthrottled subscription matching the same
+        message receives it once, live; releasing the held copy later would send it twice.
+        """
+        assert self._held is not None
+        for subscription, key, encoded in self._held:
+            throttle = subscription.throttle
+            if subscription.connection.last_token == token and throttle is not None:
+                throttle.discard(key, encoded)
+        self._held = None
+
     def _release(self, subscription: Subscription) -> None:
         throttle = subscription.throttle
         assert throttle is not None
         throttle.scheduled = False
         if subscription.removed:
             return
+        self.counters.conflated += throttle.conflated - subscription.conflated_seen
+        subscription.conflated_seen = throttle.conflated
         for encoded in throttle.release(self._clock()):
             subscription.messages_delivered += 1
             self._queue(subscription.connection, encoded)

@@ -66,6 +66,7 @@ class Subscription:
         "_min_severity",
         "_value_checks",
         "buffer",
+        "conflated_seen",
         "connection",
         "created_at",
         "filters",
@@ -105,6 +106,8 @@ class Subscription:
         self.gated = self.throttle is not None
         """True when dispatch must go through `buffer` or `throttle` (the slow path)."""
         self.removed = False
+        self.conflated_seen = 0
+        """The throttle's `conflated` count already added to the hub's counter."""
         key_filter = KEY_FILTER_OF_FIELD.get(spec.key_field)
         key_values = getattr(filters, key_filter) if key_filter else None
         self.index_keys: frozenset[str] | None = (

@@ -39,6 +39,11 @@ class Throttle(Generic[T]):
         self.held[key] = item
         return False
 
+    def discard(self, key: str, item: T) -> None:
+        """Forget `item` if it is still the one held for `key`."""
+        if self.held.get(key) is item:
+            del self.held[key]
+
     def release(self, now: float) -> list[T]:
         """Everything held, oldest update first; the next release is one interval away."""
         items = list(self.held.values())

@@ -1,0 +1,312 @@
+"""`sweep` of core/heartbeats.py: pings, 4010, server heartbeats and the 4008 stall limit.
+
+No sockets, no event loop: a hub with a fake scheduler, clock and transports, and `sweep`
+called with the time the test chooses.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+
+from tidewire.core.auth import ROLE_SUBSCRIBER, Principal
+from tidewire.core.connection import Connection
+from tidewire.core.heartbeats import sweep
+from tidewire.core.hub import Hub
+from tidewire.core.ratelimit import TokenBucket
+from tidewire.core.subscription import Subscription
+from tidewire.protocol.codec import WireFormat
+from tidewire.protocol.errors import CloseCode
+from tidewire.protocol.filters import validate_filters
+from tidewire.protocol.ingest import build_data_message
+from tidewire.protocol.messages import DataMessage, now_iso
+from tidewire.protocol.streams import STREAMS
+
+INTERVAL, TIMEOUT = 10.0, 30.0
+STALL = 20.0
+
+# ------------------------------------------------------------------ fakes
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeScheduler:
+    def __init__(self) -> None:
+        self.soon: list[Callable[[], object]] = []
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        self.soon.append(callback)
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> None:
+        raise AssertionError("no timers expected here")
+
+    def run_soon(self) -> None:
+        ready, self.soon = self.soon, []
+        for callback in ready:
+            callback()
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closes: list[tuple[int, str]] = []
+        self.pings = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def write_buffer_size(self) -> int:
+        return 0
+
+    def ping(self) -> None:
+        self.pings += 1
+
+    def close(self, code: int, reason: str) -> None:
+        self.closes.append((code, reason))
+
+
+def parse_frames(data: bytes) -> list[bytes]:
+    """Payloads of the unmasked text frames in one write."""
+    payloads: list[bytes] = []
+    i = 0
+    while i < len(data):
+        length = data[i + 1] & 0x7F
+        i += 2
+        if length == 126:
+            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
+        elif length == 127:
+            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
+        payloads.append(data[i : i + length])
+        i += length
+    return payloads
+
+
+class World:
+    def __init__(self) -> None:
+        self.clock = FakeClock(1000.0)
+        self.scheduler = FakeScheduler()
+        self.hub = Hub(self.scheduler, 64 * 1024, clock=self.clock, stall_timeout=STALL)
+        self._ids = itertools.count(1)
+
+    def connect(self) -> Connection:
+        now = self.clock()
+        connection = Connection(
+            connection_id=f"c{next(self._ids)}",
+            transport=FakeTransport(),
+            wire_format=WireFormat.JSON,
+            principal=Principal(user_id=None, roles=frozenset({ROLE_SUBSCRIBER})),
+            inbound=TokenBucket(50.0, 200, now),
+            now=now,
+            connected_at=now_iso(),
+        )
+        self.hub.add_connection(connection)
+        return connection
+
+    def sweep(self, now: float | None = None) -> None:
+        if now is not None:
+            self.clock.now = now
+        sweep(self.hub, self.clock.now, INTERVAL, TIMEOUT)
+
+    def flush(self) -> None:
+        self.scheduler.run_soon()
+
+
+def transport(connection: Connection) -> FakeTransport:
+    assert isinstance(connection.transport, FakeTransport)
+    return connection.transport
+
+
+def received(connection: Connection) -> list[dict[str, Any]]:
+    return [
+        json.loads(payload)
+        for write in transport(connection).writes
+        for payload in parse_frames(write)
+    ]
+
+
+def quote(symbol: str, seq: int) -> DataMessage:
+    raw = {"type": "market_data", "symbol": symbol, "data": {"bid": 1.0, "ask": 2.0}}
+    return msgspec.structs.replace(build_data_message(raw), seq=seq, epoch="ep")
+
+
+def subscribe(world: World, connection: Connection, stream: str) -> None:
+    spec = STREAMS[stream]
+    world.hub.add_subscription(
+        Subscription(connection, "s1", spec, validate_filters({}, spec), now_iso())
+    )
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+# ------------------------------------------------------------------ inbound silence
+
+
+@pytest.mark.parametrize(
+    ("idle", "pinged", "closed"),
+    [
+        (0.0, False, False),
+        (9.5, False, False),
+        (10.0, True, False),
+        (29.9, True, False),
+        (30.0, False, True),
+        (500.0, False, True),
+    ],
+)
+def test_sweep_pings_then_closes_on_inbound_silence(
+    world: World, idle: float, pinged: bool, closed: bool
+) -> None:
+    connection = world.connect()
+    world.sweep(connection.last_inbound + idle)
+    assert transport(connection).pings == (1 if pinged else 0)
+    assert connection.closed is closed
+    if closed:
+        assert [code for code, _ in transport(connection).closes] == [4010]
+        assert connection.close_code == CloseCode.HEARTBEAT_TIMEOUT
+        assert world.hub.counters.heartbeat_timeouts == 1
+    else:
+        assert transport(connection).closes == []
+        assert world.hub.counters.heartbeat_timeouts == 0
+
+
+def test_sweep_judges_each_connection_on_its_own(world: World) -> None:
+    quiet, talking = world.connect(), world.connect()
+    talking.last_inbound = world.clock.now + 25
+    world.sweep(world.clock.now + 30)
+    assert quiet.closed and not talking.closed
+    assert transport(talking).closes == []
+
+
+def test_sweep_skips_closed_connections(world: World) -> None:
+    connection = world.connect()
+    world.hub.close(connection, CloseCode.NORMAL, "done")
+    world.sweep(connection.last_inbound + 1000)
+    assert transport(connection).closes == [(1000, "done")]
+    assert transport(connection).pings == 0
+    assert world.hub.counters.heartbeat_timeouts == 0
+
+
+# ------------------------------------------------------------------ server heartbeats
+
+
+def test_outbound_silence_gets_heartbeats_counting_up(world: World) -> None:
+    connection = world.connect()
+    counters = []
+    for _ in range(3):
+        world.clock.now += INTERVAL
+        connection.last_inbound = world.clock.now  # the client keeps talking
+        world.sweep()
+        world.flush()
+        heartbeat = received(connection)[-1]
+        assert heartbeat["type"] == "heartbeat"
+        assert heartbeat["server_timestamp"].endswith("Z")
+        counters.append(heartbeat["counter"])
+    assert counters == [1, 2, 3]
+    assert len(transport(connection).writes) == 3
+    assert transport(connection).closes == []
+
+
+def test_no_heartbeat_while_data_flows_or_one_is_pending(world: World) -> None:
+    connection = world.connect()
+    subscribe(world, connection, "market_data")
+    world.clock.now += 5
+    world.hub.dispatch(quote("AAPL", 1))
+    world.flush()
+    assert connection.last_outbound == world.clock.now
+    start = world.clock.now
+    connection.last_inbound = start + 9
+    world.sweep(start + 9)
+    assert not connection.outbox, "written 9 s ago: no heartbeat yet"
+    world.sweep(start + 10)
+    world.sweep(start + 11)
+    world.flush()
+    types = [m["type"] for m in received(connection)]
+    assert types == ["market_data", "heartbeat"], "one heartbeat, not one per sweep"
+
+
+# ------------------------------------------------------------------ stalled readers
+
+
+@pytest.mark.parametrize(("paused_for", "closed"), [(0.0, False), (19.9, False), (20.0, True)])
+def test_connection_paused_for_the_stall_timeout_is_closed_with_4008(
+    world: World, paused_for: float, closed: bool
+) -> None:
+    connection = world.connect()
+    world.hub.pause(connection)
+    assert connection.paused_at == world.clock.now
+    # The client keeps sending (pings, heartbeats) but does not read.
+    connection.last_inbound = world.clock.now + paused_for
+    world.sweep(world.clock.now + paused_for)
+    assert connection.closed is closed
+    if closed:
+        assert transport(connection).closes == [(CloseCode.SLOW_CONSUMER, "slow consumer")]
+        assert connection.close_code == 4008
+        assert world.hub.counters.slow_consumer_closes == 1
+    else:
+        assert transport(connection).closes == []
+        assert world.hub.counters.slow_consumer_closes == 0
+    assert world.hub.counters.heartbeat_timeouts == 0
+
+
+def test_stalled_connection_is_closed_without_writing_its_backlog(world: World) -> None:
+    connection = world.connect()
+    subscribe(world, connection, "market_data")
+    world.hub.pause(connection)
+    world.hub.dispatch(quote("AAPL", 1))
+    connection.last_inbound = world.clock.now + STALL
+    world.sweep(world.clock.now + STALL)
+    world.flush()
+    assert connection.closed
+    assert transport(connection).writes == []
+
+
+def test_stall_counts_from_the_latest_pause(world: World) -> None:
+    connection = world.connect()
+    start = world.clock.now
+    world.hub.pause(connection)
+    world.clock.now = start + 15
+    world.hub.resume(connection)
+    world.clock.now = start + 18
+    world.hub.pause(connection)
+    connection.last_inbound = start + 37.9
+    world.sweep(start + 37.9)
+    assert not connection.closed, "paused 19.9 s this time: not stalled yet"
+    connection.last_inbound = start + 38
+    world.sweep(start + 38)
+    assert connection.close_code == 4008
+
+
+def test_resumed_connection_is_never_stalled(world: World) -> None:
+    connection = world.connect()
+    world.hub.pause(connection)
+    world.hub.resume(connection)
+    connection.last_inbound = world.clock.now + 100
+    world.sweep(world.clock.now + 100)
+    assert not connection.closed
+    assert world.hub.counters.slow_consumer_closes == 0
+
+
+def test_paused_connection_does_not_pile_up_heartbeats(world: World) -> None:
+    connection = world.connect()
+    start = world.clock.now
+    world.hub.pause(connection)
+    for t in (10.0, 12.0, 14.0, 16.0):  # idle outbound, paused for less than STALL
+        connection.last_inbound = start + t  # the client keeps talking
+        world.sweep(start + t)
+    assert not connection.closed
+    world.hub.resume(connection)
+    world.flush()
+    assert [m["type"] for m in received(connection)].count("heartbeat") <= 1

@@ -1,0 +1,388 @@
+"""Per-subscription rate limits: `Throttle` of core/throttle.py, alone and inside the hub.
+
+A subscription with `rate_limit: r` on a latest-value stream gets each key at most r times
+a second; in between, the newest message per key is held and released in seq order
+(PROTOCOL.md sections 3 and 5). No sockets, no event loop: the hub's timers go to a fake
+scheduler that the tests run when they choose, with a fake clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+
+from tidewire.core.auth import ROLE_SUBSCRIBER, Principal
+from tidewire.core.connection import Connection
+from tidewire.core.hub import Hub
+from tidewire.core.ratelimit import TokenBucket
+from tidewire.core.subscription import Subscription
+from tidewire.core.throttle import Throttle
+from tidewire.protocol.codec import WireFormat
+from tidewire.protocol.filters import validate_filters
+from tidewire.protocol.ingest import build_data_message
+from tidewire.protocol.messages import DataMessage, now_iso
+from tidewire.protocol.streams import STREAMS
+
+# ------------------------------------------------------------------ Throttle alone
+
+
+def test_first_offer_passes_then_items_are_held_until_next_release() -> None:
+    throttle: Throttle[str] = Throttle(rate=2.0)
+    assert throttle.interval == 0.5
+    assert throttle.offer("AAPL", "a1", now=10.0) is True
+    assert throttle.next_release == 10.5
+    assert throttle.held == {}
+    assert throttle.offer("AAPL", "a2", now=10.1) is False
+    assert throttle.offer("MSFT", "m1", now=10.2) is False
+    assert throttle.held == {"AAPL": "a2", "MSFT": "m1"}
+    assert throttle.next_release == 10.5, "holding does not move the release"
+
+
+def test_offer_after_the_interval_passes_when_nothing_is_held() -> None:
+    throttle: Throttle[str] = Throttle(rate=4.0)
+    assert throttle.offer("AAPL", "a1", now=0.0)
+    assert not throttle.offer("AAPL", "a2", now=0.2)
+    assert throttle.release(now=0.25) == ["a2"]
+    assert throttle.next_release == 0.5
+    assert not throttle.offer("AAPL", "a3", now=0.49)
+    assert throttle.release(now=0.5) == ["a3"]
+    assert throttle.offer("MSFT", "m1", now=1.0), "a quiet interval: straight through"
+    assert throttle.next_release == 1.25
+
+
+def test_other_keys_wait_for_the_release_too() -> None:
+    # The rate is per subscription release: a new key does not jump the queue while items
+    # are held, so the subscription's messages stay in seq order.
+    throttle: Throttle[str] = Throttle(rate=1.0)
+    assert throttle.offer("AAPL", "a1", now=0.0)
+    assert not throttle.offer("AAPL", "a2", now=0.5)
+    assert not throttle.offer("MSFT", "m1", now=1.5), "past next_release, but AAPL is held"
+
+
+def test_newest_per_key_wins_and_counts_as_conflated() -> None:
+    throttle: Throttle[str] = Throttle(rate=1.0)
+    throttle.offer("AAPL", "a1", now=0.0)
+    for n in range(2, 12):
+        throttle.offer("AAPL", f"a{n}", now=0.1)
+    throttle.offer("MSFT", "m1", now=0.2)
+    throttle.offer("MSFT", "m2", now=0.3)
+    assert throttle.held == {"AAPL": "a11", "MSFT": "m2"}
+    assert throttle.conflated == 10
+    assert throttle.release(now=1.0) == ["a11", "m2"]
+    assert throttle.conflated == 10
+
+
+def test_release_is_in_the_order_of_the_last_update() -> None:
+    throttle: Throttle[int] = Throttle(rate=1.0)
+    throttle.offer("A", 1, now=0.0)  # passes
+    throttle.offer("A", 2, now=0.1)
+    throttle.offer("B", 3, now=0.2)
+    throttle.offer("A", 4, now=0.3)
+    throttle.offer("C", 5, now=0.4)
+    throttle.offer("B", 6, now=0.5)
+    # Each key's newest item, oldest update first: the items' own order (seq order).
+    assert throttle.release(now=1.0) == [4, 5, 6]
+    assert throttle.held == {}
+    assert throttle.next_release == 2.0
+    assert throttle.release(now=2.0) == [], "nothing held, nothing released"
+
+
+# ------------------------------------------------------------------ through the hub
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeScheduler:
+    """call_soon runs on `run_soon`; call_later timers fire when `advance` reaches them."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.soon: list[Callable[[], object]] = []
+        self.later: list[tuple[float, float, Callable[[], object]]] = []
+        """(due time, delay asked, callback)"""
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        self.soon.append(callback)
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> None:
+        self.later.append((self.clock.now + delay, delay, callback))
+
+    @property
+    def delays(self) -> list[float]:
+        return [delay for _, delay, _ in self.later]
+
+    def run_soon(self) -> None:
+        ready, self.soon = self.soon, []
+        for callback in ready:
+            callback()
+
+    def advance(self, seconds: float) -> int:
+        """Let time pass, firing each timer at its due time; returns how many fired."""
+        end = self.clock.now + seconds
+        fired = 0
+        while True:
+            due = [timer for timer in self.later if timer[0] <= end]
+            if not due:
+                break
+            timer = min(due, key=lambda t: t[0])
+            self.later.remove(timer)
+            self.clock.now = max(self.clock.now, timer[0])
+            timer[2]()
+            fired += 1
+        self.clock.now = end
+        return fired
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def write_buffer_size(self) -> int:
+        return 0
+
+    def ping(self) -> None:
+        pass
+
+    def close(self, code: int, reason: str) -> None:
+        raise AssertionError(f"unexpected close {code} {reason}")
+
+
+def payloads(data: bytes) -> list[bytes]:
+    out: list[bytes] = []
+    i = 0
+    while i < len(data):
+        length = data[i + 1] & 0x7F
+        i += 2
+        if length == 126:
+            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
+        elif length == 127:
+            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
+        out.append(data[i : i + length])
+        i += length
+    return out
+
+
+class World:
+    def __init__(self) -> None:
+        self.clock = FakeClock(1000.0)
+        self.scheduler = FakeScheduler(self.clock)
+        self.hub = Hub(self.scheduler, 1 << 20, clock=self.clock)
+        self._ids = itertools.count(1)
+
+    def connect(self) -> Connection:
+        connection = Connection(
+            connection_id=f"c{next(self._ids)}",
+            transport=FakeTransport(),
+            wire_format=WireFormat.JSON,
+            principal=Principal(user_id=None, roles=frozenset({ROLE_SUBSCRIBER})),
+            inbound=TokenBucket(50.0, 200, self.clock()),
+            now=self.clock(),
+            connected_at=now_iso(),
+        )
+        self.hub.add_connection(connection)
+        return connection
+
+    def subscribe(
+        self,
+        connection: Connection,
+        stream: str,
+        rate_limit: float | None = None,
+        **filters: Any,
+    ) -> Subscription:
+        spec = STREAMS[stream]
+        subscription = Subscription(
+            connection,
+            f"sub-{len(connection.subscriptions) + 1}",
+            spec,
+            validate_filters(filters, spec),
+            now_iso(),
+            rate_limit=rate_limit,
+        )
+        self.hub.add_subscription(subscription)
+        return subscription
+
+    def flush(self) -> None:
+        self.scheduler.run_soon()
+
+    def release(self, after: float) -> None:
+        """Let `after` seconds pass: a release timer must fire by then."""
+        assert self.scheduler.advance(after) > 0, "no timer was due"
+
+
+def seqs(connection: Connection) -> list[tuple[str, int]]:
+    assert isinstance(connection.transport, FakeTransport)
+    messages = [
+        json.loads(payload) for write in connection.transport.writes for payload in payloads(write)
+    ]
+    return [(m["key"], m["seq"]) for m in messages]
+
+
+def quote(symbol: str, seq: int, data_type: str = "quote") -> DataMessage:
+    data: dict[str, Any] = (
+        {"bid": 1.0, "ask": 2.0}
+        if data_type == "quote"
+        else {"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0}
+    )
+    message = build_data_message({"type": "market_data", "symbol": symbol, "data": data})
+    return msgspec.structs.replace(message, seq=seq, epoch="ep")
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_rate_limited_subscription_gets_the_first_message_at_once(world: World) -> None:
+    connection = world.connect()
+    subscription = world.subscribe(connection, "market_data", rate_limit=2)
+    assert subscription.gated and subscription.throttle is not None
+    world.hub.dispatch(quote("AAPL", 1))
+    assert world.scheduler.later == [], "nothing held: no release timer"
+    world.flush()
+    assert seqs(connection) == [("AAPL", 1)]
+
+
+def test_later_messages_are_held_and_released_by_the_timer(world: World) -> None:
+    connection = world.connect()
+    subscription = world.subscribe(connection, "market_data", rate_limit=2)
+    world.hub.dispatch(quote("AAPL", 1))
+    world.clock.now += 0.1
+    world.hub.dispatch(quote("AAPL", 2))
+    world.hub.dispatch(quote("MSFT", 3))
+    world.hub.dispatch(quote("AAPL", 4))
+    world.hub.dispatch(quote("GOOG", 5))
+    world.flush()
+    assert seqs(connection) == [("AAPL", 1)]
+    # One timer for the whole hold, due at the next release (0.5 s after the first).
+    assert world.scheduler.delays == [pytest.approx(0.4)]
+    assert subscription.throttle is not None
+    assert subscription.throttle.conflated == 1
+    world.release(0.4)
+    world.flush()
+    # Newest per key, in seq order.
+    assert seqs(connection) == [("AAPL", 1), ("MSFT", 3), ("AAPL", 4), ("GOOG", 5)]
+    assert subscription.messages_delivered == 4
+
+
+def test_each_key_gets_at_most_rate_messages_per_second(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data", rate_limit=4)
+    sent_at: list[float] = []
+    seq = 0
+    for step in range(1000):  # 10 s in steps of 10 ms, a quote every 100 ms
+        if step % 10 == 0:
+            seq += 1
+            world.hub.dispatch(quote("AAPL", seq))
+        world.scheduler.advance(0.01)
+        world.flush()
+        sent_at.extend([world.clock.now] * (len(seqs(connection)) - len(sent_at)))
+    got = [s for _, s in seqs(connection)]
+    assert got == sorted(got), "seq order"
+    assert len(got) == len(set(got)), "no duplicates"
+    # One at once, then one release every 0.25 s: 4 a second (plus the first).
+    assert 40 <= len(got) <= 41
+    for first, fifth in zip(sent_at, sent_at[4:], strict=False):
+        assert fifth - first >= 1.0 - 0.011, "at most 4 in any second"
+    assert got[-1] >= 98, "each release carries the newest value"
+
+
+def test_messages_of_one_subscription_stay_in_seq_order(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data", rate_limit=10)
+    symbols = ["AAPL", "MSFT", "GOOG"]
+    for seq in range(1, 61):
+        world.hub.dispatch(quote(symbols[seq % 3], seq))
+        if seq % 7 == 0:
+            world.scheduler.advance(0.1)
+            world.flush()
+    world.scheduler.advance(1.0)
+    world.flush()
+    got = [s for _, s in seqs(connection)]
+    assert got == sorted(got)
+    assert len(got) < 60, "conflated"
+    # Every key ends on its newest value.
+    last = {key: s for key, s in seqs(connection)}
+    assert last == {"AAPL": 60, "GOOG": 59, "MSFT": 58}
+
+
+def test_quote_and_bar_of_one_symbol_are_throttled_apart(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data", rate_limit=1)
+    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(quote("AAPL", 2, "bar"))
+    world.hub.dispatch(quote("AAPL", 3))
+    world.hub.dispatch(quote("AAPL", 4))
+    world.release(1.0)
+    world.flush()
+    assert seqs(connection) == [("AAPL", 1), ("AAPL", 2), ("AAPL", 4)]
+
+
+def test_removed_subscription_pending_release_delivers_nothing(world: World) -> None:
+    connection = world.connect()
+    subscription = world.subscribe(connection, "market_data", rate_limit=2)
+    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(quote("AAPL", 2))
+    world.flush()
+    assert len(world.scheduler.later) == 1
+    world.hub.remove_subscription(subscription)
+    world.release(0.5)
+    world.flush()
+    assert seqs(connection) == [("AAPL", 1)]
+    assert not connection.outbox
+
+
+def test_unthrottled_subscriptions_of_other_connections_are_not_delayed(world: World) -> None:
+    throttled, plain = world.connect(), world.connect()
+    world.subscribe(throttled, "market_data", rate_limit=1)
+    world.subscribe(plain, "market_data")
+    for seq in range(1, 4):
+        world.hub.dispatch(quote("AAPL", seq))
+    world.flush()
+    assert seqs(plain) == [("AAPL", 1), ("AAPL", 2), ("AAPL", 3)]
+    assert seqs(throttled) == [("AAPL", 1)]
+
+
+def test_release_to_a_paused_connection_is_conflated_there(world: World) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data", rate_limit=2)
+    world.hub.dispatch(quote("AAPL", 1))
+    world.flush()
+    world.hub.dispatch(quote("AAPL", 2))
+    world.hub.pause(connection)
+    world.release(0.5)
+    assert len(connection.outbox.latest) == 1
+    world.hub.dispatch(quote("AAPL", 3))  # held again: the next release is 0.5 s away
+    world.release(0.5)
+    assert len(connection.outbox.latest) == 1
+    assert world.hub.counters.conflated == 1
+    world.hub.resume(connection)
+    world.flush()
+    assert seqs(connection) == [("AAPL", 1), ("AAPL", 3)]
+
+
+def test_overlapping_throttled_and_plain_subscriptions_deliver_each_message_once(
+    world: World,
+) -> None:
+    connection = world.connect()
+    world.subscribe(connection, "market_data", rate_limit=2, symbols=["AAPL", "MSFT"])
+    world.subscribe(connection, "market_data")
+    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(quote("MSFT", 2))
+    world.hub.dispatch(quote("AAPL", 3))
+    world.release(0.5)
+    world.flush()
+    assert seqs(connection) == [("AAPL", 1), ("MSFT", 2), ("AAPL", 3)]
