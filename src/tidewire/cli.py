@@ -99,7 +99,7 @@ def tail(
     ] = None,
 ) -> None:
     """Print live messages of STREAM, one JSON object per line."""
-    from tidewire.client import SubscriptionError, TidewireClient
+    from tidewire.client import SubscriptionError, TidewireClient, is_resync
 
     filters: dict[str, Any] = {}
     for name, value in (
@@ -121,6 +121,10 @@ def tail(
                 return 2
             seen = 0
             async for message in subscription:
+                if is_resync(message):
+                    # A gap the gateway could not replay: say so, on stderr, and go on.
+                    typer.echo(f"resync: {message['reason']} ({message['stream']})", err=True)
+                    continue
                 sys.stdout.write(json.dumps(message, separators=(",", ":"), default=str) + "\n")
                 sys.stdout.flush()
                 seen += 1
