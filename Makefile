@@ -22,9 +22,11 @@ demo: $(STAMP)
 
 test: lint typecheck pytest
 
+LINTED := src tests $(wildcard bench checker)
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
