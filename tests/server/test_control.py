@@ -197,3 +197,10 @@ async def test_stop_closes_clients_with_going_away(
     with pytest.raises(ConnectionClosed) as info:
         await asyncio.wait_for(client.recv_type("never"), 5)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+
+
+async def test_dashboard_and_its_config(gateway: Gateway, http: httpx.AsyncClient) -> None:
+    page = await http.get("/")
+    assert page.status_code == 200 and "<html" in page.text
+    config = (await http.get("/api/config")).json()
+    assert config["ws_url"] == f"ws://127.0.0.1:{gateway.port}/ws"

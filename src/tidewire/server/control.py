@@ -19,9 +19,11 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.params import FromPath, JSONBody
+from litestar.static_files import create_static_files_router
 
 from tidewire import __version__
 from tidewire.brokers.base import BrokerUnavailable
+from tidewire.dashboard import STATIC_DIR
 from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from tidewire.protocol.ingest import build_data_message
 from tidewire.protocol.messages import (
@@ -115,6 +117,19 @@ def create_app(gateway: Gateway) -> Litestar:
         if problems:
             return Response({"ready": False, "problems": problems}, status_code=503)
         return Response({"ready": True, "problems": []})
+
+    @get("/api/config", summary="Where browsers connect: the data plane's WebSocket URL")
+    async def config(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        # The host the browser used to reach this page is the one it can reach the data
+        # plane on (unless the data plane is bound to one specific other interface).
+        host = request.url.hostname or settings.host
+        if settings.host not in ("0.0.0.0", "::", "127.0.0.1", "localhost"):
+            host = settings.host
+        return {
+            "ws_url": f"ws://{host}:{gateway.port}/ws",
+            "server_version": __version__,
+            "heartbeat_interval": settings.heartbeat_interval,
+        }
 
     @get("/api/stats", summary="Counters of this gateway node")
     async def stats() -> dict[str, Any]:
@@ -270,6 +285,7 @@ def create_app(gateway: Gateway) -> Litestar:
         route_handlers=[
             healthz,
             readyz,
+            config,
             stats,
             connections,
             disconnect,
@@ -277,6 +293,7 @@ def create_app(gateway: Gateway) -> Litestar:
             streams,
             publish,
             broadcast,
+            create_static_files_router(path="/", directories=[STATIC_DIR], html_mode=True),
         ],
         exception_handlers={HTTPException: http_error},
         request_max_body_size=settings.max_publish_body_bytes,
