@@ -41,7 +41,8 @@ $(TSC): clients/typescript/package.json
 	touch $(TSC)
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench.fanout --repeat 3
+	$(BIN)/python -m bench.idle_memory
 
 schema: $(STAMP)
 	$(BIN)/tidewire schema --typescript > clients/typescript/tidewire-protocol.d.ts

@@ -304,6 +304,8 @@ def create_app(gateway: Gateway) -> Litestar:
             render_plugins=[SwaggerRenderPlugin(path="/")],
         ),
         debug=False,
+        # Leave the process's logging to the application that embeds the gateway.
+        logging_config=None,
     )
 
 
