@@ -180,7 +180,8 @@ def schema(
     ] = False,
 ) -> None:
     """Print the protocol's JSON Schema (or TypeScript declarations)."""
-    from tidewire.protocol.schema import json_schema, typescript_declarations
+    from tidewire.protocol.schema import json_schema
+    from tidewire.protocol.typescript import typescript_declarations
 
     if typescript:
         sys.stdout.write(typescript_declarations())

@@ -25,7 +25,7 @@ import msgspec.inspect as mi
 import pytest
 
 from conftest import IN_CI
-from tidewire.protocol import messages, schema
+from tidewire.protocol import messages, schema, typescript
 from tidewire.protocol.codec import WireFormat, encode
 from tidewire.protocol.errors import RETRYABLE, CloseCode, ErrorCode
 from tidewire.protocol.ingest import build_data_message
@@ -53,7 +53,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 def _structs() -> dict[str, mi.StructType]:
-    return schema._collect_structs(mi.multi_type_info(schema._root_types()))
+    return schema.collect_structs(mi.multi_type_info(schema.root_types()))
 
 
 def _members(union: Any) -> list[str]:
@@ -84,7 +84,7 @@ def parse_aliases(text: str) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def dts() -> str:
-    return schema.typescript_declarations()
+    return typescript.typescript_declarations()
 
 
 @pytest.fixture(scope="module")
@@ -111,13 +111,13 @@ def test_committed_declarations_are_current(dts: str) -> None:
 
 
 def test_declarations_are_deterministic(dts: str) -> None:
-    schema._attribute_docs.cache_clear()
-    assert schema.typescript_declarations() == dts
+    schema.attribute_docs.cache_clear()
+    assert typescript.typescript_declarations() == dts
 
 
 def test_write_typescript_writes_the_declarations(tmp_path: Path, dts: str) -> None:
     target = tmp_path / "out.d.ts"
-    schema.write_typescript(target)
+    typescript.write_typescript(target)
     assert target.read_bytes() == dts.encode("utf-8")
     assert b"\r\n" not in target.read_bytes()
 
@@ -336,12 +336,12 @@ def test_field_docstrings_become_jsdoc(dts: str) -> None:
 
 def test_unsupported_type_is_an_error() -> None:
     with pytest.raises(TypeError, match="no TypeScript mapping"):
-        schema._ts_type(mi.type_info(bytes))
+        typescript._ts_type(mi.type_info(bytes))
 
 
 def test_refinements_target_existing_fields() -> None:
     structs = _structs()
-    for struct, field in schema._REFINEMENTS:
+    for struct, field in schema.REFINEMENTS:
         assert field in {f.name for f in structs[struct].fields}, (struct, field)
 
 
@@ -591,7 +591,7 @@ def test_schema_is_valid_draft_2020_12(doc: dict[str, Any]) -> None:
 
 
 def test_schema_is_json_and_deterministic(doc: dict[str, Any]) -> None:
-    schema._attribute_docs.cache_clear()
+    schema.attribute_docs.cache_clear()
     again = schema.json_schema()
     assert json.dumps(again) == json.dumps(doc)
     assert json.loads(json.dumps(doc)) == doc
