@@ -43,6 +43,12 @@ def serve(
     rate: Annotated[
         float | None, typer.Option(help="Simulator quotes per second per symbol.")
     ] = None,
+    broker: Annotated[
+        str | None, typer.Option(help="memory:// (default) or redis://host:port/db.")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes sharing the client port (needs --broker redis).")
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the gateway. Settings also come from TIDEWIRE_* environment variables."""
@@ -50,6 +56,9 @@ def serve(
     from tidewire.settings import GatewaySettings
 
     _configure_logging(log_level)
+    if workers > 1:
+        _serve_workers(workers, demo, host, port, internal_host, internal_port, rate, broker)
+        return
     overrides: dict[str, Any] = {
         name: value
         for name, value in {
@@ -58,6 +67,7 @@ def serve(
             "internal_host": internal_host,
             "internal_port": internal_port,
             "simulator_rate": rate,
+            "broker_url": broker,
         }.items()
         if value is not None
     }
@@ -79,6 +89,44 @@ def serve(
         await gateway.stop(CloseCode.GOING_AWAY)
 
     asyncio.run(run())
+
+
+def _serve_workers(
+    workers: int,
+    demo: bool,
+    host: str | None,
+    port: int | None,
+    internal_host: str | None,
+    internal_port: int | None,
+    rate: float | None,
+    broker: str | None,
+) -> None:
+    from tidewire.server.workers import supervise
+    from tidewire.settings import GatewaySettings
+
+    given: dict[str, Any] = {"port": port, "broker_url": broker}
+    settings = GatewaySettings(**{k: v for k, v in given.items() if v is not None})
+    if not settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+        typer.echo(
+            "error: --workers needs a shared broker: --broker redis://host:port/db", err=True
+        )
+        raise typer.Exit(2)
+    if settings.port == 0:
+        typer.echo("error: --workers needs a fixed --port to share", err=True)
+        raise typer.Exit(2)
+    args = ["--port", str(settings.port), "--broker", settings.broker_url]
+    for flag, value in (("--host", host), ("--internal-host", internal_host), ("--rate", rate)):
+        if value is not None:
+            args += [flag, str(value)]
+    if demo:
+        args.append("--demo")
+    base = internal_port if internal_port is not None else settings.internal_port
+    typer.echo(
+        f"Starting {workers} workers on port {settings.port}; control planes on ports "
+        f"{base}..{base + workers - 1}",
+        err=True,
+    )
+    raise typer.Exit(supervise(args, workers, base))
 
 
 @app.command()

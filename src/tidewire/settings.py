@@ -77,6 +77,19 @@ class GatewaySettings(BaseSettings):
         description="roles of a connection without a token: subscriber, publisher",
     )
 
+    # Broker
+    broker_url: str = Field(
+        "memory://",
+        description="memory:// (one process) or redis://host:port/db (several nodes)",
+    )
+    redis_prefix: str = Field("tw", min_length=1, description="prefix of every Redis key")
+    readiness_timeout: float = Field(
+        2.0, gt=0, description="seconds a /readyz probe may take to come back through the broker"
+    )
+    reuse_port: bool = Field(
+        False, description="SO_REUSEPORT on the client port (set by --workers)"
+    )
+
     # Demo
     simulator: bool = False
     simulator_rate: float = Field(20.0, gt=0, description="simulator ticks per second per symbol")

@@ -85,6 +85,13 @@ class Broker(Protocol):
         """Register the node's delivery callback; set before `start`."""
         ...
 
+    def set_epoch_listener(self, listener: Callable[[str], None]) -> None:
+        """Register a callback for a stream whose epoch changed while this node ran.
+
+        Live subscribers of that stream missed whatever history was lost; the gateway
+        sends them to recover (where they learn `recovered: false`)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -111,6 +118,16 @@ class Broker(Protocol):
 
     async def snapshot(self, stream: str) -> Snapshot:
         """The newest message per snapshot key of `stream`, in seq order, with its position."""
+        ...
+
+    async def probe(self) -> None:
+        """Send a message through the broker and return when it came back.
+
+        Raises BrokerUnavailable; callers bound the wait with a timeout."""
+        ...
+
+    async def lag(self) -> dict[str, int]:
+        """Per stream, messages the broker holds that this node has not delivered yet."""
         ...
 
 

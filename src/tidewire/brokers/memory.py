@@ -76,6 +76,15 @@ class MemoryBroker:
     def set_consumer(self, consumer: Consumer) -> None:
         self._consumer = consumer
 
+    def set_epoch_listener(self, listener: Callable[[str], None]) -> None:
+        """Epochs never change while the process runs: nothing to listen to."""
+
+    async def probe(self) -> None:
+        return None
+
+    async def lag(self) -> dict[str, int]:
+        return dict.fromkeys(STREAMS, 0)
+
     async def start(self) -> None:
         return None
 

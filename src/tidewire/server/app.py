@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from tidewire import __version__
-from tidewire.brokers.base import Broker, PublishOutcome
+from tidewire.brokers.base import Broker, BrokerUnavailable, PublishOutcome
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core.auth import AnonymousAuthenticator, Authenticator
 from tidewire.core.commands import CommandHandler, CommandLimits
@@ -29,6 +29,24 @@ log = logging.getLogger("tidewire.gateway")
 MAX_TICK_SECONDS = 1.0
 
 
+def make_broker(settings: GatewaySettings) -> Broker:
+    """The broker `settings.broker_url` names: memory:// or redis://."""
+    limits = {name: settings.history_limit(name) for name in STREAMS}
+    url = settings.broker_url
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from tidewire.brokers.redis import RedisBroker
+
+        return RedisBroker(
+            url,
+            prefix=settings.redis_prefix,
+            history_limits=limits,
+            idempotency_window=settings.idempotency_window,
+        )
+    if url.startswith("memory:"):
+        return MemoryBroker(history_limits=limits, idempotency_window=settings.idempotency_window)
+    raise ValueError(f"unknown broker URL {url!r}: use memory:// or redis://host:port/db")
+
+
 class Gateway:
     """One Tidewire node. `await start()`, then clients connect to `url`."""
 
@@ -39,10 +57,7 @@ class Gateway:
         authenticator: Authenticator | None = None,
     ) -> None:
         self.settings = settings or GatewaySettings()
-        self.broker: Broker = broker or MemoryBroker(
-            history_limits={name: self.settings.history_limit(name) for name in STREAMS},
-            idempotency_window=self.settings.idempotency_window,
-        )
+        self.broker: Broker = broker or make_broker(self.settings)
         self.authenticator = authenticator or AnonymousAuthenticator(self.settings.anonymous_roles)
         self.clock = time.monotonic
         self.started_at = 0.0
@@ -91,6 +106,7 @@ class Gateway:
             clock=self.clock,
         )
         self.broker.set_consumer(self.hub.dispatch)
+        self.broker.set_epoch_listener(self._history_lost)
         await self.broker.start()
         self.data_plane = DataPlane(settings, self.hub, commands, self.authenticator, self.clock)
         await self.data_plane.start()
@@ -134,11 +150,34 @@ class Gateway:
         """Deliver `message` to every connected client; returns the number of recipients."""
         return self.hub.broadcast(message)
 
-    def readiness_problems(self) -> list[str]:
+    async def readiness_problems(self) -> list[str]:
+        """Why this node should not get traffic now; empty when it is ready."""
         problems = []
-        if self.data_plane.port == 0:
+        if not self.running or self.data_plane.port == 0:
             problems.append("data plane not listening")
+        timeout = self.settings.readiness_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self.broker.probe()
+        except TimeoutError:
+            problems.append(f"broker: a probe message did not come back within {timeout} s")
+        except BrokerUnavailable as exc:
+            problems.append(f"broker: {exc}")
         return problems
+
+    def _history_lost(self, stream: str) -> None:
+        """The broker lost `stream`'s history (new epoch): its live subscribers missed what
+        was lost. Close them with 1012 so they reconnect and resubscribe with `since`; the
+        new epoch answers `recovered: false` and they resync instead of going on with a gap."""
+        for connection in list(self.hub.connections.values()):
+            if any(s.spec.name == stream for s in connection.subscriptions.values()):
+                self.hub.close(connection, CloseCode.SERVICE_RESTART, f"{stream} history reset")
+
+    async def broker_lag(self) -> dict[str, int] | None:
+        try:
+            return await self.broker.lag()
+        except BrokerUnavailable:
+            return None
 
     def stats(self) -> dict[str, Any]:
         counters = self.hub.counters

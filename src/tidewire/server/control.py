@@ -113,7 +113,7 @@ def create_app(gateway: Gateway) -> Litestar:
 
     @get("/readyz", summary="Readiness: the broker takes messages and the data plane listens")
     async def readyz() -> Response[Any]:
-        problems = gateway.readiness_problems()
+        problems = await gateway.readiness_problems()
         if problems:
             return Response({"ready": False, "problems": problems}, status_code=503)
         return Response({"ready": True, "problems": []})
@@ -133,7 +133,7 @@ def create_app(gateway: Gateway) -> Litestar:
 
     @get("/api/stats", summary="Counters of this gateway node")
     async def stats() -> dict[str, Any]:
-        return gateway.stats()
+        return {**gateway.stats(), "broker_lag": await gateway.broker_lag()}
 
     @get("/api/connections", summary="Open client connections")
     async def connections() -> list[ConnectionInfo]:

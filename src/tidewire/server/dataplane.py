@@ -224,6 +224,9 @@ class DataPlane:
             # Plain asyncio transports: aiofastnet's cost ~5 KiB more per idle connection
             # for no CPU gain measured here (BENCHMARKS.md).
             use_aiofastnet=False,
+            # Several worker processes share the client port only when asked (--workers):
+            # by default a second gateway on the same port must fail, not split the traffic.
+            reuse_port=self.settings.reuse_port,
         )
         self.port = self._server.sockets[0].getsockname()[1]
 

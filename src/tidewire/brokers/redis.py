@@ -1,0 +1,350 @@
+"""The Redis broker: several gateway nodes share sequencing, history and last values.
+
+Publishing runs one Lua script (`redis_scripts.PUBLISH`) that does INCR + XADD (with
+trimming) + last value + idempotency record atomically, so every node sees the same seq for
+the same message and history never disagrees with what was delivered. Each node reads every
+stream's log with XREAD from the last entry id it delivered: a Redis hiccup loses nothing
+that is still in Redis, and the node resumes exactly where it stopped. When Redis lost a
+stream (restart without persistence, FLUSHALL), its epoch key is gone; the next publish or
+position check starts a new epoch, and the node tells its listener so that clients are sent
+to recover (they get `recovered: false`), never a silent gap.
+
+Only I/O lives here; the contract is `brokers.base.Broker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tidewire.brokers.base import (
+    BrokerUnavailable,
+    Consumer,
+    HistoryLimit,
+    PublishOutcome,
+    Snapshot,
+    keeps_last_values,
+    snapshot_key,
+)
+from tidewire.brokers.redis_scripts import POSITION, PUBLISH
+from tidewire.protocol.messages import DataMessage, StreamPosition
+from tidewire.protocol.streams import STREAMS
+
+log = logging.getLogger("tidewire.brokers.redis")
+
+DEFAULT_PREFIX = "tw"
+READ_BLOCK_MS = 1000
+READ_BATCH = 1000
+RECONNECT_DELAY_MAX = 2.0
+
+EpochListener = Callable[[str], None]
+"""Called with a stream's name when this node finds that the stream's epoch changed."""
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(DataMessage)
+
+
+def _new_epoch() -> str:
+    return os.urandom(4).hex()
+
+
+class RedisBroker:
+    """Broker over one Redis 7 server. See `tidewire.brokers.base.Broker`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        history_limits: Mapping[str, HistoryLimit] | None = None,
+        idempotency_window: float = 300.0,
+        operation_timeout: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self._limits = {name: (history_limits or {}).get(name, HistoryLimit()) for name in STREAMS}
+        self._window = max(1, round(idempotency_window))
+        self._timeout = operation_timeout
+        self._consumer: Consumer | None = None
+        self._epoch_listener: EpochListener | None = None
+        self._positions: dict[str, StreamPosition] = {}
+        self._log_keys = {name: f"{prefix}:{name}:log" for name in STREAMS}
+        self._stream_of_key = {key.encode(): name for name, key in self._log_keys.items()}
+        self._probe_key = f"{prefix}:probe"
+        self._probes: dict[bytes, asyncio.Future[None]] = {}
+        self._probe_cursor = "0-0"
+        self._client: aioredis.Redis | None = None
+        self._reader_client: aioredis.Redis | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self.connected = False
+        """Whether the reader's last call to Redis succeeded."""
+        self.last_read = 0.0
+        """Monotonic time of the reader's last successful XREAD."""
+        self.reconnects = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def set_consumer(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+
+    def set_epoch_listener(self, listener: EpochListener) -> None:
+        self._epoch_listener = listener
+
+    async def start(self) -> None:
+        """Connect, learn every stream's position, start reading. Raises BrokerUnavailable."""
+        common: dict[str, Any] = {"socket_connect_timeout": self._timeout}
+        self._client = aioredis.from_url(self.url, socket_timeout=self._timeout, **common)
+        # The reader blocks in XREAD for up to READ_BLOCK_MS: its socket timeout must be longer.
+        self._reader_client = aioredis.from_url(
+            self.url, socket_timeout=self._timeout + READ_BLOCK_MS / 1000, **common
+        )
+        self._publish_script = self._client.register_script(PUBLISH)
+        self._position_script = self._client.register_script(POSITION)
+        try:
+            for stream in STREAMS:
+                self._positions[stream] = await self._head(stream)
+        except RedisError as exc:
+            await self.close()
+            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+        try:
+            newest: Any = await self._client.xrevrange(self._probe_key, count=1)
+        except RedisError as exc:
+            await self.close()
+            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+        # Probes are read from here on; "$" on every XREAD would miss one sent in between.
+        self._probe_cursor = _text(newest[0][0]) if newest else "0-0"
+        self.connected = True
+        self.last_read = time.monotonic()
+        self._reader = asyncio.get_running_loop().create_task(self._read_forever())
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        for client in (self._client, self._reader_client):
+            if client is not None:
+                await client.aclose()
+        self._client = self._reader_client = None
+
+    # ------------------------------------------------------------------ publishing
+
+    async def publish(self, message: DataMessage) -> PublishOutcome:
+        return (await self.publish_many([message]))[0]
+
+    async def publish_many(self, messages: Sequence[DataMessage]) -> list[PublishOutcome]:
+        if not messages:
+            return []
+        args: list[Any] = [self.prefix, self._window, _new_epoch(), len(messages)]
+        for message in messages:
+            spec = STREAMS[message.stream]
+            args += [
+                message.stream,
+                message.message_id,
+                snapshot_key(spec, message) if keeps_last_values(spec) else "",
+                self._limits[message.stream].max_messages,
+                _encoder.encode(message),
+            ]
+        try:
+            results = await self._publish_script(keys=[], args=args)
+        except RedisError as exc:
+            # One script call: either every message of the batch was written, or none.
+            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+        outcomes = []
+        for message, (duplicate, _stream, seq, epoch) in zip(messages, results, strict=True):
+            sequenced = msgspec.structs.replace(message, seq=int(seq), epoch=_text(epoch))
+            outcomes.append(PublishOutcome(sequenced, duplicate=bool(duplicate)))
+        return outcomes
+
+    # ------------------------------------------------------------------ reading
+
+    def position(self, stream: str) -> StreamPosition:
+        return self._positions[stream]
+
+    async def history(self, stream: str, since: StreamPosition) -> list[DataMessage] | None:
+        spec = STREAMS[stream]
+        if not spec.reliable:
+            return None
+        node = self._positions[stream]
+        if since.epoch != node.epoch:
+            return None
+        # Up to what this node delivered: later messages come through its live path.
+        if since.seq >= node.seq:
+            head = await self._head(stream)
+            return [] if head.epoch == since.epoch and since.seq <= head.seq else None
+        client = self._require_client()
+        try:
+            entries: Any = await client.xrange(
+                self._log_keys[stream], f"{since.seq + 1}-0", f"{node.seq}-0"
+            )
+        except RedisError as exc:
+            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+        if not entries or _seq_of(entries[0][0]) != since.seq + 1:
+            return None  # trimmed past since: never a partial replay
+        horizon = (time.time() - self._limits[stream].max_age_seconds) * 1000
+        if int(entries[0][1][b"t"]) < horizon:
+            return None
+        messages = [self._decode(stream, entry_id, fields) for entry_id, fields in entries]
+        if any(m.epoch != since.epoch for m in messages):
+            return None
+        return messages
+
+    async def snapshot(self, stream: str) -> Snapshot:
+        base = f"{self.prefix}:{stream}"
+        client = self._require_client()
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.get(f"{base}:epoch")
+                pipe.get(f"{base}:seq")
+                pipe.hgetall(f"{base}:last")
+                epoch, seq, last = await pipe.execute()
+        except RedisError as exc:
+            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+        if epoch is None:
+            return Snapshot(await self._head(stream), [])
+        messages = []
+        for value in last.values():
+            raw_seq, _, body = value.partition(b"\n")
+            messages.append(
+                msgspec.structs.replace(_decoder.decode(body), seq=int(raw_seq), epoch=_text(epoch))
+            )
+        messages.sort(key=lambda m: m.seq)
+        return Snapshot(StreamPosition(_text(epoch), int(seq or 0)), messages)
+
+    async def probe(self) -> None:
+        """A round trip through Redis: publish a token and wait for the reader to see it."""
+        token = os.urandom(8).hex().encode()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._probes[token] = future
+        try:
+            await self._require_client().xadd(
+                self._probe_key, {"token": token}, maxlen=100, approximate=True
+            )
+            await future
+        except RedisError as exc:
+            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+        finally:
+            self._probes.pop(token, None)
+
+    async def lag(self) -> dict[str, int]:
+        """Per stream, how many messages Redis holds that this node has not delivered yet."""
+        client = self._require_client()
+        keys = [f"{self.prefix}:{stream}:seq" for stream in STREAMS]
+        try:
+            heads = await client.mget(keys)
+        except RedisError as exc:
+            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+        return {
+            stream: max(0, int(head or 0) - self._positions[stream].seq)
+            for stream, head in zip(STREAMS, heads, strict=True)
+        }
+
+    async def _read_forever(self) -> None:
+        delay = 0.05
+        check_epochs = True
+        while True:
+            try:
+                if check_epochs:
+                    await self._check_epochs()
+                    check_epochs = False
+                response = await self._xread()
+                self.connected = True
+                self.last_read = time.monotonic()
+                delay = 0.05
+            except RedisError as exc:
+                if self.connected:
+                    log.warning("Redis at %s unreachable: %s; retrying", self.url, exc)
+                self.connected = False
+                self.reconnects += 1
+                check_epochs = True  # Redis may have come back empty
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_DELAY_MAX)
+                continue
+            if not response:
+                check_epochs = True  # idle: a cheap moment to notice a lost stream
+                continue
+            self._deliver(response)
+
+    async def _xread(self) -> Any:
+        assert self._reader_client is not None
+        streams: dict[Any, Any] = {
+            self._log_keys[stream]: f"{position.seq}-0"
+            for stream, position in self._positions.items()
+        }
+        streams[self._probe_key] = self._probe_cursor
+        return await self._reader_client.xread(streams, count=READ_BATCH, block=READ_BLOCK_MS)
+
+    def _deliver(self, response: Any) -> None:
+        for key, entries in response:
+            if key == self._probe_key.encode():
+                self._probe_seen(entries)
+                continue
+            stream = self._stream_of_key[key]
+            for entry_id, fields in entries:
+                message = self._decode(stream, entry_id, fields)
+                if message.epoch != self._positions[stream].epoch:
+                    # A new epoch reached us before the epoch check did.
+                    self._epoch_changed(stream, StreamPosition(message.epoch, 0))
+                self._positions[stream] = StreamPosition(message.epoch, message.seq)
+                if self._consumer is not None:
+                    self._consumer(message)
+
+    def _probe_seen(self, entries: Any) -> None:
+        for entry_id, fields in entries:
+            self._probe_cursor = entry_id.decode()
+            future = self._probes.get(fields.get(b"token", b""))
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    async def _check_epochs(self) -> None:
+        for stream, position in list(self._positions.items()):
+            head = await self._head(stream)
+            if head.epoch != position.epoch:
+                self._epoch_changed(stream, StreamPosition(head.epoch, 0))
+            elif head.seq < position.seq:
+                # Same epoch name but fewer messages cannot happen short of tampering;
+                # treat it as lost history all the same.
+                self._epoch_changed(stream, StreamPosition(head.epoch, 0))
+
+    def _epoch_changed(self, stream: str, position: StreamPosition) -> None:
+        log.warning(
+            "stream %s: history lost in Redis (epoch %s -> %s); clients will resync",
+            stream,
+            self._positions[stream].epoch,
+            position.epoch,
+        )
+        self._positions[stream] = position
+        if self._epoch_listener is not None:
+            self._epoch_listener(stream)
+
+    async def _head(self, stream: str) -> StreamPosition:
+        epoch, seq = await self._position_script(keys=[], args=[self.prefix, stream, _new_epoch()])
+        return StreamPosition(_text(epoch), int(seq))
+
+    def _decode(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> DataMessage:
+        return msgspec.structs.replace(
+            _decoder.decode(fields[b"m"]), seq=_seq_of(entry_id), epoch=_text(fields[b"e"])
+        )
+
+    def _require_client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise BrokerUnavailable("the Redis broker is not started")
+        return self._client
+
+
+def _seq_of(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-", 1)[0])
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
