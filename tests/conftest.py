@@ -2,7 +2,8 @@
 
 `gateway` is a running Tidewire gateway (memory broker); `make_gateway(**settings)` starts
 one with custom settings; `connect(gateway)` opens a raw WebSocket client (the `websockets`
-library) with helpers to await replies with a timeout.
+library) with helpers to await replies with a timeout. Producer messages (`quote`, `order`,
+...) are in messages.py, test doubles of the core in fakes.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
+from messages import quote as quote  # re-exported for modules that import it from here
 from tidewire.server.app import Gateway
 from tidewire.settings import GatewaySettings
 
@@ -155,14 +157,3 @@ async def connect() -> AsyncIterator[Callable[..., Awaitable[WsClient]]]:
 async def http(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=gateway.internal_url, timeout=TIMEOUT) as client:
         yield client
-
-
-def quote(symbol: str, bid: float = 100.0, ask: float = 100.1, **extra: Any) -> dict[str, Any]:
-    """A market_data quote as a producer publishes it."""
-    return {
-        "type": "market_data",
-        "symbol": symbol,
-        "data_type": "quote",
-        "data": {"bid": bid, "ask": ask},
-        **extra,
-    }

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from messages import order, position, quote
 from tidewire.client import (
     ConnectionState,
     StreamPosition,
@@ -33,41 +34,6 @@ from tidewire.settings import GatewaySettings
 TIMEOUT = 5.0
 MakeGateway = Callable[..., Awaitable[Gateway]]
 FAST: dict[str, Any] = {"reconnect_interval": 0.01, "max_reconnect_interval": 0.05}
-
-
-def order(portfolio: str, n: int) -> dict[str, Any]:
-    return {
-        "type": "order_update",
-        "portfolio_id": portfolio,
-        "message_id": f"{portfolio}-order-{n}",
-        "data": {
-            "order_id": f"O-{n}",
-            "symbol": "AAPL",
-            "side": "buy",
-            "order_type": "limit",
-            "quantity": 10,
-            "filled_quantity": 0,
-            "status": "open",
-            "price": 100.0,
-        },
-    }
-
-
-def position(portfolio: str, symbol: str, quantity: float) -> dict[str, Any]:
-    return {
-        "type": "position_update",
-        "portfolio_id": portfolio,
-        "data": {"symbol": symbol, "quantity": quantity, "avg_price": 10.0, "unrealized_pnl": 0.0},
-    }
-
-
-def quote(symbol: str, bid: float) -> dict[str, Any]:
-    return {
-        "type": "market_data",
-        "symbol": symbol,
-        "data_type": "quote",
-        "data": {"bid": bid, "ask": bid + 0.1},
-    }
 
 
 class Watch:

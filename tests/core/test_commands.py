@@ -1,7 +1,8 @@
 """CommandHandler of core/commands.py fed raw frames, without sockets or an event loop.
 
-Each test drives one connection (a recording FakeTransport) through `on_frame` and reads the
-frames the hub writes back. Replies are checked against PROTOCOL.md sections 3 and 6.
+Each test drives one connection (a recording FakeTransport, tests/fakes.py) through `on_frame`
+and reads the frames the hub writes back. Replies are checked against PROTOCOL.md sections 3
+and 6.
 """
 
 from __future__ import annotations
@@ -13,47 +14,18 @@ from typing import Any
 import msgspec
 import pytest
 
+from fakes import FakeClock, FakeScheduler, FakeTransport, connection, decode_writes
+from messages import order, quote, risk_alert
 from tidewire.brokers.base import BrokerUnavailable, Snapshot
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core.auth import ROLE_SUBSCRIBER, AnonymousAuthenticator
 from tidewire.core.commands import CommandHandler, CommandLimits
-from tidewire.core.connection import Connection
 from tidewire.core.hub import Hub
-from tidewire.core.ratelimit import TokenBucket
 from tidewire.protocol.codec import WireFormat
 from tidewire.protocol.ingest import build_data_message
-from tidewire.protocol.messages import DataMessage, StreamPosition, now_iso
+from tidewire.protocol.messages import DataMessage, StreamPosition
 
 # ------------------------------------------------------------------ fakes
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeScheduler:
-    def __init__(self) -> None:
-        self.soon: list[Callable[[], object]] = []
-        self.later: list[Callable[[], object]] = []
-
-    def call_soon(self, callback: Callable[[], object]) -> None:
-        self.soon.append(callback)
-
-    def call_later(self, delay: float, callback: Callable[[], object]) -> None:
-        self.later.append(callback)
-
-    def run(self, timers: bool = True) -> None:
-        """Run what is scheduled (and what that schedules); timers too unless told not to."""
-        while self.soon or (timers and self.later):
-            ready, self.soon = self.soon, []
-            if timers:
-                ready, self.later = [*ready, *self.later], []
-            for callback in ready:
-                callback()
 
 
 def run_to_completion(coroutine: Coroutine[Any, Any, None]) -> None:
@@ -117,40 +89,6 @@ class DownBroker(MemoryBroker):
         raise BrokerUnavailable("connection refused")
 
 
-class FakeTransport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closes: list[tuple[int, str]] = []
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def write_buffer_size(self) -> int:
-        return 0
-
-    def ping(self) -> None:
-        pass
-
-    def close(self, code: int, reason: str) -> None:
-        self.closes.append((code, reason))
-
-
-def parse_frames(data: bytes) -> list[tuple[int, bytes]]:
-    frames: list[tuple[int, bytes]] = []
-    i = 0
-    while i < len(data):
-        first, second = data[i], data[i + 1]
-        length = second & 0x7F
-        i += 2
-        if length == 126:
-            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
-        elif length == 127:
-            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
-        frames.append((first & 0x0F, data[i : i + length]))
-        i += length
-    return frames
-
-
 # ------------------------------------------------------------------ harness
 
 MAX_SUBSCRIPTIONS = 3
@@ -189,14 +127,14 @@ class Client:
         )
         self.transport = FakeTransport()
         self.fmt = fmt
-        self.connection = Connection(
+        self.connection = connection(
             connection_id="c1",
             transport=self.transport,
-            wire_format=fmt,
+            fmt=fmt,
             principal=authenticator.authenticate(None),
-            inbound=TokenBucket(inbound_rate, inbound_burst, self.clock()),
+            inbound_rate=inbound_rate,
+            inbound_burst=inbound_burst,
             now=self.clock(),
-            connected_at=now_iso(),
         )
         self.hub.add_connection(self.connection)
         self._read = 0
@@ -215,12 +153,7 @@ class Client:
     def received(self, timers: bool = True) -> list[dict[str, Any]]:
         """Messages written since the last call (timers fire first unless `timers` is False)."""
         self.scheduler.run(timers)
-        out: list[dict[str, Any]] = []
-        for write in self.transport.writes[self._read :]:
-            for opcode, payload in parse_frames(write):
-                out.append(
-                    msgspec.msgpack.decode(payload) if opcode == 0x2 else json.loads(payload)
-                )
+        out = decode_writes(self.transport.writes[self._read :])
         self._read = len(self.transport.writes)
         return out
 
@@ -244,23 +177,6 @@ class Client:
     def position(self, stream: str, seq: int | None = None) -> dict[str, Any]:
         head = self.broker.position(stream)
         return {"epoch": head.epoch, "seq": head.seq if seq is None else seq}
-
-
-def quote(symbol: str) -> dict[str, Any]:
-    return {"type": "market_data", "symbol": symbol, "data": {"bid": 1.0, "ask": 1.1}}
-
-
-def order(portfolio: str) -> dict[str, Any]:
-    data = {
-        "order_id": "o1",
-        "symbol": "AAPL",
-        "side": "buy",
-        "order_type": "limit",
-        "quantity": 10,
-        "filled_quantity": 0,
-        "status": "open",
-    }
-    return {"type": "order_update", "portfolio_id": portfolio, "data": data}
 
 
 @pytest.fixture
@@ -934,14 +850,7 @@ def test_heartbeat_response_echoes_and_reports_positions(client: Client) -> None
     for _ in range(3):
         client.publish(quote("MSFT"))
     client.publish(order("PF-9"))
-    client.publish(
-        {
-            "type": "risk_alert",
-            "portfolio_id": "PF-1",
-            "severity": "high",
-            "data": {"metric": "var", "current_value": 2, "threshold": 1, "timestamp": now_iso()},
-        }
-    )
+    client.publish(risk_alert("PF-1"))
     assert client.received() == [], "nothing matched the filters"
     reply = client.request(
         {"type": "heartbeat", "client_timestamp": 1700000000123.5, "message_id": "hb"}

@@ -1,162 +1,38 @@
 """The Flusher of core/flusher.py: when and how outboxes are written, without sockets.
 
-A `FakeScheduler` records call_soon / call_later; a `FakeTransport` records writes. Most
-tests drive a `Flusher` directly over connections whose outboxes they fill by hand; the
-pause/resume ones go through the hub that owns it.
+A `FakeScheduler` records call_soon / call_later; a `FakeTransport` records writes (both in
+tests/fakes.py). Most tests drive a `Flusher` directly over connections whose outboxes they
+fill by hand; the pause/resume ones go through the hub that owns it.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import Callable
-from typing import Any
 
-import msgspec
 import pytest
 
-from tidewire.core.auth import ROLE_SUBSCRIBER, Principal
+from fakes import (
+    FakeClock,
+    FakeScheduler,
+    connection,
+    parse_frames,
+    received,
+    subscription,
+    transport,
+)
+from messages import quote, risk_alert, sequenced
 from tidewire.core.connection import Connection
 from tidewire.core.flusher import Flusher
 from tidewire.core.frames import build_frame
 from tidewire.core.hub import Hub
-from tidewire.core.ratelimit import TokenBucket
-from tidewire.core.subscription import Subscription
-from tidewire.protocol.codec import WireFormat
-from tidewire.protocol.filters import validate_filters
-from tidewire.protocol.ingest import build_data_message
-from tidewire.protocol.messages import DataMessage, now_iso
-from tidewire.protocol.streams import STREAMS
 
-# ------------------------------------------------------------------ fakes
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeScheduler:
-    def __init__(self) -> None:
-        self.soon: list[Callable[[], object]] = []
-        self.later: list[tuple[float, Callable[[], object]]] = []
-
-    def call_soon(self, callback: Callable[[], object]) -> None:
-        self.soon.append(callback)
-
-    def call_later(self, delay: float, callback: Callable[[], object]) -> None:
-        self.later.append((delay, callback))
-
-    def run_soon(self) -> int:
-        ready, self.soon = self.soon, []
-        for callback in ready:
-            callback()
-        return len(ready)
-
-    def run_later(self) -> int:
-        ready, self.later = self.later, []
-        for _, callback in ready:
-            callback()
-        return len(ready)
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closes: list[tuple[int, str]] = []
-        self.on_write: Callable[[], None] | None = None
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-        if self.on_write is not None:
-            self.on_write()
-
-    def write_buffer_size(self) -> int:
-        return 0
-
-    def ping(self) -> None:
-        pass
-
-    def close(self, code: int, reason: str) -> None:
-        self.closes.append((code, reason))
-
-
-def parse_frames(data: bytes) -> list[tuple[int, bytes]]:
-    frames: list[tuple[int, bytes]] = []
-    i = 0
-    while i < len(data):
-        first, length = data[i], data[i + 1] & 0x7F
-        i += 2
-        if length == 126:
-            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
-        elif length == 127:
-            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
-        frames.append((first & 0x0F, data[i : i + length]))
-        i += length
-    assert i == len(data)
-    return frames
-
-
-def texts(connection: Connection) -> list[Any]:
-    """Every JSON message written to `connection`, batch frames unpacked."""
-    out: list[Any] = []
-    for write in transport(connection).writes:
-        for _, payload in parse_frames(write):
-            message = json.loads(payload)
-            if isinstance(message, dict) and message.get("type") == "batch":
-                out.extend(message["messages"])
-            else:
-                out.append(message)
-    return out
-
-
-_ids = itertools.count(1)
-
-
-def connection(batch_ms: int = 0, now: float = 0.0) -> Connection:
-    return Connection(
-        connection_id=f"c{next(_ids)}",
-        transport=FakeTransport(),
-        wire_format=WireFormat.JSON,
-        principal=Principal(user_id=None, roles=frozenset({ROLE_SUBSCRIBER})),
-        inbound=TokenBucket(50.0, 200, now),
-        now=now,
-        connected_at=now_iso(),
-        batch_ms=batch_ms,
-    )
-
-
-def transport(connection: Connection) -> FakeTransport:
-    assert isinstance(connection.transport, FakeTransport)
-    return connection.transport
+# ------------------------------------------------------------------ harness
 
 
 def item(connection: Connection, n: int) -> bytes:
     """A frame (or a payload, for a batching connection) holding the number n."""
     payload = json.dumps(n).encode()
     return payload if connection.outbox.batched else build_frame(payload, False)
-
-
-def subscribe(hub: Hub, c: Connection, stream: str) -> None:
-    spec = STREAMS[stream]
-    sid = f"s{len(c.subscriptions) + 1}"
-    hub.add_subscription(Subscription(c, sid, spec, validate_filters({}, spec), now_iso()))
-
-
-def sequenced(raw: dict[str, Any], seq: int) -> DataMessage:
-    return msgspec.structs.replace(build_data_message(raw), seq=seq, epoch="ep")
-
-
-def alert(seq: int) -> DataMessage:
-    data = {"metric": "var", "current_value": 2.0, "threshold": 1.0, "timestamp": now_iso()}
-    return sequenced({"type": "risk_alert", "portfolio_id": "PF-1", "data": data}, seq)
-
-
-def quote(symbol: str, seq: int) -> DataMessage:
-    return sequenced({"type": "market_data", "symbol": symbol, "data": {"bid": 1, "ask": 2}}, seq)
 
 
 class Rig:
@@ -192,7 +68,7 @@ def test_flush_writes_each_dirty_connection_once_with_everything_pending(rig: Ri
     assert transport(a).writes == []
     rig.clock.now = 101.0
     assert rig.scheduler.run_soon() == 1
-    assert texts(a) == [1, 2, 3] and texts(b) == [4]
+    assert received(a) == [1, 2, 3] and received(b) == [4]
     assert len(transport(a).writes) == 1 and len(transport(b).writes) == 1
     for c in (a, b):
         assert not c.dirty and not c.outbox
@@ -210,7 +86,7 @@ def test_connection_marked_twice_is_written_once(rig: Rig) -> None:
     rig.flusher.mark(c)
     rig.flusher.mark(c)
     rig.scheduler.run_soon()
-    assert texts(c) == [1]
+    assert received(c) == [1]
     assert len(transport(c).writes) == 1
     assert rig.flusher.counters.writes == 1
 
@@ -223,7 +99,7 @@ def test_next_iteration_schedules_a_new_flush(rig: Rig) -> None:
     rig.queue(c, 2)
     assert len(rig.scheduler.soon) == 1
     rig.scheduler.run_soon()
-    assert texts(c) == [1, 2]
+    assert received(c) == [1, 2]
     assert rig.flusher.counters.flushes == 2
 
 
@@ -257,19 +133,19 @@ def test_paused_connection_is_skipped_and_left_clean(rig: Rig) -> None:
     assert transport(paused).writes == []
     assert not paused.dirty, "not left in the dirty list: resuming marks it again"
     assert paused.outbox.pending_bytes > 0
-    assert texts(other) == [2]
+    assert received(other) == [2]
     assert rig.flusher.counters.writes == 1
     assert rig.scheduler.soon == [], "a skipped connection schedules no retry"
     paused.write_paused = False
     rig.flusher.mark(paused)
     rig.scheduler.run_soon()
-    assert texts(paused) == [1]
+    assert received(paused) == [1]
 
 
 def test_write_that_pauses_the_transport_calls_after_write(rig: Rig) -> None:
     c, calm = connection(), connection()
 
-    def pause() -> None:
+    def pause(data: bytes) -> None:
         c.write_paused = True
 
     transport(c).on_write = pause
@@ -284,16 +160,16 @@ def test_hub_resume_writes_what_was_held_back() -> None:
     hub = Hub(scheduler, 1 << 20, clock=clock)
     c = connection(now=clock())
     hub.add_connection(c)
-    subscribe(hub, c, "risk_alerts")
+    hub.add_subscription(subscription(c, "risk_alerts"))
     hub.pause(c)
-    hub.dispatch(alert(1))
-    hub.dispatch(alert(2))
+    hub.dispatch(sequenced(risk_alert("PF-1"), 1))
+    hub.dispatch(sequenced(risk_alert("PF-1"), 2))
     scheduler.run_soon()
     assert transport(c).writes == []
     hub.resume(c)
     assert len(scheduler.soon) == 1
     scheduler.run_soon()
-    assert [m["seq"] for m in texts(c)] == [1, 2]
+    assert [m["seq"] for m in received(c)] == [1, 2]
     assert len(transport(c).writes) == 1
     assert hub.flusher.counters.writes == 1
 
@@ -314,14 +190,14 @@ def test_resume_writes_queued_reliable_and_conflated_messages_together() -> None
     hub = Hub(scheduler, 1 << 20, clock=FakeClock(0.0))
     c = connection()
     hub.add_connection(c)
-    subscribe(hub, c, "risk_alerts")
-    subscribe(hub, c, "market_data")
+    hub.add_subscription(subscription(c, "risk_alerts"))
+    hub.add_subscription(subscription(c, "market_data"))
     hub.pause(c)
-    hub.dispatch(alert(1))
-    hub.dispatch(quote("AAPL", 1))
+    hub.dispatch(sequenced(risk_alert("PF-1"), 1))
+    hub.dispatch(sequenced(quote("AAPL"), 1))
     hub.resume(c)
     scheduler.run_soon()
-    assert [(m["stream"], m["seq"]) for m in texts(c)] == [
+    assert [(m["stream"], m["seq"]) for m in received(c)] == [
         ("risk_alerts", 1),
         ("market_data", 1),
     ]
@@ -338,7 +214,7 @@ def test_write_now_writes_every_lane_at_once(rig: Rig) -> None:
     c.outbox.push_latest(("market_data", "AAPL"), item(c, 3))
     rig.clock.now = 123.0
     rig.flusher.write_now(c)
-    assert texts(c) == [1, 2, 3]
+    assert received(c) == [1, 2, 3]
     assert len(transport(c).writes) == 1
     assert not c.outbox and c.outbox.latest == {}
     assert c.last_outbound == 123.0
@@ -372,7 +248,7 @@ def test_batching_connection_gets_a_timer_and_one_batch_frame(rig: Rig) -> None:
     rig.queue(c, 4)
     assert len(rig.scheduler.later) == 1
     rig.scheduler.run_later()
-    assert texts(c) == [1, 2, 3, 4]
+    assert received(c) == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("state", ["paused", "closed", "empty"])

@@ -1,150 +1,33 @@
 """`sweep` of core/heartbeats.py: pings, 4010, server heartbeats and the 4008 stall limit.
 
-No sockets, no event loop: a hub with a fake scheduler, clock and transports, and `sweep`
-called with the time the test chooses.
+No sockets, no event loop: a hub with a fake scheduler, clock and transports (tests/fakes.py),
+and `sweep` called with the time the test chooses.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
-from collections.abc import Callable
-from typing import Any
-
-import msgspec
 import pytest
 
-from tidewire.core.auth import ROLE_SUBSCRIBER, Principal
-from tidewire.core.connection import Connection
+from fakes import World as HubWorld
+from fakes import received, transport
+from messages import quote, sequenced
 from tidewire.core.heartbeats import sweep
-from tidewire.core.hub import Hub
-from tidewire.core.ratelimit import TokenBucket
-from tidewire.core.subscription import Subscription
-from tidewire.protocol.codec import WireFormat
 from tidewire.protocol.errors import CloseCode
-from tidewire.protocol.filters import validate_filters
-from tidewire.protocol.ingest import build_data_message
-from tidewire.protocol.messages import DataMessage, now_iso
-from tidewire.protocol.streams import STREAMS
 
 INTERVAL, TIMEOUT = 10.0, 30.0
 STALL = 20.0
 
-# ------------------------------------------------------------------ fakes
 
+class World(HubWorld):
+    """A hub with the stall limit STALL that sets no timers, swept when the test says."""
 
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeScheduler:
     def __init__(self) -> None:
-        self.soon: list[Callable[[], object]] = []
-
-    def call_soon(self, callback: Callable[[], object]) -> None:
-        self.soon.append(callback)
-
-    def call_later(self, delay: float, callback: Callable[[], object]) -> None:
-        raise AssertionError("no timers expected here")
-
-    def run_soon(self) -> None:
-        ready, self.soon = self.soon, []
-        for callback in ready:
-            callback()
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closes: list[tuple[int, str]] = []
-        self.pings = 0
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def write_buffer_size(self) -> int:
-        return 0
-
-    def ping(self) -> None:
-        self.pings += 1
-
-    def close(self, code: int, reason: str) -> None:
-        self.closes.append((code, reason))
-
-
-def parse_frames(data: bytes) -> list[bytes]:
-    """Payloads of the unmasked text frames in one write."""
-    payloads: list[bytes] = []
-    i = 0
-    while i < len(data):
-        length = data[i + 1] & 0x7F
-        i += 2
-        if length == 126:
-            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
-        elif length == 127:
-            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
-        payloads.append(data[i : i + length])
-        i += length
-    return payloads
-
-
-class World:
-    def __init__(self) -> None:
-        self.clock = FakeClock(1000.0)
-        self.scheduler = FakeScheduler()
-        self.hub = Hub(self.scheduler, 64 * 1024, clock=self.clock, stall_timeout=STALL)
-        self._ids = itertools.count(1)
-
-    def connect(self) -> Connection:
-        now = self.clock()
-        connection = Connection(
-            connection_id=f"c{next(self._ids)}",
-            transport=FakeTransport(),
-            wire_format=WireFormat.JSON,
-            principal=Principal(user_id=None, roles=frozenset({ROLE_SUBSCRIBER})),
-            inbound=TokenBucket(50.0, 200, now),
-            now=now,
-            connected_at=now_iso(),
-        )
-        self.hub.add_connection(connection)
-        return connection
+        super().__init__(64 * 1024, allow_timers=False, stall_timeout=STALL)
 
     def sweep(self, now: float | None = None) -> None:
         if now is not None:
             self.clock.now = now
         sweep(self.hub, self.clock.now, INTERVAL, TIMEOUT)
-
-    def flush(self) -> None:
-        self.scheduler.run_soon()
-
-
-def transport(connection: Connection) -> FakeTransport:
-    assert isinstance(connection.transport, FakeTransport)
-    return connection.transport
-
-
-def received(connection: Connection) -> list[dict[str, Any]]:
-    return [
-        json.loads(payload)
-        for write in transport(connection).writes
-        for payload in parse_frames(write)
-    ]
-
-
-def quote(symbol: str, seq: int) -> DataMessage:
-    raw = {"type": "market_data", "symbol": symbol, "data": {"bid": 1.0, "ask": 2.0}}
-    return msgspec.structs.replace(build_data_message(raw), seq=seq, epoch="ep")
-
-
-def subscribe(world: World, connection: Connection, stream: str) -> None:
-    spec = STREAMS[stream]
-    world.hub.add_subscription(
-        Subscription(connection, "s1", spec, validate_filters({}, spec), now_iso())
-    )
 
 
 @pytest.fixture
@@ -221,9 +104,9 @@ def test_outbound_silence_gets_heartbeats_counting_up(world: World) -> None:
 
 def test_no_heartbeat_while_data_flows_or_one_is_pending(world: World) -> None:
     connection = world.connect()
-    subscribe(world, connection, "market_data")
+    world.subscribe(connection, "market_data")
     world.clock.now += 5
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     world.flush()
     assert connection.last_outbound == world.clock.now
     start = world.clock.now
@@ -263,9 +146,9 @@ def test_connection_paused_for_the_stall_timeout_is_closed_with_4008(
 
 def test_stalled_connection_is_closed_without_writing_its_backlog(world: World) -> None:
     connection = world.connect()
-    subscribe(world, connection, "market_data")
+    world.subscribe(connection, "market_data")
     world.hub.pause(connection)
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     connection.last_inbound = world.clock.now + STALL
     world.sweep(world.clock.now + STALL)
     world.flush()

@@ -1,269 +1,38 @@
 """The hub of core/hub.py without sockets or an event loop.
 
-A `FakeScheduler` records what the hub schedules and runs it on demand; a `FakeTransport`
-records writes, pings and closes. Frames written are parsed back (RFC 6455) and decoded.
-Heartbeats and the stall limit (core/heartbeats.py) are in test_heartbeats.py, the write
-scheduling itself (core/flusher.py) in test_flusher.py, rate limits in test_throttle.py.
+A `World` of tests/fakes.py is a hub with a fake scheduler, which records what the hub
+schedules and runs it on demand, and fake transports, which record writes, pings and closes.
+Frames written are parsed back (RFC 6455) and decoded. Heartbeats and the stall limit
+(core/heartbeats.py) are in test_heartbeats.py, the write scheduling itself (core/flusher.py)
+in test_flusher.py, rate limits in test_throttle.py.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 import pytest
 
 import tidewire.core.hub as hub_module
+from fakes import World, decode, parse_frames, received, seqs, transport
+from messages import bar, engine_status, quote, risk_alert, sequenced, system_alert
 from tidewire.brokers.memory import MemoryBroker
-from tidewire.core.auth import ROLE_SUBSCRIBER, Principal
-from tidewire.core.connection import Connection
-from tidewire.core.hub import Hub
-from tidewire.core.ratelimit import TokenBucket
-from tidewire.core.subscription import Subscription
 from tidewire.protocol.codec import ENCODE, WIRE_FORMATS, WireFormat
 from tidewire.protocol.errors import CloseCode
-from tidewire.protocol.filters import validate_filters
 from tidewire.protocol.ingest import build_data_message
-from tidewire.protocol.messages import (
-    DataMessage,
-    HeartbeatResponse,
-    Pong,
-    StreamPosition,
-    now_iso,
-)
-from tidewire.protocol.streams import STREAMS
+from tidewire.protocol.messages import HeartbeatResponse, Pong, StreamPosition, now_iso
 
 MAX_OUTBOX = 64 * 1024
-
-# ------------------------------------------------------------------ fakes
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeHandle:
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class FakeScheduler:
-    """Records call_soon / call_later callbacks; tests run them when they choose."""
-
-    def __init__(self) -> None:
-        self.soon: list[Callable[[], object]] = []
-        self.later: list[tuple[float, Callable[[], object]]] = []
-        self.soon_calls = 0
-        self.later_calls = 0
-
-    def call_soon(self, callback: Callable[[], object]) -> FakeHandle:
-        self.soon_calls += 1
-        self.soon.append(callback)
-        return FakeHandle()
-
-    def call_later(self, delay: float, callback: Callable[[], object]) -> FakeHandle:
-        self.later_calls += 1
-        self.later.append((delay, callback))
-        return FakeHandle()
-
-    def run_soon(self) -> int:
-        """One event-loop iteration: run what is queued now (not what it schedules)."""
-        ready, self.soon = self.soon, []
-        for callback in ready:
-            callback()
-        return len(ready)
-
-    def run_later(self) -> int:
-        ready, self.later = self.later, []
-        for _, callback in ready:
-            callback()
-        return len(ready)
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closes: list[tuple[int, str]] = []
-        self.pings = 0
-        self.buffer_size = 0
-        """What `write_buffer_size` reports: bytes the 'kernel' did not take."""
-        self.on_write: Callable[[bytes], None] | None = None
-        """Called with each write (e.g. to pause, as asyncio's pause_writing does)."""
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-        if self.on_write is not None:
-            self.on_write(data)
-
-    def write_buffer_size(self) -> int:
-        return self.buffer_size
-
-    def ping(self) -> None:
-        self.pings += 1
-
-    def close(self, code: int, reason: str) -> None:
-        self.closes.append((code, reason))
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def parse_frames(data: bytes) -> list[tuple[int, bytes]]:
-    """(opcode, payload) of each unmasked, unfragmented frame in one write."""
-    frames: list[tuple[int, bytes]] = []
-    i = 0
-    while i < len(data):
-        first, second = data[i], data[i + 1]
-        assert first & 0x80, "FIN must be set"
-        length = second & 0x7F
-        i += 2
-        if length == 126:
-            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
-        elif length == 127:
-            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
-        frames.append((first & 0x0F, data[i : i + length]))
-        i += length
-    assert i == len(data)
-    return frames
-
-
-def decode(opcode: int, payload: bytes) -> Any:
-    assert opcode in (0x1, 0x2)
-    return msgspec.msgpack.decode(payload) if opcode == 0x2 else json.loads(payload)
-
-
-def received(transport: FakeTransport) -> list[dict[str, Any]]:
-    """Every message written to `transport`, batch frames unpacked."""
-    out: list[dict[str, Any]] = []
-    for write in transport.writes:
-        for opcode, payload in parse_frames(write):
-            message = decode(opcode, payload)
-            if message.get("type") == "batch":
-                out.extend(message["messages"])
-            else:
-                out.append(message)
-    return out
-
-
-_ids = itertools.count(1)
-_seqs: Counter[str] = Counter()
-
-
-def sequenced(raw: dict[str, Any], seq: int | None = None, epoch: str = "ep") -> DataMessage:
-    message = build_data_message(raw)
-    if seq is None:
-        _seqs[message.stream] += 1
-        seq = _seqs[message.stream]
-    return msgspec.structs.replace(message, seq=seq, epoch=epoch)
-
-
-def quote(symbol: str, seq: int | None = None, priority: int = 2, **top: Any) -> DataMessage:
-    raw = {"type": "market_data", "symbol": symbol, "data": {"bid": 1.0, "ask": 2.0}}
-    return sequenced({**raw, "priority": priority, **top}, seq)
-
-
-def bar(symbol: str, seq: int | None = None) -> DataMessage:
-    data = {"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 100.0}
-    return sequenced({"type": "market_data", "symbol": symbol, "data": data}, seq)
-
-
-def alert(
-    portfolio: str, severity: str = "high", seq: int | None = None, priority: int = 2
-) -> DataMessage:
-    data = {"metric": "var", "current_value": 2.0, "threshold": 1.0, "timestamp": now_iso()}
-    raw = {"type": "risk_alert", "portfolio_id": portfolio, "severity": severity, "data": data}
-    return sequenced({**raw, "priority": priority}, seq)
-
-
-def engine(engine_id: str, status: str, seq: int | None = None, priority: int = 2) -> DataMessage:
-    """An engine_status message: a latest-value stream other than market_data."""
-    raw = {"type": "engine_status", "engine_id": engine_id, "data": {"status": status}}
-    return sequenced({**raw, "priority": priority}, seq)
-
-
-def event(severity: str = "high", seq: int | None = None) -> DataMessage:
-    raw = {"type": "system_alert", "source": "operator", "severity": severity}
-    return sequenced({**raw, "data": {"message": "maintenance at 18:00"}}, seq)
-
-
-class World:
-    """A hub with a fake scheduler and clock, and helpers to add connections."""
-
-    def __init__(self, max_outbox_bytes: int = MAX_OUTBOX) -> None:
-        self.clock = FakeClock(1000.0)
-        self.scheduler = FakeScheduler()
-        self.hub = Hub(self.scheduler, max_outbox_bytes, clock=self.clock)
-        self._ids = itertools.count(1)
-
-    def connect(self, fmt: WireFormat = WireFormat.JSON, batch_ms: int = 0) -> Connection:
-        now = self.clock()
-        connection = Connection(
-            connection_id=f"c{next(self._ids)}",
-            transport=FakeTransport(),
-            wire_format=fmt,
-            principal=Principal(user_id=None, roles=frozenset({ROLE_SUBSCRIBER})),
-            inbound=TokenBucket(50.0, 200, now),
-            now=now,
-            connected_at=now_iso(),
-            batch_ms=batch_ms,
-        )
-        self.hub.add_connection(connection)
-        return connection
-
-    def subscribe(
-        self, connection: Connection, stream: str, sid: str = "", **filters: Any
-    ) -> Subscription:
-        spec = STREAMS[stream]
-        subscription = Subscription(
-            connection,
-            sid or f"sub-{len(connection.subscriptions) + 1}",
-            spec,
-            validate_filters(filters, spec),
-            now_iso(),
-        )
-        self.hub.add_subscription(subscription)
-        return subscription
-
-    def flush(self) -> None:
-        self.scheduler.run_soon()
-
-    def backlog(self, connection: Connection, size: int) -> None:
-        """The peer stopped reading: `size` bytes wait in the transport, which pauses writing
-        above its high-water mark and resumes below it (pause_writing / resume_writing of
-        the data plane)."""
-        transport(connection).buffer_size = size
-        if size > HIGH_WATER and not connection.write_paused:
-            self.hub.pause(connection)
-        elif size <= HIGH_WATER and connection.write_paused:
-            self.hub.resume(connection)
-
-
-def transport(connection: Connection) -> FakeTransport:
-    assert isinstance(connection.transport, FakeTransport)
-    return connection.transport
-
-
 HIGH_WATER = MAX_OUTBOX // 2
-
-
-def seqs(connection: Connection) -> list[tuple[str, int]]:
-    return [(m["key"], m["seq"]) for m in received(transport(connection)) if "seq" in m]
 
 
 @pytest.fixture
 def world() -> World:
-    return World()
+    world = World(MAX_OUTBOX)
+    assert world.high_water == HIGH_WATER
+    return world
 
 
 # ------------------------------------------------------------------ index
@@ -277,7 +46,7 @@ def test_keyed_subscription_sees_only_its_keys_wildcard_sees_all(world: World) -
     world.subscribe(both, "market_data", symbols=["AAPL", "MSFT"])
     world.subscribe(everything, "market_data")
     for seq, symbol in enumerate(["AAPL", "MSFT", "GOOG", "AAPL", "TSLA"], start=1):
-        world.hub.dispatch(quote(symbol, seq))
+        world.hub.dispatch(sequenced(quote(symbol), seq))
     world.flush()
     assert seqs(aapl) == [("AAPL", 1), ("AAPL", 4)]
     assert seqs(both) == [("AAPL", 1), ("MSFT", 2), ("AAPL", 4)]
@@ -288,7 +57,7 @@ def test_subscription_to_another_stream_sees_nothing(world: World) -> None:
     risk = world.connect()
     world.subscribe(risk, "risk_alerts")
     world.subscribe(risk, "market_data", symbols=["MSFT"])
-    world.hub.dispatch(quote("AAPL"))
+    world.hub.dispatch(sequenced(quote("AAPL")))
     world.flush()
     assert transport(risk).writes == []
     assert world.scheduler.soon_calls == 0, "nothing queued, nothing scheduled"
@@ -297,9 +66,9 @@ def test_subscription_to_another_stream_sees_nothing(world: World) -> None:
 def test_keyed_subscription_with_extra_filter_is_checked_per_message(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "risk_alerts", portfolio_ids=["PF-1"], severity="high")
-    world.hub.dispatch(alert("PF-1", "low", seq=1))
-    world.hub.dispatch(alert("PF-1", "critical", seq=2))
-    world.hub.dispatch(alert("PF-2", "critical", seq=3))
+    world.hub.dispatch(sequenced(risk_alert("PF-1", "low"), 1))
+    world.hub.dispatch(sequenced(risk_alert("PF-1", "critical"), 2))
+    world.hub.dispatch(sequenced(risk_alert("PF-2", "critical"), 3))
     world.flush()
     assert seqs(connection) == [("PF-1", 2)]
 
@@ -313,8 +82,8 @@ def test_message_matching_several_subscriptions_of_one_connection_is_queued_once
     world.subscribe(connection, "market_data", symbols=["AAPL", "MSFT"])
     world.subscribe(connection, "market_data")
     world.subscribe(other, "market_data", symbols=["AAPL"])
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(quote("MSFT", 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(quote("MSFT"), 2))
     # Latest-value data takes the outbox's market lane.
     assert len(connection.outbox.market) == 2
     assert connection.outbox.pending == []
@@ -338,7 +107,7 @@ def test_every_recipient_of_a_wire_format_gets_the_same_bytes_object(world: Worl
             world.subscribe(connection, "market_data")
         else:
             world.subscribe(connection, "market_data", symbols=["AAPL"])
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     json_frames = [c.outbox.market[0] for c in json_connections]
     msgpack_frames = [c.outbox.market[0] for c in msgpack_connections]
     assert all(f is json_frames[0] for f in json_frames)
@@ -378,10 +147,10 @@ def test_message_is_encoded_once_per_wire_format_in_use(
     monkeypatch.setattr(hub_module, "build_frame", build_frame)
     for fmt in [WireFormat.JSON] * 4 + [WireFormat.MSGPACK] * 3:
         world.subscribe(world.connect(fmt), "market_data")
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     assert encodes == {WireFormat.JSON: 1, WireFormat.MSGPACK: 1}
     assert frames == {False: 1, True: 1}
-    world.hub.dispatch(quote("AAPL", 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 2))
     assert encodes == {WireFormat.JSON: 2, WireFormat.MSGPACK: 2}
 
 
@@ -394,15 +163,15 @@ def test_message_nobody_wants_is_never_encoded(
     monkeypatch.setattr(hub_module, "ENCODE", tuple(fail for _ in WIRE_FORMATS))
     world.subscribe(world.connect(), "market_data", symbols=["MSFT"])
     world.subscribe(world.connect(), "market_data", venue="XNAS")
-    world.hub.dispatch(quote("AAPL", 1, venue="BATS"))
-    world.hub.dispatch(alert("PF-1"))
+    world.hub.dispatch(sequenced(quote("AAPL", venue="BATS"), 1))
+    world.hub.dispatch(sequenced(risk_alert("PF-1")))
 
 
 def test_frames_encoded_counter_counts_one_per_wire_format(world: World) -> None:
     for fmt in [WireFormat.JSON] * 3 + [WireFormat.MSGPACK] * 2:
         world.subscribe(world.connect(fmt), "market_data")
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(quote("MSFT", 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(quote("MSFT"), 2))
     assert world.hub.counters.frames_encoded == 4
 
 
@@ -414,7 +183,7 @@ def test_one_write_per_connection_per_flush(world: World) -> None:
     world.subscribe(a, "market_data")
     world.subscribe(b, "market_data", symbols=["AAPL"])
     for seq in range(1, 11):
-        world.hub.dispatch(quote("AAPL", seq))
+        world.hub.dispatch(sequenced(quote("AAPL"), seq))
     assert transport(a).writes == [], "nothing is written before the flush"
     assert world.scheduler.soon_calls == 1
     world.flush()
@@ -437,14 +206,14 @@ def test_flush_is_scheduled_once_per_iteration(world: World) -> None:
     for connection in connections:
         world.subscribe(connection, "market_data")
     for seq in range(1, 21):
-        world.hub.dispatch(quote("AAPL", seq))
+        world.hub.dispatch(sequenced(quote("AAPL"), seq))
     world.hub.send(connections[0], Pong())
     assert world.scheduler.soon_calls == 1
     assert world.scheduler.later_calls == 0
     assert world.scheduler.run_soon() == 1
     assert world.scheduler.soon == [], "the flush schedules nothing by itself"
     # The next iteration schedules a fresh flush.
-    world.hub.dispatch(quote("AAPL", 21))
+    world.hub.dispatch(sequenced(quote("AAPL"), 21))
     assert world.scheduler.soon_calls == 2
     world.flush()
     assert all(len(transport(c).writes) == 2 for c in connections)
@@ -466,7 +235,7 @@ def test_batched_connection_gets_one_batch_frame_per_batch_ms(
     world.subscribe(batched, "market_data")
     world.subscribe(plain, "market_data")
     for seq in range(1, 6):
-        world.hub.dispatch(quote("AAPL", seq))
+        world.hub.dispatch(sequenced(quote("AAPL"), seq))
     world.hub.send(batched, Pong(correlation_id="r1"))
     assert world.scheduler.later_calls == 1
     assert world.scheduler.later[0][0] == pytest.approx(0.05)
@@ -488,7 +257,7 @@ def test_batched_connection_gets_one_batch_frame_per_batch_ms(
     # The data inside the batch is the same message every other recipient gets.
     assert batch["messages"][1] == decode(*parse_frames(transport(plain).writes[0])[0])
     # Next batch window: a new call_later.
-    world.hub.dispatch(quote("AAPL", 6))
+    world.hub.dispatch(sequenced(quote("AAPL"), 6))
     assert world.scheduler.later_calls == 2
 
 
@@ -499,13 +268,13 @@ def test_critical_message_goes_ahead_of_latest_value_data(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
     world.subscribe(connection, "risk_alerts")
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(quote("MSFT", 2))
-    world.hub.dispatch(alert("PF-1", "critical", seq=1, priority=4))
-    world.hub.dispatch(quote("AAPL", 3, priority=3))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(quote("MSFT"), 2))
+    world.hub.dispatch(sequenced(risk_alert("PF-1", "critical", priority=4), 1))
+    world.hub.dispatch(sequenced(quote("AAPL", priority=3), 3))
     world.flush()
     assert len(transport(connection).writes) == 1
-    assert [(m["stream"], m["seq"]) for m in received(transport(connection))] == [
+    assert [(m["stream"], m["seq"]) for m in received(connection)] == [
         ("risk_alerts", 1),
         ("market_data", 1),
         ("market_data", 2),
@@ -518,11 +287,11 @@ def test_critical_latest_value_message_keeps_its_place_in_its_stream(world: Worl
     connection = world.connect()
     world.subscribe(connection, "market_data")
     world.subscribe(connection, "engine_status")
-    world.hub.dispatch(engine("E1", "running", seq=1))
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(engine("E1", "down", seq=2, priority=4))
+    world.hub.dispatch(sequenced(engine_status("E1", "running"), 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(engine_status("E1", "down", priority=4), 2))
     world.flush()
-    assert [(m["stream"], m["seq"]) for m in received(transport(connection))] == [
+    assert [(m["stream"], m["seq"]) for m in received(connection)] == [
         ("engine_status", 1),
         ("market_data", 1),
         ("engine_status", 2),
@@ -533,12 +302,12 @@ def test_critical_message_does_not_overtake_earlier_reliable_messages(world: Wor
     connection = world.connect()
     world.subscribe(connection, "market_data")
     world.subscribe(connection, "risk_alerts")
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(alert("PF-1", seq=1))
-    world.hub.dispatch(alert("PF-1", "critical", seq=2, priority=4))
-    world.hub.dispatch(alert("PF-1", seq=3))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(risk_alert("PF-1"), 1))
+    world.hub.dispatch(sequenced(risk_alert("PF-1", "critical", priority=4), 2))
+    world.hub.dispatch(sequenced(risk_alert("PF-1"), 3))
     world.flush()
-    assert [(m["stream"], m["seq"]) for m in received(transport(connection))] == [
+    assert [(m["stream"], m["seq"]) for m in received(connection)] == [
         ("risk_alerts", 1),
         ("risk_alerts", 2),
         ("risk_alerts", 3),
@@ -549,9 +318,9 @@ def test_critical_message_does_not_overtake_earlier_reliable_messages(world: Wor
 def test_critical_data_does_not_overtake_earlier_flushes(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     world.flush()
-    world.hub.dispatch(quote("AAPL", 2, priority=4))
+    world.hub.dispatch(sequenced(quote("AAPL", priority=4), 2))
     world.flush()
     assert [s for _, s in seqs(connection)] == [1, 2]
 
@@ -559,8 +328,8 @@ def test_critical_data_does_not_overtake_earlier_flushes(world: World) -> None:
 def test_critical_message_keeps_seq_order_within_its_subscription(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data", symbols=["AAPL"])
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(quote("AAPL", 2, priority=4))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(quote("AAPL", priority=4), 2))
     world.flush()
     assert seqs(connection) == [("AAPL", 1), ("AAPL", 2)]
 
@@ -571,8 +340,8 @@ def test_reply_keeps_fifo_order_with_reliable_data_and_goes_ahead_of_latest_valu
     connection = world.connect()
     world.subscribe(connection, "market_data")
     world.subscribe(connection, "risk_alerts")
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(alert("PF-1", seq=7))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(risk_alert("PF-1"), 7))
     world.hub.send(
         connection,
         HeartbeatResponse(
@@ -582,12 +351,12 @@ def test_reply_keeps_fifo_order_with_reliable_data_and_goes_ahead_of_latest_valu
             positions={"risk_alerts": StreamPosition("ep", 7)},
         ),
     )
-    world.hub.dispatch(alert("PF-1", seq=8))
-    world.hub.dispatch(quote("AAPL", 2))
+    world.hub.dispatch(sequenced(risk_alert("PF-1"), 8))
+    world.hub.dispatch(sequenced(quote("AAPL"), 2))
     world.hub.send(connection, Pong(correlation_id="req-9"))
     world.flush()
     assert len(transport(connection).writes) == 1
-    messages = received(transport(connection))
+    messages = received(connection)
     assert [(m["type"], m.get("seq")) for m in messages] == [
         ("risk_alert", 7),
         ("heartbeat_response", None),
@@ -604,10 +373,10 @@ def test_reply_keeps_fifo_order_with_reliable_data_and_goes_ahead_of_latest_valu
 def test_reply_goes_ahead_of_latest_value_data_pending_in_the_same_flush(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     world.flush()
-    world.hub.dispatch(quote("AAPL", 2))
-    world.hub.dispatch(quote("AAPL", 3))
+    world.hub.dispatch(sequenced(quote("AAPL"), 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 3))
     world.hub.send(connection, Pong(correlation_id="req-7"))
     world.flush()
     assert len(transport(connection).writes) == 2
@@ -622,7 +391,7 @@ def test_replies_keep_their_order(world: World) -> None:
     for n in range(3):
         world.hub.send(connection, Pong(correlation_id=f"r{n}"))
     world.flush()
-    assert [m["correlation_id"] for m in received(transport(connection))] == ["r0", "r1", "r2"]
+    assert [m["correlation_id"] for m in received(connection)] == ["r0", "r1", "r2"]
 
 
 def test_messages_through_a_memory_broker_arrive_in_seq_order(world: World) -> None:
@@ -631,13 +400,9 @@ def test_messages_through_a_memory_broker_arrive_in_seq_order(world: World) -> N
     connection = world.connect()
     world.subscribe(connection, "market_data", symbols=["AAPL"])
     for symbol in ["AAPL", "MSFT", "AAPL", "AAPL"]:
-        broker.publish_now(
-            build_data_message(
-                {"type": "market_data", "symbol": symbol, "data": {"bid": 1, "ask": 2}}
-            )
-        )
+        broker.publish_now(build_data_message(quote(symbol)))
     world.flush()
-    messages = received(transport(connection))
+    messages = received(connection)
     assert [m["seq"] for m in messages] == [1, 3, 4]
     assert {m["epoch"] for m in messages} == {broker.position("market_data").epoch}
 
@@ -653,7 +418,7 @@ def test_removed_subscription_gets_nothing_and_leaves_the_index(world: World) ->
     assert world.hub.subscriber_count("market_data") == 2
     world.hub.remove_subscription(keyed)
     assert "sub-1" not in a.subscriptions
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     world.flush()
     assert seqs(a) == [("AAPL", 1)], "still subscribed through the wildcard"
     world.hub.remove_subscription(wildcard)
@@ -661,8 +426,8 @@ def test_removed_subscription_gets_nothing_and_leaves_the_index(world: World) ->
     assert world.hub._index == {}
     assert world.hub.subscriber_count("market_data") == 0
     assert a.subscriptions == {} and b.subscriptions == {}
-    world.hub.dispatch(quote("AAPL", 2))
-    world.hub.dispatch(alert("PF-1"))
+    world.hub.dispatch(sequenced(quote("AAPL"), 2))
+    world.hub.dispatch(sequenced(risk_alert("PF-1")))
     world.flush()
     assert seqs(a) == [("AAPL", 1)]
     assert transport(b).writes == []
@@ -673,7 +438,7 @@ def test_removing_one_of_two_keyed_subscriptions_keeps_the_other(world: World) -
     first = world.subscribe(a, "market_data", symbols=["AAPL"])
     world.subscribe(b, "market_data", symbols=["AAPL"])
     world.hub.remove_subscription(first)
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     world.flush()
     assert transport(a).writes == []
     assert seqs(b) == [("AAPL", 1)]
@@ -690,8 +455,8 @@ def test_removed_connection_leaves_no_subscription_behind(world: World) -> None:
     assert a.closed
     assert a.connection_id not in world.hub.connections
     assert list(world.hub.subscriptions()) == list(b.subscriptions.values())
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(alert("PF-1"))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(risk_alert("PF-1")))
     world.flush()
     assert transport(a).writes == []
     world.hub.remove_connection(b)
@@ -704,7 +469,7 @@ def test_removed_connection_leaves_no_subscription_behind(world: World) -> None:
 def test_connection_removed_while_dirty_is_not_written(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     world.hub.remove_connection(connection)
     world.flush()
     assert transport(connection).writes == []
@@ -722,8 +487,8 @@ def test_paused_connection_is_not_written_and_schedules_nothing(world: World) ->
     world.hub.pause(connection)
     assert connection.write_paused
     assert connection.paused_at == world.clock.now
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(alert("PF-1", seq=1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(risk_alert("PF-1"), 1))
     world.hub.send(connection, Pong())
     assert world.scheduler.soon == [] and world.scheduler.later == []
     world.flush()
@@ -737,7 +502,7 @@ def test_paused_connection_conflates_latest_value_messages_per_key(world: World)
     world.subscribe(connection, "market_data")
     world.hub.pause(connection)
     for seq in range(1, 1001):
-        world.hub.dispatch(quote(SYMBOLS[seq % 5], seq))
+        world.hub.dispatch(sequenced(quote(SYMBOLS[seq % 5]), seq))
     world.flush()
     assert transport(connection).writes == [], "nothing is written while paused"
     outbox = connection.outbox
@@ -761,10 +526,10 @@ def test_paused_connection_conflates_latest_value_messages_per_key(world: World)
 def test_conflation_keeps_older_values_already_queued_before_the_pause(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
-    world.hub.dispatch(quote("AAPL", 1))  # queued, not yet written
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))  # queued, not yet written
     world.hub.pause(connection)
-    world.hub.dispatch(quote("AAPL", 2))
-    world.hub.dispatch(quote("AAPL", 3))
+    world.hub.dispatch(sequenced(quote("AAPL"), 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 3))
     world.hub.resume(connection)
     world.flush()
     # Seq order holds: the one queued before the pause, then the newest.
@@ -776,16 +541,16 @@ def test_market_data_of_different_data_types_is_not_conflated_together(world: Wo
     connection = world.connect()
     world.subscribe(connection, "market_data")
     world.hub.pause(connection)
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(bar("AAPL", 2))
-    world.hub.dispatch(quote("AAPL", 3))
-    world.hub.dispatch(quote("MSFT", 4))
-    world.hub.dispatch(bar("AAPL", 5))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(bar("AAPL"), 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 3))
+    world.hub.dispatch(sequenced(quote("MSFT"), 4))
+    world.hub.dispatch(sequenced(bar("AAPL"), 5))
     assert len(connection.outbox.latest) == 3
     assert world.hub.counters.conflated == 2
     world.hub.resume(connection)
     world.flush()
-    messages = received(transport(connection))
+    messages = received(connection)
     assert [(m["key"], m["data_type"], m["seq"]) for m in messages] == [
         ("AAPL", "quote", 3),
         ("MSFT", "quote", 4),
@@ -799,14 +564,14 @@ def test_paused_connection_queues_reliable_messages_in_order(world: World) -> No
     world.subscribe(connection, "market_data")
     world.hub.pause(connection)
     for seq in range(1, 21):
-        world.hub.dispatch(alert("PF-1", seq=seq))
-        world.hub.dispatch(quote("AAPL", seq))
+        world.hub.dispatch(sequenced(risk_alert("PF-1"), seq))
+        world.hub.dispatch(sequenced(quote("AAPL"), seq))
     assert len(connection.outbox.pending) == 20, "reliable messages are never conflated"
     assert world.hub.counters.conflated == 19
     world.hub.resume(connection)
     world.flush()
     assert len(transport(connection).writes) == 1
-    messages = received(transport(connection))
+    messages = received(connection)
     assert [(m["stream"], m["seq"]) for m in messages] == [
         *[("risk_alerts", seq) for seq in range(1, 21)],
         ("market_data", 20),
@@ -825,7 +590,7 @@ def test_reliable_backlog_past_the_limit_closes_with_4008(world: World, in_trans
         before = slow.outbox.pending_bytes
         seq += 1
         assert seq < 10_000, "never closed"
-        world.hub.dispatch(alert("PF-1", seq=seq))
+        world.hub.dispatch(sequenced(risk_alert("PF-1"), seq))
         if not slow.closed:
             assert before < slow.outbox.pending_bytes
             assert slow.outbox.pending_bytes + in_transport <= MAX_OUTBOX
@@ -835,7 +600,7 @@ def test_reliable_backlog_past_the_limit_closes_with_4008(world: World, in_trans
     assert slow.close_code == 4008
     assert transport(slow).writes == [], "a slow consumer's backlog is not written"
     assert world.hub.counters.slow_consumer_closes == 1
-    world.hub.dispatch(alert("PF-1", seq=seq + 1))
+    world.hub.dispatch(sequenced(risk_alert("PF-1"), seq + 1))
     world.hub.send(slow, Pong())
     world.hub.resume(slow)
     world.flush()
@@ -850,7 +615,7 @@ def test_latest_value_backlog_stays_bounded_and_open(world: World) -> None:
     world.subscribe(connection, "market_data")
     world.hub.pause(connection)
     for seq in range(1, 5001):
-        world.hub.dispatch(quote(SYMBOLS[seq % 5], seq))
+        world.hub.dispatch(sequenced(quote(SYMBOLS[seq % 5]), seq))
     assert not connection.closed
     assert connection.outbox.pending_bytes < MAX_OUTBOX // 10
 
@@ -860,12 +625,12 @@ def test_slow_consumer_is_closed_with_4008_and_gets_nothing_more(world: World) -
     for connection in (slow, fast):
         world.subscribe(connection, "market_data")
     world.backlog(slow, MAX_OUTBOX + 1)
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     assert [code for code, _ in transport(slow).closes] == [CloseCode.SLOW_CONSUMER]
     assert slow.closed and slow.close_code == 4008
     assert world.hub.counters.slow_consumer_closes == 1
     for seq in range(2, 5):
-        world.hub.dispatch(quote("AAPL", seq))
+        world.hub.dispatch(sequenced(quote("AAPL"), seq))
     world.hub.send(slow, Pong())
     world.flush()
     assert transport(slow).writes == []
@@ -878,7 +643,7 @@ def test_slow_consumer_is_closed_with_4008_and_gets_nothing_more(world: World) -
 def test_backlog_at_the_limit_is_not_slow(world: World, spare: int, closed: bool) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
-    message = quote("AAPL", 1)
+    message = sequenced(quote("AAPL"), 1)
     size = len(hub_module.EncodedMessage(message).frame(WireFormat.JSON))
     # Transport buffer + outbox: exactly the limit, or one byte past it.
     world.backlog(connection, MAX_OUTBOX - size - spare)
@@ -893,11 +658,11 @@ def test_buffer_size_is_only_checked_while_writing_is_paused(world: World) -> No
     world.subscribe(connection, "market_data")
     transport(connection).buffer_size = MAX_OUTBOX * 10
     assert not connection.write_paused
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     world.flush()
     assert transport(connection).closes == []
     world.hub.pause(connection)
-    world.hub.dispatch(quote("AAPL", 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 2))
     assert [code for code, _ in transport(connection).closes] == [4008]
 
 
@@ -909,7 +674,7 @@ def test_write_that_pauses_the_transport_past_the_limit_closes_with_4008(world: 
         world.backlog(connection, MAX_OUTBOX + 1)
 
     transport(connection).on_write = kernel_full
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     world.flush()
     assert len(transport(connection).writes) == 1
     assert [code for code, _ in transport(connection).closes] == [4008]
@@ -920,11 +685,11 @@ def test_write_that_pauses_the_transport_below_the_limit_keeps_it_open(world: Wo
     connection = world.connect()
     world.subscribe(connection, "market_data")
     transport(connection).on_write = lambda data: world.backlog(connection, HIGH_WATER + 1)
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     world.flush()
     assert connection.write_paused and not connection.closed
-    world.hub.dispatch(quote("AAPL", 2))
-    world.hub.dispatch(quote("AAPL", 3))
+    world.hub.dispatch(sequenced(quote("AAPL"), 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 3))
     world.flush()
     assert len(transport(connection).writes) == 1
     transport(connection).on_write = None
@@ -938,10 +703,10 @@ def test_slow_batched_connection_is_closed_too(world: World) -> None:
     world.subscribe(connection, "market_data")
     world.subscribe(connection, "risk_alerts")
     world.backlog(connection, MAX_OUTBOX + 1)
-    world.hub.dispatch(alert("PF-1", seq=1))
+    world.hub.dispatch(sequenced(risk_alert("PF-1"), 1))
     assert [code for code, _ in transport(connection).closes] == [4008]
     assert world.hub.counters.slow_consumer_closes == 1
-    world.hub.dispatch(quote("AAPL", 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 2))
     assert world.scheduler.later == []
     assert transport(connection).writes == []
 
@@ -951,9 +716,9 @@ def test_paused_batched_connection_gets_one_batch_after_resume(world: World) -> 
     world.subscribe(connection, "market_data")
     world.subscribe(connection, "risk_alerts")
     world.hub.pause(connection)
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(alert("PF-1", seq=1))
-    world.hub.dispatch(quote("AAPL", 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(risk_alert("PF-1"), 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 2))
     assert world.scheduler.later == []
     world.hub.resume(connection)
     assert [delay for delay, _ in world.scheduler.later] == [pytest.approx(0.01)]
@@ -969,7 +734,7 @@ def test_paused_batched_connection_gets_one_batch_after_resume(world: World) -> 
 def test_close_flushes_pending_output_first(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     world.hub.close(connection, CloseCode.GOING_AWAY, "bye")
     assert seqs(connection) == [("AAPL", 1)]
     assert transport(connection).closes == [(1001, "bye")]
@@ -982,7 +747,7 @@ def test_close_flushes_pending_output_first(world: World) -> None:
 def test_close_of_a_paused_connection_writes_nothing(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     world.backlog(connection, MAX_OUTBOX + 1)
     world.hub.close(connection, CloseCode.GOING_AWAY, "bye")
     assert transport(connection).writes == []
@@ -993,7 +758,7 @@ def test_close_of_a_paused_connection_writes_nothing(world: World) -> None:
 def test_close_whose_final_write_overflows_closes_once_with_4008(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data")
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     transport(connection).on_write = lambda data: world.backlog(connection, MAX_OUTBOX + 1)
     world.hub.close(connection, CloseCode.GOING_AWAY, "bye")
     assert len(transport(connection).writes) == 1
@@ -1012,14 +777,14 @@ def test_broadcast_reaches_each_connection_exactly_once(world: World) -> None:
     world.subscribe(subscribed, "events", severity="medium")
     world.subscribe(filtered_out, "events", severity="critical")
     world.subscribe(other_stream, "market_data")
-    message = event("high", seq=1)
+    message = sequenced(system_alert("high"), 1)
     recipients = world.hub.broadcast(message)
     # The broker delivers the same message through the index as well.
     world.hub.dispatch(message)
     world.flush()
     assert recipients == 4
     for connection in (subscribed, filtered_out, other_stream, unsubscribed):
-        got = [m for m in received(transport(connection)) if m.get("stream") == "events"]
+        got = [m for m in received(connection) if m.get("stream") == "events"]
         assert len(got) == 1, connection.connection_id
         assert got[0]["seq"] == 1
     frames = [transport(c).writes[0] for c in (filtered_out, other_stream, unsubscribed)]

@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import msgspec
 import pytest
 
+from fakes import decode, parse_frames
 from tidewire.core.frames import build_frame
 from tidewire.core.outbox import Outbox
 from tidewire.protocol.codec import ENCODE, WireFormat
-
-
-def parse_frames(data: bytes) -> list[tuple[int, bytes]]:
-    """(opcode, payload) of every unmasked, unfragmented frame in `data`."""
-    frames: list[tuple[int, bytes]] = []
-    i = 0
-    while i < len(data):
-        first, second = data[i], data[i + 1]
-        assert first & 0x80, "FIN must be set"
-        assert not second & 0x80, "server frames are never masked"
-        length = second & 0x7F
-        i += 2
-        if length == 126:
-            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
-        elif length == 127:
-            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
-        frames.append((first & 0x0F, data[i : i + length]))
-        i += length
-    assert i == len(data)
-    return frames
 
 
 def frame(text: str) -> bytes:
@@ -134,10 +114,6 @@ def test_conflation_keys_are_stream_and_snapshot_key() -> None:
     assert outbox.conflated == 0
     assert len(outbox.latest) == 3
     assert outbox.take() == b"qbh"
-
-
-def decode(opcode: int, payload: bytes) -> Any:
-    return msgspec.msgpack.decode(payload) if opcode == 0x2 else json.loads(payload)
 
 
 @pytest.mark.parametrize(

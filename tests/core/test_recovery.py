@@ -8,86 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import pytest
 
+from fakes import FakeClock, FakeTransport, connection, subscription
+from messages import bar, order, position, quote, risk_alert, sequenced
 from tidewire.brokers.base import HistoryLimit
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core import recovery
-from tidewire.core.auth import ROLE_SUBSCRIBER, Principal
-from tidewire.core.connection import Connection
-from tidewire.core.ratelimit import TokenBucket
-from tidewire.core.subscription import Subscription
-from tidewire.protocol.codec import WireFormat
-from tidewire.protocol.filters import validate_filters
 from tidewire.protocol.ingest import build_data_message
-from tidewire.protocol.messages import DataMessage, StreamPosition, now_iso
-from tidewire.protocol.streams import STREAMS
+from tidewire.protocol.messages import DataMessage, StreamPosition
 
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class NullTransport:
-    def write(self, data: bytes) -> None:
-        raise AssertionError("recovery writes nothing")
-
-    def write_buffer_size(self) -> int:
-        return 0
-
-    def ping(self) -> None:
-        pass
-
-    def close(self, code: int, reason: str) -> None:
-        pass
-
-
-CONNECTION = Connection(
-    connection_id="c1",
-    transport=NullTransport(),
-    wire_format=WireFormat.JSON,
-    principal=Principal(user_id=None, roles=frozenset({ROLE_SUBSCRIBER})),
-    inbound=TokenBucket(1.0, 1, 0.0),
-    now=0.0,
-    connected_at=now_iso(),
-)
-
-
-def subscription(stream: str, **filters: Any) -> Subscription:
-    spec = STREAMS[stream]
-    return Subscription(CONNECTION, "s1", spec, validate_filters(filters, spec), now_iso())
-
-
-def order(portfolio: str, n: int = 0) -> dict[str, Any]:
-    data = {
-        "order_id": f"o{n}",
-        "symbol": "AAPL",
-        "side": "buy",
-        "order_type": "limit",
-        "quantity": 10,
-        "filled_quantity": 0,
-        "status": "open",
-    }
-    return {"type": "order_update", "portfolio_id": portfolio, "data": data}
-
-
-def quote(symbol: str, bid: float = 1.0) -> dict[str, Any]:
-    return {"type": "market_data", "symbol": symbol, "data": {"bid": bid, "ask": bid + 0.1}}
-
-
-def bar(symbol: str) -> dict[str, Any]:
-    data = {"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0}
-    return {"type": "market_data", "symbol": symbol, "data": data}
-
-
-def position(portfolio: str, symbol: str, quantity: float) -> dict[str, Any]:
-    data = {"symbol": symbol, "quantity": quantity, "avg_price": 10.0, "unrealized_pnl": 0.0}
-    return {"type": "position_update", "portfolio_id": portfolio, "data": data}
+CONNECTION = connection(connection_id="c1", transport=FakeTransport(writable=False))
+"""The connection of every subscription here: recovery never writes to it."""
 
 
 def publish(broker: MemoryBroker, *raws: dict[str, Any]) -> list[DataMessage]:
@@ -114,7 +46,7 @@ async def test_reliable_since_in_history_replays_exactly_the_matching_messages_a
     broker: MemoryBroker,
 ) -> None:
     publish(broker, *(order("PF-1" if n % 2 else "PF-2", n) for n in range(1, 9)))
-    sub = subscription("order_updates", portfolio_ids=["PF-1"])
+    sub = subscription(CONNECTION, "order_updates", portfolio_ids=["PF-1"])
     setup = await recovery.prepare(broker, sub, at(broker, "order_updates", 3), None)
     assert setup.recovered is True
     assert seqs(setup.messages) == [5, 7]
@@ -129,14 +61,14 @@ async def test_reliable_since_at_the_head_recovers_with_nothing_to_replay(
 ) -> None:
     publish(broker, order("PF-1"), order("PF-1"))
     head = broker.position("order_updates")
-    setup = await recovery.prepare(broker, subscription("order_updates"), head, None)
+    setup = await recovery.prepare(broker, subscription(CONNECTION, "order_updates"), head, None)
     assert setup == recovery.Setup(head, True, [])
 
 
 async def test_reliable_since_of_another_epoch_is_not_recovered(broker: MemoryBroker) -> None:
     publish(broker, order("PF-1"), order("PF-1"), order("PF-1"))
     since = StreamPosition("other-epoch", 1)
-    setup = await recovery.prepare(broker, subscription("order_updates"), since, None)
+    setup = await recovery.prepare(broker, subscription(CONNECTION, "order_updates"), since, None)
     assert setup.recovered is False
     assert setup.messages == [], "order_updates has no snapshot: nothing, not a partial replay"
     assert setup.position == broker.position("order_updates")
@@ -145,7 +77,7 @@ async def test_reliable_since_of_another_epoch_is_not_recovered(broker: MemoryBr
 async def test_reliable_since_beyond_the_head_is_not_recovered(broker: MemoryBroker) -> None:
     publish(broker, order("PF-1"), order("PF-1"))
     since = at(broker, "order_updates", 5)
-    setup = await recovery.prepare(broker, subscription("order_updates"), since, None)
+    setup = await recovery.prepare(broker, subscription(CONNECTION, "order_updates"), since, None)
     assert setup.recovered is False
     assert setup.messages == []
     assert setup.position == broker.position("order_updates")
@@ -155,7 +87,7 @@ async def test_reliable_since_beyond_the_head_is_not_recovered(broker: MemoryBro
 async def test_trimmed_history_is_never_replayed_in_part(since: int, recovered: bool) -> None:
     broker = MemoryBroker({"order_updates": HistoryLimit(max_messages=3)}, clock=FakeClock())
     publish(broker, *(order("PF-1", n) for n in range(6)))  # history keeps seq 4, 5, 6
-    sub = subscription("order_updates")
+    sub = subscription(CONNECTION, "order_updates")
     setup = await recovery.prepare(broker, sub, at(broker, "order_updates", since), None)
     assert setup.recovered is recovered
     assert seqs(setup.messages) == (list(range(since + 1, 7)) if recovered else [])
@@ -169,7 +101,7 @@ async def test_history_trimmed_by_age_is_not_recovered() -> None:
     clock.now = 30.0
     publish(broker, order("PF-1"))
     clock.now = 61.0
-    sub = subscription("order_updates")
+    sub = subscription(CONNECTION, "order_updates")
     setup = await recovery.prepare(broker, sub, at(broker, "order_updates", 0), None)
     assert setup.recovered is False and setup.messages == []
     setup = await recovery.prepare(broker, sub, at(broker, "order_updates", 2), None)
@@ -178,7 +110,7 @@ async def test_history_trimmed_by_age_is_not_recovered() -> None:
 
 async def test_reliable_subscription_without_since_needs_no_setup(broker: MemoryBroker) -> None:
     publish(broker, order("PF-1"))
-    sub = subscription("order_updates")
+    sub = subscription(CONNECTION, "order_updates")
     assert not recovery.needs_setup(sub, None, None)
     assert not recovery.needs_setup(sub, None, True), "no snapshot on this stream"
     assert recovery.needs_setup(sub, at(broker, "order_updates", 0), None)
@@ -201,7 +133,7 @@ async def test_position_updates_without_since_get_the_snapshot_per_portfolio_and
         position("PF-2", "TSLA", 1),  # 5, replaced by 6
         position("PF-2", "TSLA", 0),  # 6
     )
-    sub = subscription("position_updates")
+    sub = subscription(CONNECTION, "position_updates")
     assert recovery.needs_setup(sub, None, None)
     setup = await recovery.prepare(broker, sub, None, None)
     assert setup.recovered is None
@@ -213,7 +145,7 @@ async def test_position_updates_without_since_get_the_snapshot_per_portfolio_and
         ("PF-2", "TSLA", 0),
     ]
     assert setup.position == broker.position("position_updates")
-    filtered = subscription("position_updates", portfolio_ids=["PF-2"])
+    filtered = subscription(CONNECTION, "position_updates", portfolio_ids=["PF-2"])
     setup = await recovery.prepare(broker, filtered, None, None)
     assert seqs(setup.messages) == [4, 6]
 
@@ -223,7 +155,7 @@ async def test_position_updates_with_unrecoverable_since_get_the_snapshot(
 ) -> None:
     publish(broker, position("PF-1", "AAPL", 1), position("PF-1", "AAPL", 2))
     publish(broker, position("PF-1", "MSFT", 3))
-    sub = subscription("position_updates")
+    sub = subscription(CONNECTION, "position_updates")
     setup = await recovery.prepare(broker, sub, StreamPosition("gone", 1), None)
     assert setup.recovered is False
     assert seqs(setup.messages) == [2, 3]
@@ -235,7 +167,7 @@ async def test_position_updates_with_recoverable_since_get_the_replay(
 ) -> None:
     publish(broker, position("PF-1", "AAPL", 1), position("PF-1", "AAPL", 2))
     publish(broker, position("PF-1", "MSFT", 3))
-    sub = subscription("position_updates")
+    sub = subscription(CONNECTION, "position_updates")
     setup = await recovery.prepare(broker, sub, at(broker, "position_updates", 1), None)
     assert setup.recovered is True
     assert seqs(setup.messages) == [2, 3]
@@ -244,7 +176,7 @@ async def test_position_updates_with_recoverable_since_get_the_replay(
 
 async def test_position_updates_snapshot_false_gets_nothing(broker: MemoryBroker) -> None:
     publish(broker, position("PF-1", "AAPL", 1))
-    sub = subscription("position_updates")
+    sub = subscription(CONNECTION, "position_updates")
     assert not recovery.needs_setup(sub, None, False)
     setup = await recovery.prepare(broker, sub, None, False)
     assert setup.messages == []
@@ -257,7 +189,7 @@ async def test_position_updates_snapshot_false_gets_nothing(broker: MemoryBroker
 
 async def test_latest_value_without_since_gets_the_snapshot(broker: MemoryBroker) -> None:
     publish(broker, quote("AAPL", 1), quote("MSFT", 2), bar("AAPL"), quote("AAPL", 3))
-    sub = subscription("market_data")
+    sub = subscription(CONNECTION, "market_data")
     assert recovery.needs_setup(sub, None, None)
     setup = await recovery.prepare(broker, sub, None, None)
     assert setup.recovered is None
@@ -275,7 +207,7 @@ async def test_latest_value_snapshot_false_gets_nothing_and_needs_no_setup(
     broker: MemoryBroker,
 ) -> None:
     publish(broker, quote("AAPL"))
-    sub = subscription("market_data")
+    sub = subscription(CONNECTION, "market_data")
     assert not recovery.needs_setup(sub, None, False)
     setup = await recovery.prepare(broker, sub, None, False)
     assert setup == recovery.Setup(broker.position("market_data"), None, [])
@@ -286,7 +218,7 @@ async def test_latest_value_since_at_the_head_is_recovered_with_the_snapshot(
 ) -> None:
     publish(broker, quote("AAPL"), quote("MSFT"))
     head = broker.position("market_data")
-    setup = await recovery.prepare(broker, subscription("market_data"), head, None)
+    setup = await recovery.prepare(broker, subscription(CONNECTION, "market_data"), head, None)
     assert setup.recovered is True
     assert seqs(setup.messages) == [1, 2]
     assert setup.position == head
@@ -298,7 +230,7 @@ async def test_latest_value_since_older_is_not_recovered_and_gets_the_snapshot(
 ) -> None:
     publish(broker, quote("AAPL", 1), quote("AAPL", 2))
     since = at(broker, "market_data", since_seq)
-    setup = await recovery.prepare(broker, subscription("market_data"), since, None)
+    setup = await recovery.prepare(broker, subscription(CONNECTION, "market_data"), since, None)
     assert setup.recovered is False
     assert seqs(setup.messages) == [2]
     assert setup.position == broker.position("market_data")
@@ -308,7 +240,7 @@ async def test_latest_value_since_of_another_epoch_is_not_recovered(broker: Memo
     publish(broker, quote("AAPL"))
     head = broker.position("market_data")
     since = StreamPosition("other", head.seq)
-    setup = await recovery.prepare(broker, subscription("market_data"), since, None)
+    setup = await recovery.prepare(broker, subscription(CONNECTION, "market_data"), since, None)
     assert setup.recovered is False
     assert seqs(setup.messages) == [1]
 
@@ -324,24 +256,23 @@ async def test_filters_apply_to_the_snapshot(broker: MemoryBroker) -> None:
         {**quote("AAPL", 200), "venue": "XNAS"},
         quote("GOOG", 10),
     )
-    sub = subscription("market_data", symbols=["AAPL", "MSFT"], max_price=100)
+    sub = subscription(CONNECTION, "market_data", symbols=["AAPL", "MSFT"], max_price=100)
     setup = await recovery.prepare(broker, sub, None, None)
     assert [m.key for m in setup.messages] == ["MSFT"], "AAPL's newest quote is above 100"
-    venue = subscription("market_data", venue="XNAS")
+    venue = subscription(CONNECTION, "market_data", venue="XNAS")
     setup = await recovery.prepare(broker, venue, None, None)
     assert seqs(setup.messages) == [2, 3]
 
 
 async def test_filters_apply_to_the_replay(broker: MemoryBroker) -> None:
-    alert = {"metric": "var", "current_value": 2, "threshold": 1, "timestamp": now_iso()}
     publish(
         broker,
         *(
-            {"type": "risk_alert", "portfolio_id": pf, "severity": sev, "data": alert}
+            risk_alert(pf, sev)
             for pf, sev in [("PF-1", "low"), ("PF-1", "high"), ("PF-2", "critical")] * 2
         ),
     )
-    sub = subscription("risk_alerts", portfolio_ids=["PF-1"], severity="medium")
+    sub = subscription(CONNECTION, "risk_alerts", portfolio_ids=["PF-1"], severity="medium")
     setup = await recovery.prepare(broker, sub, at(broker, "risk_alerts", 1), None)
     assert setup.recovered is True
     assert seqs(setup.messages) == [2, 5]
@@ -351,18 +282,14 @@ async def test_filters_apply_to_the_replay(broker: MemoryBroker) -> None:
 # ------------------------------------------------------------------ after
 
 
-def _message(seq: int, epoch: str) -> DataMessage:
-    return msgspec.structs.replace(build_data_message(quote("AAPL")), seq=seq, epoch=epoch)
-
-
 def test_after_drops_the_buffered_messages_the_setup_covers() -> None:
     setup = recovery.Setup(StreamPosition("ep", 5), True, [])
-    buffered = [_message(seq, "ep") for seq in (4, 5, 6, 7)]
+    buffered = [sequenced(quote("AAPL"), seq) for seq in (4, 5, 6, 7)]
     assert seqs(recovery.after(setup, buffered)) == [6, 7]
     assert recovery.after(setup, []) == []
 
 
 def test_after_keeps_messages_of_a_newer_epoch() -> None:
     setup = recovery.Setup(StreamPosition("old", 5), False, [])
-    buffered = [_message(1, "new"), _message(2, "new")]
+    buffered = [sequenced(quote("AAPL"), 1, epoch="new"), sequenced(quote("AAPL"), 2, epoch="new")]
     assert recovery.after(setup, buffered) == buffered

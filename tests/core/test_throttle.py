@@ -8,25 +8,11 @@ scheduler that the tests run when they choose, with a fake clock.
 
 from __future__ import annotations
 
-import itertools
-import json
-from collections.abc import Callable
-from typing import Any
-
-import msgspec
 import pytest
 
-from tidewire.core.auth import ROLE_SUBSCRIBER, Principal
-from tidewire.core.connection import Connection
-from tidewire.core.hub import Hub
-from tidewire.core.ratelimit import TokenBucket
-from tidewire.core.subscription import Subscription
+from fakes import World, seqs
+from messages import bar, quote, sequenced
 from tidewire.core.throttle import Throttle
-from tidewire.protocol.codec import WireFormat
-from tidewire.protocol.filters import validate_filters
-from tidewire.protocol.ingest import build_data_message
-from tidewire.protocol.messages import DataMessage, now_iso
-from tidewire.protocol.streams import STREAMS
 
 # ------------------------------------------------------------------ Throttle alone
 
@@ -95,162 +81,17 @@ def test_release_is_in_the_order_of_the_last_update() -> None:
 # ------------------------------------------------------------------ through the hub
 
 
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeScheduler:
-    """call_soon runs on `run_soon`; call_later timers fire when `advance` reaches them."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.soon: list[Callable[[], object]] = []
-        self.later: list[tuple[float, float, Callable[[], object]]] = []
-        """(due time, delay asked, callback)"""
-
-    def call_soon(self, callback: Callable[[], object]) -> None:
-        self.soon.append(callback)
-
-    def call_later(self, delay: float, callback: Callable[[], object]) -> None:
-        self.later.append((self.clock.now + delay, delay, callback))
-
-    @property
-    def delays(self) -> list[float]:
-        return [delay for _, delay, _ in self.later]
-
-    def run_soon(self) -> None:
-        ready, self.soon = self.soon, []
-        for callback in ready:
-            callback()
-
-    def advance(self, seconds: float) -> int:
-        """Let time pass, firing each timer at its due time; returns how many fired."""
-        end = self.clock.now + seconds
-        fired = 0
-        while True:
-            due = [timer for timer in self.later if timer[0] <= end]
-            if not due:
-                break
-            timer = min(due, key=lambda t: t[0])
-            self.later.remove(timer)
-            self.clock.now = max(self.clock.now, timer[0])
-            timer[2]()
-            fired += 1
-        self.clock.now = end
-        return fired
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def write_buffer_size(self) -> int:
-        return 0
-
-    def ping(self) -> None:
-        pass
-
-    def close(self, code: int, reason: str) -> None:
-        raise AssertionError(f"unexpected close {code} {reason}")
-
-
-def payloads(data: bytes) -> list[bytes]:
-    out: list[bytes] = []
-    i = 0
-    while i < len(data):
-        length = data[i + 1] & 0x7F
-        i += 2
-        if length == 126:
-            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
-        elif length == 127:
-            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
-        out.append(data[i : i + length])
-        i += length
-    return out
-
-
-class World:
-    def __init__(self) -> None:
-        self.clock = FakeClock(1000.0)
-        self.scheduler = FakeScheduler(self.clock)
-        self.hub = Hub(self.scheduler, 1 << 20, clock=self.clock)
-        self._ids = itertools.count(1)
-
-    def connect(self) -> Connection:
-        connection = Connection(
-            connection_id=f"c{next(self._ids)}",
-            transport=FakeTransport(),
-            wire_format=WireFormat.JSON,
-            principal=Principal(user_id=None, roles=frozenset({ROLE_SUBSCRIBER})),
-            inbound=TokenBucket(50.0, 200, self.clock()),
-            now=self.clock(),
-            connected_at=now_iso(),
-        )
-        self.hub.add_connection(connection)
-        return connection
-
-    def subscribe(
-        self,
-        connection: Connection,
-        stream: str,
-        rate_limit: float | None = None,
-        **filters: Any,
-    ) -> Subscription:
-        spec = STREAMS[stream]
-        subscription = Subscription(
-            connection,
-            f"sub-{len(connection.subscriptions) + 1}",
-            spec,
-            validate_filters(filters, spec),
-            now_iso(),
-            rate_limit=rate_limit,
-        )
-        self.hub.add_subscription(subscription)
-        return subscription
-
-    def flush(self) -> None:
-        self.scheduler.run_soon()
-
-    def release(self, after: float) -> None:
-        """Let `after` seconds pass: a release timer must fire by then."""
-        assert self.scheduler.advance(after) > 0, "no timer was due"
-
-
-def seqs(connection: Connection) -> list[tuple[str, int]]:
-    assert isinstance(connection.transport, FakeTransport)
-    messages = [
-        json.loads(payload) for write in connection.transport.writes for payload in payloads(write)
-    ]
-    return [(m["key"], m["seq"]) for m in messages]
-
-
-def quote(symbol: str, seq: int, data_type: str = "quote") -> DataMessage:
-    data: dict[str, Any] = (
-        {"bid": 1.0, "ask": 2.0}
-        if data_type == "quote"
-        else {"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0}
-    )
-    message = build_data_message({"type": "market_data", "symbol": symbol, "data": data})
-    return msgspec.structs.replace(message, seq=seq, epoch="ep")
-
-
 @pytest.fixture
 def world() -> World:
-    return World()
+    """A hub whose timers fire as the fake clock passes them; nothing may be closed."""
+    return World(1 << 20, allow_closes=False)
 
 
 def test_rate_limited_subscription_gets_the_first_message_at_once(world: World) -> None:
     connection = world.connect()
     subscription = world.subscribe(connection, "market_data", rate_limit=2)
     assert subscription.gated and subscription.throttle is not None
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     assert world.scheduler.later == [], "nothing held: no release timer"
     world.flush()
     assert seqs(connection) == [("AAPL", 1)]
@@ -259,12 +100,12 @@ def test_rate_limited_subscription_gets_the_first_message_at_once(world: World) 
 def test_later_messages_are_held_and_released_by_the_timer(world: World) -> None:
     connection = world.connect()
     subscription = world.subscribe(connection, "market_data", rate_limit=2)
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     world.clock.now += 0.1
-    world.hub.dispatch(quote("AAPL", 2))
-    world.hub.dispatch(quote("MSFT", 3))
-    world.hub.dispatch(quote("AAPL", 4))
-    world.hub.dispatch(quote("GOOG", 5))
+    world.hub.dispatch(sequenced(quote("AAPL"), 2))
+    world.hub.dispatch(sequenced(quote("MSFT"), 3))
+    world.hub.dispatch(sequenced(quote("AAPL"), 4))
+    world.hub.dispatch(sequenced(quote("GOOG"), 5))
     world.flush()
     assert seqs(connection) == [("AAPL", 1)]
     # One timer for the whole hold, due at the next release (0.5 s after the first).
@@ -286,7 +127,7 @@ def test_each_key_gets_at_most_rate_messages_per_second(world: World) -> None:
     for step in range(1000):  # 10 s in steps of 10 ms, a quote every 100 ms
         if step % 10 == 0:
             seq += 1
-            world.hub.dispatch(quote("AAPL", seq))
+            world.hub.dispatch(sequenced(quote("AAPL"), seq))
         world.scheduler.advance(0.01)
         world.flush()
         sent_at.extend([world.clock.now] * (len(seqs(connection)) - len(sent_at)))
@@ -305,7 +146,7 @@ def test_messages_of_one_subscription_stay_in_seq_order(world: World) -> None:
     world.subscribe(connection, "market_data", rate_limit=10)
     symbols = ["AAPL", "MSFT", "GOOG"]
     for seq in range(1, 61):
-        world.hub.dispatch(quote(symbols[seq % 3], seq))
+        world.hub.dispatch(sequenced(quote(symbols[seq % 3]), seq))
         if seq % 7 == 0:
             world.scheduler.advance(0.1)
             world.flush()
@@ -322,10 +163,10 @@ def test_messages_of_one_subscription_stay_in_seq_order(world: World) -> None:
 def test_quote_and_bar_of_one_symbol_are_throttled_apart(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data", rate_limit=1)
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(quote("AAPL", 2, "bar"))
-    world.hub.dispatch(quote("AAPL", 3))
-    world.hub.dispatch(quote("AAPL", 4))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(bar("AAPL"), 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 3))
+    world.hub.dispatch(sequenced(quote("AAPL"), 4))
     world.release(1.0)
     world.flush()
     assert seqs(connection) == [("AAPL", 1), ("AAPL", 2), ("AAPL", 4)]
@@ -334,8 +175,8 @@ def test_quote_and_bar_of_one_symbol_are_throttled_apart(world: World) -> None:
 def test_removed_subscription_pending_release_delivers_nothing(world: World) -> None:
     connection = world.connect()
     subscription = world.subscribe(connection, "market_data", rate_limit=2)
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(quote("AAPL", 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 2))
     world.flush()
     assert len(world.scheduler.later) == 1
     world.hub.remove_subscription(subscription)
@@ -350,7 +191,7 @@ def test_unthrottled_subscriptions_of_other_connections_are_not_delayed(world: W
     world.subscribe(throttled, "market_data", rate_limit=1)
     world.subscribe(plain, "market_data")
     for seq in range(1, 4):
-        world.hub.dispatch(quote("AAPL", seq))
+        world.hub.dispatch(sequenced(quote("AAPL"), seq))
     world.flush()
     assert seqs(plain) == [("AAPL", 1), ("AAPL", 2), ("AAPL", 3)]
     assert seqs(throttled) == [("AAPL", 1)]
@@ -359,13 +200,13 @@ def test_unthrottled_subscriptions_of_other_connections_are_not_delayed(world: W
 def test_release_to_a_paused_connection_is_conflated_there(world: World) -> None:
     connection = world.connect()
     world.subscribe(connection, "market_data", rate_limit=2)
-    world.hub.dispatch(quote("AAPL", 1))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
     world.flush()
-    world.hub.dispatch(quote("AAPL", 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 2))
     world.hub.pause(connection)
     world.release(0.5)
     assert len(connection.outbox.latest) == 1
-    world.hub.dispatch(quote("AAPL", 3))  # held again: the next release is 0.5 s away
+    world.hub.dispatch(sequenced(quote("AAPL"), 3))  # held again: the next release is 0.5 s away
     world.release(0.5)
     assert len(connection.outbox.latest) == 1
     assert world.hub.counters.conflated == 1
@@ -380,9 +221,9 @@ def test_overlapping_throttled_and_plain_subscriptions_deliver_each_message_once
     connection = world.connect()
     world.subscribe(connection, "market_data", rate_limit=2, symbols=["AAPL", "MSFT"])
     world.subscribe(connection, "market_data")
-    world.hub.dispatch(quote("AAPL", 1))
-    world.hub.dispatch(quote("MSFT", 2))
-    world.hub.dispatch(quote("AAPL", 3))
+    world.hub.dispatch(sequenced(quote("AAPL"), 1))
+    world.hub.dispatch(sequenced(quote("MSFT"), 2))
+    world.hub.dispatch(sequenced(quote("AAPL"), 3))
     world.release(0.5)
     world.flush()
     assert seqs(connection) == [("AAPL", 1), ("MSFT", 2), ("AAPL", 3)]

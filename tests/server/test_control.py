@@ -10,7 +10,8 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from conftest import WsClient, quote
+from conftest import WsClient
+from messages import quote
 from tidewire.server.app import Gateway
 
 Connect = Callable[..., Awaitable[WsClient]]

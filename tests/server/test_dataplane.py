@@ -12,7 +12,8 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import WsClient, quote
+from conftest import WsClient
+from messages import order, quote, risk_alert
 from tidewire.server.app import Gateway
 
 Connect = Callable[..., Awaitable[WsClient]]
@@ -63,40 +64,6 @@ async def test_portfolio_filter_excludes_other_portfolios(
     received = await client.data(2)
     assert [m["portfolio_id"] for m in received] == ["PF-A", "PF-A"]
     assert await client.no_data(gateway) == []
-
-
-def order(portfolio: str, **top: Any) -> dict[str, Any]:
-    return {
-        "type": "order_update",
-        "portfolio_id": portfolio,
-        "strategy_id": top.pop("strategy_id", "S-1"),
-        "data": {
-            "order_id": "O-1",
-            "symbol": top.pop("symbol", "AAPL"),
-            "side": "buy",
-            "order_type": "limit",
-            "quantity": 10,
-            "filled_quantity": 0,
-            "status": "open",
-            "price": top.pop("price", 100.0),
-        },
-        **top,
-    }
-
-
-def risk_alert(portfolio: str, severity: str) -> dict[str, Any]:
-    return {
-        "type": "risk_alert",
-        "portfolio_id": portfolio,
-        "severity": severity,
-        "risk_type": "exposure",
-        "data": {
-            "metric": "gross_exposure",
-            "current_value": 2.0,
-            "threshold": 1.5,
-            "timestamp": "2026-01-01T00:00:00Z",
-        },
-    }
 
 
 # Each case: stream, filters, messages to publish, indexes of those that must arrive.

@@ -12,37 +12,12 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from conftest import WsClient, quote
+from conftest import WsClient
+from messages import order, position, quote
 from tidewire.server.app import Gateway
 
 Connect = Callable[..., Awaitable[WsClient]]
 MakeGateway = Callable[..., Awaitable[Gateway]]
-
-
-def order(portfolio: str, n: int) -> dict[str, Any]:
-    return {
-        "type": "order_update",
-        "portfolio_id": portfolio,
-        "message_id": f"{portfolio}-{n}",
-        "data": {
-            "order_id": f"O-{n}",
-            "symbol": "AAPL",
-            "side": "buy",
-            "order_type": "limit",
-            "quantity": 10,
-            "filled_quantity": 0,
-            "status": "open",
-            "price": 100.0,
-        },
-    }
-
-
-def position(portfolio: str, symbol: str, quantity: float) -> dict[str, Any]:
-    return {
-        "type": "position_update",
-        "portfolio_id": portfolio,
-        "data": {"symbol": symbol, "quantity": quantity, "avg_price": 10.0, "unrealized_pnl": 0.0},
-    }
 
 
 async def test_latest_value_snapshot_then_live(gateway: Gateway, connect: Connect) -> None:
