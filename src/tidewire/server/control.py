@@ -54,6 +54,13 @@ class ConnectionInfo(msgspec.Struct, kw_only=True):
     messages_received: int
     errors: int
     pending_bytes: int
+    """Queued in the gateway, not yet handed to the socket (also includes this loop
+    iteration's output, so a small value does not mean the client is behind)."""
+    write_paused: bool
+    """The socket's send buffer is full: the client is behind and is being held back."""
+    paused_seconds: float
+    """How long it has been held back (0 when it keeps up); at stall_timeout it is cut off."""
+    closing: bool
 
 
 class SubscriptionRow(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -137,6 +144,7 @@ def create_app(gateway: Gateway) -> Litestar:
 
     @get("/api/connections", summary="Open client connections")
     async def connections() -> list[ConnectionInfo]:
+        now = gateway.clock()
         return [
             ConnectionInfo(
                 connection_id=c.connection_id,
@@ -152,6 +160,9 @@ def create_app(gateway: Gateway) -> Litestar:
                 messages_received=c.messages_received,
                 errors=c.errors,
                 pending_bytes=c.outbox.pending_bytes,
+                write_paused=c.write_paused,
+                paused_seconds=round(now - c.paused_at, 3) if c.write_paused else 0.0,
+                closing=c.closed,
             )
             for c in gateway.hub.connections.values()
         ]

@@ -1,0 +1,368 @@
+"""The delivery checker (`python -m checker`): its verdict on crafted logs, and a real run.
+
+The verdict tests feed `checker.verify` hand-written client logs (the records a checker client
+writes) and a ledger of what was published where, one rule at a time. The slow test runs the
+CI-sized scenario end to end against a real gateway and checks that it passed *and* that it
+injected every kind of fault and verified messages, so it cannot pass vacuously.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# `checker` is a top-level package next to `src/`, like `bench/` (pytest's pythonpath has ".").
+from checker.faults import plan
+from checker.model import Published, draw_client, matches, portfolios
+from checker.rawclient import close_code_of
+from checker.records import log_of, read_log
+from checker.scenario import FAULT_KINDS, LONG, SMALL
+from checker.verify import Ledger, Verdict, verify
+
+REPO = Path(__file__).resolve().parent.parent
+
+E1, E2 = "e1", "e2"
+STREAM = "order_updates"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def message_id(epoch: str, seq: int, stream: str = STREAM) -> str:
+    return f"{stream}-{epoch}-{seq}"
+
+
+def ledger(*entries: tuple[Any, ...]) -> Ledger:
+    """Entries (epoch, seq, portfolio[, stream[, severity[, symbol]]]) as placed by the gateway."""
+    messages: dict[str, Published] = {}
+    placements: dict[tuple[str, str, int], str] = {}
+    for number, entry in enumerate(entries, 1):
+        epoch, seq, portfolio, *rest = entry
+        stream = rest[0] if rest else STREAM
+        severity = rest[1] if len(rest) > 1 else None
+        symbol = rest[2] if len(rest) > 2 else "AAPL"
+        mid = message_id(epoch, seq, stream)
+        messages[mid] = Published(mid, stream, portfolio, "p0", number, severity, symbol)
+        placements[(stream, epoch, seq)] = mid
+    return Ledger(messages, placements)
+
+
+def stream_of(n: int, *portfolio_of_seq: str, epoch: str = E1) -> list[tuple[Any, ...]]:
+    """Seqs 1..n of one epoch, portfolio PF-0 unless given per seq."""
+    return [
+        (epoch, seq, portfolio_of_seq[seq - 1] if seq <= len(portfolio_of_seq) else "PF-0")
+        for seq in range(1, n + 1)
+    ]
+
+
+def sub(
+    sid: str = "s0",
+    stream: str = STREAM,
+    filters: dict[str, Any] | None = None,
+    since: list[Any] | None = None,
+    snapshot: bool | None = None,
+) -> dict[str, Any]:
+    return {
+        "k": "sub",
+        "sid": sid,
+        "stream": stream,
+        "filters": {"portfolio_ids": ["PF-0"]} if filters is None else filters,
+        "snapshot": snapshot,
+        "since": since,
+    }
+
+
+def conf(
+    n: int, seq: int, epoch: str = E1, recovered: bool | None = None, sid: str = "s0"
+) -> dict[str, Any]:
+    return {"k": "conf", "sid": sid, "n": n, "recovered": recovered, "pos": [epoch, seq]}
+
+
+def marker(n: int, sid: str = "s0") -> dict[str, Any]:
+    return {"k": "resync", "sid": sid, "n": n, "reason": "not_recovered", "pos": None}
+
+
+def callback(n: int, sid: str = "s0") -> dict[str, Any]:
+    return {"k": "resync_cb", "sid": sid, "n": n, "reason": "not_recovered"}
+
+
+class Messages:
+    """Message records numbered in routing order, as a checker client writes them."""
+
+    def __init__(self, sid: str = "s0", stream: str = STREAM) -> None:
+        self.sid = sid
+        self.stream = stream
+        self.n = 0
+
+    def __call__(
+        self, seq: int, epoch: str = E1, portfolio: str = "PF-0", severity: str | None = None
+    ) -> dict[str, Any]:
+        self.n += 1
+        return {
+            "k": "msg",
+            "sid": self.sid,
+            "n": self.n,
+            "st": self.stream,
+            "e": epoch,
+            "s": seq,
+            "id": message_id(epoch, seq, self.stream),
+            "pf": portfolio,
+            "sev": severity,
+        }
+
+
+END = {"k": "end", "drained": True, "behind": []}
+
+
+def check(
+    book: Ledger,
+    records: list[dict[str, Any]],
+    heads: dict[str, tuple[str, int]] | None = None,
+) -> Verdict:
+    if heads is None:
+        last = max((p for p in book.placements if p[0] == STREAM), key=lambda p: (p[1], p[2]))
+        heads = {STREAM: (last[1], last[2])}
+    return verify(book, [log_of(records, slot=0, incarnation=1)], heads)
+
+
+def kinds(verdict: Verdict) -> set[str]:
+    return {violation.kind for violation in verdict.violations}
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+def test_everything_delivered_in_order_passes() -> None:
+    book = ledger(*stream_of(5))
+    msg = Messages()
+    verdict = check(book, [sub(), conf(0, 0), *(msg(seq) for seq in range(1, 6)), END])
+    assert verdict.ok, verdict.violations
+    assert verdict.counts["checked"] == 5
+
+
+def test_a_lost_message_without_a_resync_is_a_violation() -> None:
+    book = ledger(*stream_of(5))
+    msg = Messages()
+    verdict = check(book, [sub(), conf(0, 0), msg(1), msg(2), msg(4), msg(5), END])
+    assert kinds(verdict) == {"missing"}
+    assert "order_updates@e1:3" in str(verdict.violations[0])
+
+
+def test_a_lost_tail_is_a_violation_for_a_client_that_ran_to_the_end() -> None:
+    book = ledger(*stream_of(5))
+    msg = Messages()
+    assert kinds(check(book, [sub(), conf(0, 0), msg(1), msg(2), END])) == {"missing"}
+    # A client killed after message 2 was promised nothing more.
+    assert check(book, [sub(), conf(0, 0), msg(1), msg(2)]).ok
+
+
+def test_the_same_loss_after_a_recovered_false_is_not_a_violation() -> None:
+    # History no longer covered the gap: recovered:false, same epoch, position 4.
+    book = ledger(*stream_of(6))
+    msg = Messages()
+    records = [sub(), conf(0, 0), msg(1), msg(2), conf(2, 4, recovered=False), msg(5), msg(6)]
+    verdict = check(book, [*records, END])
+    assert verdict.ok, verdict.violations
+    assert verdict.counts["excused"] == 2
+    assert verdict.counts["resyncs"] == 1
+
+
+def test_a_restart_loses_the_old_epochs_tail_only_with_a_signal() -> None:
+    book = ledger(*stream_of(5), *stream_of(3, epoch=E2))
+    msg = Messages()
+    head = [sub(), conf(0, 0), msg(1), msg(2), msg(3)]
+    signalled = check(book, [*head, conf(3, 1, E2, recovered=False), msg(2, E2), msg(3, E2), END])
+    assert signalled.ok, signalled.violations
+    msg.n = 3
+    silent = check(book, [*head, msg(2, E2), msg(3, E2), END])
+    assert "epoch_jump" in kinds(silent)
+
+
+def test_a_resync_does_not_excuse_a_loss_before_it() -> None:
+    book = ledger(*stream_of(8))
+    msg = Messages()
+    records = [sub(), conf(0, 0), msg(1), msg(3), conf(2, 6, recovered=False), msg(7), msg(8)]
+    verdict = check(book, [*records, END])
+    assert kinds(verdict) == {"missing"}
+    assert "order_updates@e1:2" in str(verdict.violations[0])
+
+
+def test_a_duplicate_is_a_violation() -> None:
+    book = ledger(*stream_of(3))
+    msg = Messages()
+    verdict = check(book, [sub(), conf(0, 0), msg(1), msg(2), msg(2), msg(3), END])
+    assert kinds(verdict) == {"duplicate"}
+
+
+def test_a_duplicate_after_a_recovery_is_a_violation() -> None:
+    book = ledger(*stream_of(4))
+    msg = Messages()
+    records = [sub(), conf(0, 0), msg(1), msg(2), conf(2, 4, recovered=True), msg(2), msg(3)]
+    verdict = check(book, [*records, msg(4), END])
+    assert kinds(verdict) == {"duplicate"}
+
+
+def test_an_out_of_order_message_is_a_violation() -> None:
+    book = ledger(*stream_of(4))
+    msg = Messages()
+    verdict = check(book, [sub(), conf(0, 0), msg(1), msg(3), msg(2), msg(4), END])
+    assert "out_of_order" in kinds(verdict)
+
+
+def test_a_message_of_another_portfolio_is_a_violation() -> None:
+    book = ledger(*stream_of(3, "PF-0", "PF-1", "PF-0"))
+    msg = Messages()
+    verdict = check(book, [sub(), conf(0, 0), msg(1), msg(2, portfolio="PF-1"), msg(3), END])
+    assert kinds(verdict) == {"foreign"}
+    assert "PF-1" in str(verdict.violations[0])
+    # ...and not receiving it is right.
+    msg = Messages()
+    assert check(book, [sub(), conf(0, 0), msg(1), msg(3), END]).ok
+
+
+def test_a_foreign_message_seen_only_on_the_wire_is_a_violation() -> None:
+    book = ledger(*stream_of(3, "PF-0", "PF-1", "PF-0"))
+    msg = Messages()
+    wire = {"k": "wire_foreign", "st": STREAM, "e": E1, "s": 2, "id": "x", "pf": "PF-1"}
+    verdict = check(book, [sub(), conf(0, 0), msg(1), wire, msg(3), END])
+    assert kinds(verdict) == {"foreign"}
+
+
+def test_a_severity_minimum_is_a_filter_too() -> None:
+    stream = "risk_alerts"
+    book = ledger((E1, 1, "PF-0", stream, "high"), (E1, 2, "PF-0", stream, "medium"))
+    msg = Messages(stream=stream)
+    filters = {"portfolio_ids": ["PF-0"], "severity": "high"}
+    records = [sub(stream=stream, filters=filters), conf(0, 0)]
+    heads = {stream: (E1, 2)}
+    assert check(book, [*records, msg(1, severity="high"), END], heads).ok
+    msg.n = 0
+    delivered_medium = [*records, msg(1), msg(2, severity="medium"), END]
+    assert kinds(check(book, delivered_medium, heads)) == {"foreign"}
+
+
+def test_a_recovered_false_the_sdk_did_not_signal_is_a_violation() -> None:
+    book = ledger(*stream_of(5))
+    msg = Messages()
+    start = {"k": "start", "resync_api": True}
+    records = [start, sub(), conf(0, 0), msg(1), conf(1, 3, recovered=False)]
+    signalled = check(book, [*records, marker(1), callback(1), msg(4), msg(5), END])
+    assert signalled.ok, signalled.violations
+    msg.n = 1
+    unsignalled = check(book, [*records, msg(4), msg(5), END])
+    assert kinds(unsignalled) == {"resync_not_signalled"}
+
+
+def test_a_client_resumed_with_since_owes_everything_after_it() -> None:
+    book = ledger(*stream_of(6))
+    msg = Messages()
+    records = [sub(since=[E1, 3]), conf(0, 6, recovered=True)]
+    assert check(book, [*records, msg(4), msg(5), msg(6), END]).ok
+    msg.n = 0
+    assert kinds(check(book, [*records, msg(5), msg(6), END])) == {"missing"}
+
+
+def test_a_snapshot_holds_the_latest_message_of_each_portfolio_and_symbol() -> None:
+    stream = "position_updates"
+    book = ledger(
+        (E1, 1, "PF-0", stream, None, "AAPL"),
+        (E1, 2, "PF-0", stream, None, "AAPL"),
+        (E1, 3, "PF-0", stream, None, "MSFT"),
+        (E1, 4, "PF-1", stream, None, "MSFT"),
+        (E1, 5, "PF-0", stream, None, "MSFT"),
+    )
+    heads = {stream: (E1, 5)}
+    msg = Messages(stream=stream)
+    good = [sub(stream=stream), conf(0, 4), msg(2), msg(3), msg(5), END]
+    assert check(book, good, heads).ok
+    msg.n = 0
+    stale = [sub(stream=stream), conf(0, 4), msg(1), msg(3), msg(5), END]
+    assert kinds(check(book, stale, heads)) == {"snapshot"}
+
+
+def test_publishers_messages_keep_their_order_in_the_stream() -> None:
+    book = ledger(*stream_of(3))
+    swapped = dict(book.placements)
+    first, second = (STREAM, E1, 1), (STREAM, E1, 2)
+    swapped[first], swapped[second] = swapped[second], swapped[first]
+    verdict = verify(Ledger(book.messages, swapped), [], {})
+    assert kinds(verdict) == {"publish_order"}
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "client-0-1.jsonl"
+    path.write_text('{"k":"sub","sid":"s0","stream":"order_updates","filters":{}}\n{"k":"msg","si')
+    log = read_log(path, 0, 1)
+    assert list(log.subscribed) == ["s0"] and not log.events
+
+
+def test_the_fault_schedule_depends_only_on_the_seed() -> None:
+    assert plan(SMALL, 7) == plan(SMALL, 7)
+    assert plan(SMALL, 7) != plan(SMALL, 8)
+    for scenario in (SMALL, LONG):
+        planned = {fault.kind for fault in plan(scenario, 1)}
+        assert planned == set(FAULT_KINDS)
+        assert all(fault.at < scenario.duration for fault in plan(scenario, 1))
+
+
+def test_clients_ask_for_what_they_get_checked_on() -> None:
+    names = portfolios(5)
+    spec = draw_client(random.Random(3), 0, names)
+    assert 1 <= len(spec.subscriptions) <= 3
+    message = Published("m", STREAM, "PF-9", "p0", 1)
+    assert not any(
+        matches(s.filters, message) for s in spec.subscriptions if "portfolio_ids" in s.filters
+    )
+
+
+def test_the_raw_clients_close_code_is_read_from_server_frames() -> None:
+    text = b"\x81\x05hello"
+    close = b"\x88\x02" + (4008).to_bytes(2, "big")
+    assert close_code_of(text + close) == 4008
+    assert close_code_of(text) is None
+
+
+# --------------------------------------------------------------------------- a real run
+
+SMALL_RUN_TIMEOUT = 240
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(SMALL_RUN_TIMEOUT + 30)
+def test_the_small_run_passes_with_every_fault_injected() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "checker", "--seed", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=SMALL_RUN_TIMEOUT,
+    )
+    report = run.stdout
+    assert run.returncode == 0, report + run.stderr
+    assert "RESULT: PASS" in report
+    effective = re.search(r"faults effective: (.*)", report)
+    assert effective is not None, report
+    for kind in FAULT_KINDS:
+        counts = re.search(rf"\b{kind}=(\d+)/(\d+)", effective.group(1))
+        assert counts is not None and int(counts.group(2)) >= 1, report
+        assert counts.group(1) == counts.group(2), f"{kind} had no effect:\n{report}"
+
+    def number(pattern: str) -> int:
+        found = re.search(pattern, report)
+        assert found is not None, f"{pattern!r} not in:\n{report}"
+        return int(found.group(1))
+
+    assert number(r"verified in place (\d+)") > 1000
+    assert number(r"(\d+) recovered:false") > 0
+    assert number(r"(\d+) recovered:true") > 0
+    assert number(r"(\d+) resumed with since") > 0
+    assert number(r"violations: (\d+)") == 0
