@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 TSC := clients/typescript/node_modules/.bin/tsc
+# The browser tests drive Debian's Chromium: Playwright's own browser download cannot work
+# on an offline machine (tests/dashboard/conftest.py points Playwright at this binary).
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint typecheck pytest bench schema clean
+.PHONY: demo test lint typecheck pytest bench schema screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +20,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	@echo "Dashboard and API: http://127.0.0.1:8766/docs   WebSocket: ws://127.0.0.1:8765/ws"
+	@echo "Dashboard: http://127.0.0.1:8766/   API: http://127.0.0.1:8766/docs   WebSocket: ws://127.0.0.1:8765/ws"
 	$(BIN)/tidewire serve --demo
 
 test: lint typecheck pytest
@@ -31,8 +34,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) $(TSC)
+pytest: $(STAMP) $(TSC) $(CHROMIUM)
 	$(BIN)/pytest -q
+
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+# Pictures of every dashboard panel for the README, on live simulated data.
+screenshots: $(STAMP) $(CHROMIUM)
+	TIDEWIRE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/dashboard/test_screenshots.py
 
 # TypeScript compiler (pinned in clients/typescript/package.json) that type-checks the
 # generated declarations; npm comes with Node.js (apt-get install nodejs npm).
@@ -46,6 +57,7 @@ bench: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/tidewire schema --typescript > clients/typescript/tidewire-protocol.d.ts
+	cp clients/typescript/tidewire-protocol.d.ts src/tidewire/dashboard/static/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

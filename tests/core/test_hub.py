@@ -236,7 +236,6 @@ def test_batched_connection_gets_one_batch_frame_per_batch_ms(
     world.subscribe(plain, "market_data")
     for seq in range(1, 6):
         world.hub.dispatch(sequenced(quote("AAPL"), seq))
-    world.hub.send(batched, Pong(correlation_id="r1"))
     assert world.scheduler.later_calls == 1
     assert world.scheduler.later[0][0] == pytest.approx(0.05)
     assert world.scheduler.soon_calls == 1, "only the unbatched connection uses call_soon"
@@ -251,14 +250,30 @@ def test_batched_connection_gets_one_batch_frame_per_batch_ms(
     assert opcode == (0x2 if fmt.binary else 0x1)
     batch = decode(opcode, payload)
     assert batch["type"] == "batch"
-    # The reply takes the ordered lane, which goes ahead of latest-value data.
-    assert [m["type"] for m in batch["messages"]] == ["pong"] + ["market_data"] * 5
-    assert [m["seq"] for m in batch["messages"][1:]] == [1, 2, 3, 4, 5]
+    assert [m["seq"] for m in batch["messages"]] == [1, 2, 3, 4, 5]
     # The data inside the batch is the same message every other recipient gets.
-    assert batch["messages"][1] == decode(*parse_frames(transport(plain).writes[0])[0])
+    assert batch["messages"][0] == decode(*parse_frames(transport(plain).writes[0])[0])
     # Next batch window: a new call_later.
     world.hub.dispatch(sequenced(quote("AAPL"), 6))
     assert world.scheduler.later_calls == 2
+
+
+def test_a_reply_flushes_a_batching_connection_without_waiting_for_the_timer(
+    world: World,
+) -> None:
+    batched = world.connect(WireFormat.JSON, batch_ms=50)
+    world.subscribe(batched, "market_data")
+    for seq in range(1, 4):
+        world.hub.dispatch(sequenced(quote("AAPL"), seq))
+    world.hub.send(batched, Pong(correlation_id="r1"))
+    world.flush()  # this loop iteration: the timer has not fired
+    assert len(transport(batched).writes) == 1
+    ((opcode, payload),) = parse_frames(transport(batched).writes[0])
+    batch = decode(opcode, payload)
+    # One batch frame; the reply takes the ordered lane, ahead of latest-value data.
+    assert [m["type"] for m in batch["messages"]] == ["pong"] + ["market_data"] * 3
+    world.scheduler.run_later()  # the timer finds nothing left to write
+    assert len(transport(batched).writes) == 1
 
 
 # ------------------------------------------------------------------ order within a flush

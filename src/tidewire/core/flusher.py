@@ -61,6 +61,13 @@ class Flusher:
             self._scheduled = True
             self._scheduler.call_soon(self.flush)
 
+    def flush_soon(self, connection: Connection) -> None:
+        """Write a batching connection's outbox in this loop iteration, not at its timer.
+
+        A timer already set still fires and writes whatever arrived since (or nothing)."""
+        connection.dirty = True
+        self._scheduler.call_soon(lambda: self._flush_one(connection))
+
     def flush(self) -> None:
         """Write every dirty connection's outbox: one write per connection."""
         self._scheduled = False

@@ -293,7 +293,7 @@ class Hub:
         payload = ENCODE[fmt](reply)
         item = payload if connection.outbox.batched else build_frame(payload, fmt.binary)
         connection.outbox.push(item)
-        self._queued(connection)
+        self._queued(connection, reply=True)
 
     def _queue(self, connection: Connection, encoded: EncodedMessage) -> None:
         """Queue a data message for one connection, conflating it if the client is behind."""
@@ -313,10 +313,14 @@ class Hub:
             outbox.push(item, encoded.ordered)
         self._queued(connection)
 
-    def _queued(self, connection: Connection) -> None:
+    def _queued(self, connection: Connection, reply: bool = False) -> None:
         connection.messages_sent += 1
         if connection.write_paused:
             self._check_backlog(connection)
+        elif reply and connection.batch_ms:
+            # A reply does not wait for the batch timer: heartbeat round trips would measure
+            # the batch interval, and a subscriber would wait for its confirmation.
+            self.flusher.flush_soon(connection)
         elif not connection.dirty:
             self.flusher.mark(connection)
 

@@ -1,0 +1,74 @@
+// @ts-check
+/**
+ * Whether to reconnect after a connection ended (PROTOCOL.md section 6;
+ * `tidewire.client.reconnect`). Pure.
+ */
+
+import { AuthenticationError, ConnectionClosedError } from "./errors.js";
+
+/** @import { CloseCodes, ReconnectCloseCode, BackoffCloseCode } from "../tidewire-protocol.d.ts" */
+
+/** @type {CloseCodes} */
+export const CloseCode = Object.freeze({
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
+  SERVICE_RESTART: 1012,
+  AUTH_FAILED: 4001,
+  FORBIDDEN: 4003,
+  SLOW_CONSUMER: 4008,
+  TOO_MANY_CONNECTIONS: 4009,
+  HEARTBEAT_TIMEOUT: 4010,
+  INBOUND_RATE_EXCEEDED: 4029,
+});
+
+/** The close code of a connection that just went away (or never opened). */
+export const ABNORMAL_CLOSURE = 1006;
+
+/** @type {ReadonlySet<ReconnectCloseCode>} */
+export const RECONNECT_CLOSE_CODES = new Set([1001, 1006, 1011, 1012, 1013, 4008, 4009, 4010, 4029]);
+
+/** @type {ReadonlySet<BackoffCloseCode>} */
+export const BACKOFF_CLOSE_CODES = new Set([4009, 4029]);
+
+/**
+ * Why not to reconnect after a connection closed with `code`, or null to reconnect.
+ *
+ * 4001 means the credentials are bad: an `AuthenticationError`. Codes outside
+ * `RECONNECT_CLOSE_CODES` (1000 normal, 1008 policy, 1009 too big, 4003 forbidden, ...) say
+ * that reconnecting would be refused or repeat the same mistake.
+ * @param {number} code
+ * @param {string} reason
+ * @param {{autoReconnect: boolean, attempts: number, maxAttempts: number | null}} options
+ * @returns {ConnectionClosedError | null}
+ */
+export function reconnectRefusal(code, reason, { autoReconnect, attempts, maxAttempts }) {
+  if (code === CloseCode.AUTH_FAILED) {
+    return new AuthenticationError(`authentication failed (4001) ${reason}`.trim(), { code, reason });
+  }
+  if (!RECONNECT_CLOSE_CODES.has(/** @type {ReconnectCloseCode} */ (code))) {
+    return new ConnectionClosedError(`the gateway closed the connection with ${code} ${reason}`.trim(), {
+      code,
+      reason,
+    });
+  }
+  if (!autoReconnect) {
+    return new ConnectionClosedError(`connection lost (${code}) and autoReconnect is off`, { code, reason });
+  }
+  if (maxAttempts !== null && attempts >= maxAttempts) {
+    return new ConnectionClosedError(
+      `gave up after ${attempts} reconnection attempt(s) (last close code ${code})`,
+      { code, reason },
+    );
+  }
+  return null;
+}
+
+/**
+ * True when `code` asks the client to back off harder (4009, 4029).
+ * @param {number} code
+ */
+export function throttled(code) {
+  return BACKOFF_CLOSE_CODES.has(/** @type {BackoffCloseCode} */ (code));
+}

@@ -1,0 +1,186 @@
+// @ts-check
+/**
+ * Client-side routing of data messages to local subscriptions (`tidewire.client.routing`).
+ *
+ * Data messages carry no subscription id (PROTOCOL.md section 1, "encode once"): the client
+ * decides which of its subscriptions a message belongs to from its `stream` and each
+ * subscription's filters. The gateway has enforced the filters already, so this only has to
+ * separate several subscriptions of one stream, with the same rules (section 3):
+ *
+ * - a filter matches a message that carries the field, at the top level or in `data`, with an
+ *   allowed value; a message without the field does not match;
+ * - `severity` is a minimum: low < medium < high < critical;
+ * - the price for `min_price`/`max_price` is `price`, else `last_trade_price`, else the mid of
+ *   `bid` and `ask`; decimal strings (`decimals=string`) are compared as numbers.
+ */
+
+/** @import { Filters } from "../tidewire-protocol.d.ts" */
+
+/** Field a filter reads on a message. */
+const FILTER_FIELDS = /** @type {const} */ ({
+  symbols: "symbol",
+  portfolio_ids: "portfolio_id",
+  strategy_ids: "strategy_id",
+  user_id: "user_id",
+  venue: "venue",
+  asset_class: "asset_class",
+});
+const LIST_FILTERS = /** @type {const} */ (["symbols", "portfolio_ids", "strategy_ids"]);
+const EQUALITY_FILTERS = /** @type {const} */ (["user_id", "venue", "asset_class"]);
+
+/** @type {Readonly<Record<string, number>>} */
+export const SEVERITY_RANK = Object.freeze({ low: 0, medium: 1, high: 2, critical: 3 });
+/** Nautilus and many engines say "info"/"warning"/"error"; mapped onto the four levels. */
+/** @type {Readonly<Record<string, string>>} */
+export const SEVERITY_ALIASES = Object.freeze({
+  info: "low",
+  warning: "medium",
+  warn: "medium",
+  error: "high",
+  fatal: "critical",
+});
+
+/**
+ * The message's `name` field: at the top level when set there, else in `data`.
+ * @param {Record<string, any>} message
+ * @param {string} name
+ * @returns {any}
+ */
+export function fieldValue(message, name) {
+  const value = message[name];
+  if (value !== undefined && value !== null) return value;
+  const data = message.data;
+  return data !== null && typeof data === "object" ? data[name] : undefined;
+}
+
+/** @param {unknown} value @returns {number | null} */
+function toNumber(value) {
+  if (typeof value === "number") return Number.isFinite(value) ? value : null;
+  if (typeof value === "string" && value.trim() !== "") {
+    const number = Number(value);
+    return Number.isFinite(number) ? number : null;
+  }
+  return null;
+}
+
+/**
+ * The price `min_price`/`max_price` compare: price, last trade price or bid/ask mid; null when
+ * the message carries no price.
+ * @param {Record<string, any>} message
+ */
+export function messagePrice(message) {
+  for (const name of ["price", "last_trade_price"]) {
+    const price = toNumber(fieldValue(message, name));
+    if (price !== null) return price;
+  }
+  const bid = toNumber(fieldValue(message, "bid"));
+  const ask = toNumber(fieldValue(message, "ask"));
+  return bid !== null && ask !== null ? (bid + ask) / 2 : null;
+}
+
+/**
+ * Rank of a severity (0 low .. 3 critical), accepting the aliases; null when unknown.
+ * @param {unknown} value
+ */
+export function severityRank(value) {
+  if (typeof value !== "string") return null;
+  const level = value.toLowerCase();
+  const rank = SEVERITY_RANK[SEVERITY_ALIASES[level] ?? level];
+  return rank ?? null;
+}
+
+/**
+ * Whether `message` passes every filter (an empty filter set passes all).
+ *
+ * A filter the client does not know never excludes a message: the gateway refuses unknown
+ * filters at subscribe time, so one reaching here is from a newer protocol and was applied.
+ * @param {Filters} filters
+ * @param {Record<string, any>} message
+ */
+export function matches(filters, message) {
+  for (const name of LIST_FILTERS) {
+    const allowed = filters[name];
+    if (allowed != null && !allowed.includes(fieldValue(message, FILTER_FIELDS[name]))) return false;
+  }
+  for (const name of EQUALITY_FILTERS) {
+    const wanted = filters[name];
+    if (wanted != null && fieldValue(message, FILTER_FIELDS[name]) !== wanted) return false;
+  }
+  if (filters.severity != null) {
+    const wanted = severityRank(filters.severity);
+    const rank = severityRank(fieldValue(message, "severity"));
+    if (wanted === null || rank === null || rank < wanted) return false;
+  }
+  const low = toNumber(filters.min_price);
+  const high = toNumber(filters.max_price);
+  if (low !== null || high !== null) {
+    const price = messagePrice(message);
+    if (price === null) return false;
+    if (low !== null && price < low) return false;
+    if (high !== null && price > high) return false;
+  }
+  return true;
+}
+
+/**
+ * Which local subscriptions (targets) a data message belongs to; registration order is kept.
+ * @template T
+ */
+export class Router {
+  constructor() {
+    /** @type {Map<string, Map<string, {filters: Filters, target: T}>>} */
+    this._byStream = new Map();
+    /** @type {Map<string, string>} */
+    this._streamOf = new Map();
+  }
+
+  /**
+   * Register `target` (an id registered before is replaced).
+   * @param {string} id
+   * @param {string} stream
+   * @param {Filters} filters
+   * @param {T} target
+   */
+  add(id, stream, filters, target) {
+    this.remove(id);
+    let targets = this._byStream.get(stream);
+    if (targets === undefined) {
+      targets = new Map();
+      this._byStream.set(stream, targets);
+    }
+    targets.set(id, { filters, target });
+    this._streamOf.set(id, stream);
+  }
+
+  /** @param {string} id */
+  remove(id) {
+    const stream = this._streamOf.get(id);
+    if (stream === undefined) return;
+    this._streamOf.delete(id);
+    const targets = this._byStream.get(stream);
+    if (targets === undefined) return;
+    targets.delete(id);
+    if (targets.size === 0) this._byStream.delete(stream);
+  }
+
+  /**
+   * The targets `message` belongs to (empty when none).
+   * @param {Record<string, any>} message
+   * @returns {T[]}
+   */
+  targets(message) {
+    const stream = message.stream;
+    const candidates = typeof stream === "string" ? this._byStream.get(stream) : undefined;
+    if (candidates === undefined) return [];
+    /** @type {T[]} */
+    const out = [];
+    for (const { filters, target } of candidates.values()) {
+      if (matches(filters, message)) out.push(target);
+    }
+    return out;
+  }
+
+  get size() {
+    return this._streamOf.size;
+  }
+}

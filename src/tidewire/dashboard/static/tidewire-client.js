@@ -1,0 +1,870 @@
+// @ts-check
+/**
+ * Tidewire JavaScript client: one WebSocket to the gateway, kept alive with heartbeats,
+ * re-established with backoff, with every subscription resumed where it stopped.
+ *
+ * The browser counterpart of the Python SDK (`tidewire.client.TidewireClient`), with the same
+ * behaviour: exponential backoff with full jitter after the close codes that call for it
+ * (PROTOCOL.md section 6), heartbeats that measure the round trip and detect a dead
+ * connection, resubscription with `since` after every reconnection (the gateway replays what
+ * was missed), per-subscription duplicate filtering, resync markers and callbacks when the
+ * gateway could not recover (`recovered: false`), a bounded queue of commands sent while
+ * disconnected, and batch frames (`batchMs`) unpacked transparently.
+ *
+ * Plain ES module without dependencies: import it from any page (the dashboard serves it at
+ * `/tidewire-client.js`), or from Node >= 22 (global WebSocket) or with `options.WebSocket`.
+ * Types: JSDoc checked by `tsc --checkJs` against the generated `tidewire-protocol.d.ts`.
+ *
+ *     import { TidewireClient, isResync } from "./tidewire-client.js";
+ *     const client = new TidewireClient("ws://127.0.0.1:8765/ws", { batchMs: 50 });
+ *     client.on("state", (previous, current) => console.log(previous, "->", current));
+ *     await client.connect();
+ *     await client.subscribe("market_data", {
+ *       filters: { symbols: ["AAPL", "MSFT"] },
+ *       onMessage(message) {
+ *         if (isResync(message)) return; // a gap: the snapshot that follows rebuilds the state
+ *         console.log(message.symbol, message.data.bid, message.seq);
+ *       },
+ *     });
+ *
+ * Only JSON frames (`tidewire.v3.json`) are spoken: a browser has no msgpack built in.
+ */
+
+import { Backoff } from "./client/backoff.js";
+import { ABNORMAL_CLOSURE, CloseCode, reconnectRefusal, throttled } from "./client/closecodes.js";
+import { Dispatcher, safeCall } from "./client/dispatch.js";
+import { ConnectionClosedError, RequestTimeout, ServerError, SubscriptionError } from "./client/errors.js";
+import { OutboundQueue } from "./client/outbound.js";
+import { Subscription, normalizeFilters } from "./client/subscription.js";
+
+export { Backoff } from "./client/backoff.js";
+export { CloseCode, RECONNECT_CLOSE_CODES, reconnectRefusal } from "./client/closecodes.js";
+export { DuplicateFilter, conflationKey } from "./client/dedupe.js";
+export {
+  AuthenticationError,
+  ConnectionClosedError,
+  QueueFull,
+  RequestTimeout,
+  ServerError,
+  SubscriptionError,
+  TidewireError,
+} from "./client/errors.js";
+export { HeartbeatTracker } from "./client/heartbeat.js";
+export { NOT_RECOVERED, RESYNC, isResync } from "./client/resync.js";
+export { Router, matches } from "./client/routing.js";
+export { STREAMS, STREAM_NAMES, isReliable, keepsLastValues, resolveStream } from "./client/streams.js";
+export { Subscription } from "./client/subscription.js";
+
+/** @import { ClientCommand, Filters, StreamName, StreamPosition, StreamFilters } from "./tidewire-protocol.d.ts" */
+/** @import { MessageCallback, ResyncCallback } from "./client/subscription.js" */
+/** @import { ResyncMarker } from "./client/resync.js" */
+
+export const SUBPROTOCOL_JSON = "tidewire.v3.json";
+
+/** Where a client's connection stands (the Python client's `ConnectionState`). */
+export const ConnectionState = Object.freeze({
+  /** Not started (or stopped by `disconnect()`): commands are queued until `connect()`. */
+  DISCONNECTED: "disconnected",
+  /** The first connection attempt of a run is in progress. */
+  CONNECTING: "connecting",
+  /** Open, `connection_established` received, subscriptions re-sent, queue flushed. */
+  CONNECTED: "connected",
+  /** The connection was lost (or the first attempt failed); retrying with backoff. */
+  RECONNECTING: "reconnecting",
+  /** Stopped for good: `close()`, a close code that forbids reconnecting, or gave up. */
+  CLOSED: "closed",
+});
+
+/** @typedef {typeof ConnectionState[keyof typeof ConnectionState]} State */
+
+/**
+ * @typedef {object} FrameInfo one WebSocket frame, for protocol viewers and statistics
+ * @property {"in" | "out"} direction
+ * @property {number} time epoch milliseconds
+ * @property {number} size bytes of the frame (UTF-8)
+ * @property {string} text the frame as sent or received
+ * @property {Record<string, any> | null} message the decoded frame (a `batch` stays a batch)
+ */
+
+/**
+ * @typedef {object} ClientOptions
+ * @property {boolean} [autoReconnect] reconnect after the close codes that call for it (true)
+ * @property {number} [reconnectInterval] base of the backoff, ms (1000)
+ * @property {number} [maxReconnectInterval] cap of the backoff, ms (30000)
+ * @property {number | null} [maxReconnectAttempts] attempts before giving up; null: forever
+ * @property {number | null} [heartbeatInterval] ms between heartbeats (15000); null: none
+ * @property {number | null} [heartbeatTimeout] ms without any frame before the connection is
+ *   considered dead (three heartbeat intervals)
+ * @property {number} [messageQueueSize] commands that may wait for a connection (1000)
+ * @property {number | null} [batchMs] ask for batch frames flushed every N ms
+ * @property {boolean} [decimalsAsStrings] ask for decimal numbers as strings
+ * @property {number} [requestTimeout] default timeout of requests, ms (10000)
+ * @property {number} [connectTimeout] timeout of one attempt up to `connection_established`, ms
+ * @property {Backoff} [backoff] a custom backoff (tests)
+ * @property {typeof WebSocket} [WebSocket] the WebSocket class (default: the global one)
+ */
+
+/**
+ * @typedef {object} SubscribeOptions
+ * @property {Filters} [filters] server-side filters (PROTOCOL.md section 3)
+ * @property {string} [subscriptionId] generated when not given
+ * @property {number | null} [rateLimit] messages per second per key (latest-value streams)
+ * @property {boolean | null} [snapshot] false: no snapshot on latest-value streams
+ * @property {StreamPosition | null} [since] resume after this position
+ * @property {MessageCallback | null} [onMessage] data messages and resync markers
+ * @property {ResyncCallback | null} [onResync] gaps of this subscription
+ * @property {number | undefined} [timeout] ms to wait for the confirmation (requestTimeout)
+ */
+
+/**
+ * @typedef {object} ClientEvents
+ * @property {[previous: State, current: State]} state every state change
+ * @property {[message: Record<string, any>]} message every message received, after routing
+ * @property {[frame: FrameInfo]} frame every frame sent or received
+ * @property {[subscription: Subscription, info: ResyncMarker]} resync a gap of a subscription
+ * @property {[subscription: Subscription, reply: Record<string, any>]} confirmed a (re)subscription
+ * @property {[error: Error]} error an error reply nobody waited for, a refused resubscription
+ */
+
+let idPrefix = Math.floor(Math.random() * 0xffffffff).toString(16).padStart(8, "0");
+let idCounter = 0;
+
+/** A message id unique across pages: random prefix plus a counter. */
+export function newMessageId() {
+  idCounter += 1;
+  return `js-${idPrefix}-${idCounter.toString(16)}`;
+}
+
+/**
+ * Bytes of `text` in UTF-8 (what the frame weighs on the wire).
+ * @param {string} text
+ */
+export function utf8Length(text) {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) continue;
+    if (code < 0x800) bytes += 1;
+    else if (code >= 0xd800 && code <= 0xdbff) {
+      bytes += 2; // a surrogate pair: 4 bytes for 2 UTF-16 units
+      i++;
+    } else bytes += 2;
+  }
+  return bytes;
+}
+
+/**
+ * `url` with the connection options as query parameters (`batch_ms`, `decimals`).
+ * @param {string} url
+ * @param {{batchMs?: number | null, decimalsAsStrings?: boolean}} options
+ */
+export function connectionUrl(url, { batchMs = null, decimalsAsStrings = false }) {
+  const parsed = new URL(url);
+  if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
+    throw new TypeError(`the gateway URL must start with ws:// or wss://, not ${url}`);
+  }
+  if (batchMs !== null) {
+    if (!(batchMs >= 1)) throw new RangeError("batchMs must be at least 1");
+    parsed.searchParams.set("batch_ms", String(Math.round(batchMs)));
+  }
+  if (decimalsAsStrings) parsed.searchParams.set("decimals", "string");
+  return parsed.toString();
+}
+
+export class TidewireClient {
+  /**
+   * @param {string} url the gateway's WebSocket URL, e.g. `ws://127.0.0.1:8765/ws`
+   * @param {ClientOptions} [options]
+   */
+  constructor(url, options = {}) {
+    const heartbeatInterval = options.heartbeatInterval === undefined ? 15000 : options.heartbeatInterval;
+    if (heartbeatInterval !== null && !(heartbeatInterval > 0)) {
+      throw new RangeError("heartbeatInterval must be positive (or null)");
+    }
+    const maxAttempts = options.maxReconnectAttempts ?? null;
+    if (maxAttempts !== null && maxAttempts < 0) throw new RangeError("maxReconnectAttempts must not be negative");
+    /** The gateway URL as given (connection options are added as query parameters). */
+    this.url = url;
+    this._wsUrl = connectionUrl(url, { batchMs: options.batchMs ?? null, decimalsAsStrings: options.decimalsAsStrings ?? false });
+    /** Reconnect after the close codes that call for it; may be switched at any time. */
+    this.autoReconnect = options.autoReconnect ?? true;
+    this._maxReconnectAttempts = maxAttempts;
+    this._heartbeatInterval = heartbeatInterval;
+    this._heartbeatTimeout =
+      options.heartbeatTimeout ?? (heartbeatInterval !== null ? 3 * heartbeatInterval : null);
+    this._requestTimeout = options.requestTimeout ?? 10000;
+    this._connectTimeout = options.connectTimeout ?? 10000;
+    const base = options.reconnectInterval ?? 1000;
+    this._backoff = options.backoff ?? new Backoff(base, Math.max(options.maxReconnectInterval ?? 30000, base));
+    const WebSocketClass = options.WebSocket ?? globalThis.WebSocket;
+    if (WebSocketClass === undefined) throw new TypeError("no WebSocket class: pass options.WebSocket");
+    this._WebSocket = WebSocketClass;
+    this._outbound = new OutboundQueue(options.messageQueueSize ?? 1000);
+    /** @type {Map<keyof ClientEvents, Set<(...args: any[]) => void>>} */
+    this._listeners = new Map();
+    this._inbound = new Dispatcher({
+      established: () => this._onEstablished(),
+      confirmed: (subscription, reply) => this._emit("confirmed", subscription, reply),
+      resync: (subscription, info) => this._emit("resync", subscription, info),
+      message: (message) => this._emit("message", message),
+      error: (error) => this._emit("error", error),
+    });
+    /** @type {State} */
+    this._state = ConnectionState.DISCONNECTED;
+    /** @type {WebSocket | null} */
+    this._ws = null;
+    /** Number of the current socket; subscriptions remember the one they were sent on. */
+    this._generation = 0;
+    this._ready = false;
+    this._reconnectAttempts = 0;
+    /** @type {ConnectionClosedError | null} */
+    this._lastError = null;
+    /** @type {number | null} */
+    this._closeCode = null;
+    /** @type {number | null} */
+    this._connectedAt = null;
+    /** @type {number | null} */
+    this._nextAttemptAt = null;
+    this._lastReceived = 0;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this._connectTimer = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this._reconnectTimer = null;
+    /** @type {ReturnType<typeof setInterval> | null} */
+    this._heartbeatTimer = null;
+    /** Subscription ids generated by this client. */
+    this._subscriptionCounter = 0;
+  }
+
+  // ------------------------------------------------------------------ read-only state
+
+  /** Current state of the connection (see `ConnectionState`). */
+  get state() {
+    return this._state;
+  }
+
+  get connected() {
+    return this._state === ConnectionState.CONNECTED;
+  }
+
+  /** Round trip of the last heartbeat, in milliseconds; null until measured. */
+  get messageLatency() {
+    return this._inbound.messageLatency;
+  }
+
+  /** Messages received since the client was created (a batch counts its messages). */
+  get messagesReceived() {
+    return this._inbound.messagesReceived;
+  }
+
+  /** Reconnection attempts since the last successful connection. */
+  get reconnectAttempts() {
+    return this._reconnectAttempts;
+  }
+
+  /** `connection_id` of the last `connection_established`. */
+  get connectionId() {
+    return this._inbound.connectionId;
+  }
+
+  /** `server_version` of the last `connection_established`. */
+  get serverVersion() {
+    return this._inbound.serverVersion;
+  }
+
+  /** `limits` of the last `connection_established`. */
+  get serverLimits() {
+    return this._inbound.serverLimits;
+  }
+
+  /** Seconds of silence after which the gateway sends `heartbeat`, as it announced. */
+  get serverHeartbeatInterval() {
+    return this._inbound.serverHeartbeatInterval;
+  }
+
+  /** Why the client closed by itself (authentication failed, attempts exhausted, ...). */
+  get lastError() {
+    return this._lastError;
+  }
+
+  /** Close code of the last connection that ended (1006 when it just went away). */
+  get closeCode() {
+    return this._closeCode;
+  }
+
+  /** `Date.now()` when the current connection became ready; null when not connected. */
+  get connectedAt() {
+    return this._connectedAt;
+  }
+
+  /** `Date.now()` of the next reconnection attempt while reconnecting, else null. */
+  get nextAttemptAt() {
+    return this._nextAttemptAt;
+  }
+
+  /** Active subscriptions by id (a copy), in creation order. */
+  get subscriptions() {
+    return new Map(this._inbound.subscriptions);
+  }
+
+  /** Commands waiting for a connection. */
+  get queuedMessages() {
+    return this._outbound.size;
+  }
+
+  // ------------------------------------------------------------------ events
+
+  /**
+   * Call `listener` for `event`; returns a function that removes it. Exceptions in listeners
+   * are reported, never propagated.
+   * @template {keyof ClientEvents} K
+   * @param {K} event
+   * @param {(...args: ClientEvents[K]) => void} listener
+   * @returns {() => void}
+   */
+  on(event, listener) {
+    let set = this._listeners.get(event);
+    if (set === undefined) {
+      set = new Set();
+      this._listeners.set(event, set);
+    }
+    const listeners = set;
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+    };
+  }
+
+  /**
+   * @template {keyof ClientEvents} K
+   * @param {K} event
+   * @param {ClientEvents[K]} args
+   */
+  _emit(event, ...args) {
+    const set = this._listeners.get(event);
+    if (set === undefined || set.size === 0) return;
+    for (const listener of set) safeCall(() => listener(...args));
+  }
+
+  /** @param {State} state */
+  _setState(state) {
+    const previous = this._state;
+    if (previous === state) return;
+    this._state = state;
+    this._emit("state", previous, state);
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  /**
+   * Start the client (when it is not running) and wait until it is connected. Failed attempts
+   * are retried with backoff while `autoReconnect` is on. Rejects with the client's
+   * `lastError` when it gives up, with `RequestTimeout` after `timeout` ms; either way a client
+   * started by this call is closed again.
+   * @param {{timeout?: number | undefined}} [options]
+   */
+  async connect(options = {}) {
+    const started = this._state === ConnectionState.DISCONNECTED || this._state === ConnectionState.CLOSED;
+    if (started) {
+      this._lastError = null;
+      this._reconnectAttempts = 0;
+      this._backoff.reset();
+      this._setState(ConnectionState.CONNECTING);
+      this._open();
+    }
+    try {
+      await this.waitConnected(options.timeout);
+    } catch (error) {
+      if (started && this._state !== ConnectionState.CLOSED) this.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Resolve when the state is CONNECTED; reject when it is or becomes CLOSED, or after
+   * `timeout` ms.
+   * @param {number} [timeout]
+   * @returns {Promise<void>}
+   */
+  waitConnected(timeout) {
+    if (this._state === ConnectionState.CONNECTED) return Promise.resolve();
+    if (this._state === ConnectionState.CLOSED) {
+      return Promise.reject(this._lastError ?? new ConnectionClosedError("the client is closed"));
+    }
+    return new Promise((resolve, reject) => {
+      /** @type {ReturnType<typeof setTimeout> | null} */
+      let timer = null;
+      const off = this.on("state", (_previous, current) => {
+        if (current === ConnectionState.CONNECTED) finish(null);
+        else if (current === ConnectionState.CLOSED) {
+          finish(this._lastError ?? new ConnectionClosedError("the client is closed"));
+        }
+      });
+      const finish = (/** @type {Error | null} */ error) => {
+        off();
+        if (timer !== null) clearTimeout(timer);
+        if (error === null) resolve();
+        else reject(error);
+      };
+      if (timeout !== undefined) {
+        timer = setTimeout(() => finish(new RequestTimeout(`not connected after ${timeout} ms`)), timeout);
+      }
+    });
+  }
+
+  /**
+   * Drop the connection (close code 1000) and stop reconnecting, but keep the subscriptions
+   * and queued commands: `connect()` resumes every subscription where it stopped.
+   */
+  disconnect() {
+    this._stopConnection(CloseCode.NORMAL, "client disconnect");
+    this._setState(ConnectionState.DISCONNECTED);
+  }
+
+  /**
+   * Close the connection (1000) and stop for good: subscriptions end, pending requests fail,
+   * queued commands are discarded. `connect()` starts a new run without subscriptions.
+   */
+  close() {
+    this._stopConnection(CloseCode.NORMAL, "client close");
+    this._stop(null);
+  }
+
+  /**
+   * Replace the connection now: drop the current one (if any) and connect at once, without
+   * backoff; subscriptions resume with `since` like after any reconnection.
+   */
+  reconnect() {
+    if (this._state === ConnectionState.DISCONNECTED || this._state === ConnectionState.CLOSED) {
+      this.connect().catch(() => {});
+      return;
+    }
+    this._stopConnection(CloseCode.NORMAL, "client reconnect");
+    this._setState(ConnectionState.RECONNECTING);
+    this._open();
+  }
+
+  // ------------------------------------------------------------------ commands
+
+  /**
+   * Send a raw command; queued (in order) while not connected. Throws `QueueFull` when
+   * `messageQueueSize` commands already wait, `ConnectionClosedError` when closed.
+   * @param {ClientCommand | Record<string, any>} message
+   */
+  sendMessage(message) {
+    if (this._state === ConnectionState.CLOSED) {
+      throw this._lastError ?? new ConnectionClosedError("the client is closed");
+    }
+    const ws = this._ws;
+    if (ws !== null && this._state === ConnectionState.CONNECTED && ws.readyState === ws.OPEN) {
+      this._write(ws, message);
+      this._inbound.sent(message);
+      return;
+    }
+    this._outbound.put(message);
+  }
+
+  /**
+   * Send a command and return the reply correlated with it. Rejects with `ServerError` for an
+   * `error` reply, `SubscriptionError` for `subscription_error`, `ConnectionClosedError` when
+   * the connection is lost after sending, `RequestTimeout` after `timeout` ms (a command still
+   * queued is then withdrawn).
+   * @param {ClientCommand | Record<string, any>} message
+   * @param {{timeout?: number | undefined}} [options]
+   * @returns {Promise<Record<string, any>>}
+   */
+  async request(message, options = {}) {
+    const command = { ...message };
+    if (typeof command.message_id !== "string") command.message_id = newMessageId();
+    const messageId = /** @type {string} */ (command.message_id);
+    const reply = this._inbound.expectReply(messageId);
+    try {
+      this.sendMessage(command);
+      return await this._withTimeout(reply, options.timeout, `no reply to ${command.type}`);
+    } finally {
+      this._inbound.release(messageId);
+      this._outbound.remove(command);
+    }
+  }
+
+  /**
+   * Subscribe to `stream` and wait for the gateway's confirmation. May be called before
+   * `connect()` or while reconnecting: the subscribe goes out with the next connection.
+   * Rejects with `SubscriptionError` when refused, `RequestTimeout` after `timeout` ms.
+   * @template {StreamName} S
+   * @param {S | string} stream
+   * @param {SubscribeOptions & {filters?: StreamFilters<S>}} [options]
+   * @returns {Promise<Subscription>}
+   */
+  async subscribe(stream, options = {}) {
+    if (this._state === ConnectionState.CLOSED) {
+      throw this._lastError ?? new ConnectionClosedError("the client is closed");
+    }
+    const id = options.subscriptionId ?? this._newSubscriptionId();
+    if (this._inbound.subscriptions.has(id)) throw new Error(`subscription ${id} already exists`);
+    const subscription = new Subscription(this, {
+      subscriptionId: id,
+      stream,
+      filters: normalizeFilters(options.filters),
+      rateLimit: options.rateLimit ?? null,
+      snapshot: options.snapshot ?? null,
+      since: options.since ?? null,
+      onMessage: options.onMessage ?? null,
+      onResync: options.onResync ?? null,
+    });
+    const confirmed = this._inbound.addSubscription(subscription);
+    const ws = this._ws;
+    // Otherwise the (re)connection sends every subscription not yet sent on it.
+    if (ws !== null && this._state === ConnectionState.CONNECTED) this._sendSubscribe(ws, subscription);
+    try {
+      await this._withTimeout(confirmed, options.timeout, `subscription ${id} not confirmed`);
+    } catch (error) {
+      // Timed out: tell the gateway without waiting for its answer.
+      if (subscription.active) this._dropSubscriptions([subscription], false).catch(() => {});
+      throw error;
+    }
+    return subscription;
+  }
+
+  /**
+   * End one subscription, or several in one `unsubscribe` command (all or nothing: an id
+   * this client does not have throws before anything is sent).
+   * @param {string | string[]} ids
+   * @param {{timeout?: number | undefined}} [options]
+   */
+  async unsubscribe(ids, options = {}) {
+    const list = typeof ids === "string" ? [ids] : [...ids];
+    const subscriptions = list.map((id) => {
+      const subscription = this._inbound.subscriptions.get(id);
+      if (subscription === undefined) throw new Error(`no subscription ${id}`);
+      return subscription;
+    });
+    await this._dropSubscriptions(subscriptions, true, options.timeout);
+  }
+
+  /**
+   * Change the rate limit of a latest-value subscription: the gateway has no command for it,
+   * so the subscription is ended and made again with the same id and `since` its position
+   * (the snapshot that follows covers anything in flight). Reliable streams refuse rate
+   * limits (PROTOCOL.md section 3), checked here before the subscription is touched.
+   * @param {string} id
+   * @param {number | null} rateLimit
+   * @returns {Promise<Subscription>} the new subscription (the old one has ended)
+   */
+  async setRateLimit(id, rateLimit) {
+    const old = this._inbound.subscriptions.get(id);
+    if (old === undefined) throw new Error(`no subscription ${id}`);
+    if (old.reliable && rateLimit !== null) {
+      const error = new SubscriptionError(
+        "invalid_rate_limit",
+        `${old.stream} is a reliable stream: it cannot be rate limited`,
+      );
+      error.subscriptionId = id;
+      throw error;
+    }
+    await this.unsubscribe(id);
+    return this.subscribe(old.stream, {
+      subscriptionId: id,
+      filters: { ...old.filters },
+      rateLimit,
+      snapshot: old.snapshot,
+      since: old.position,
+      onMessage: old.onMessage,
+      onResync: old.onResync,
+    });
+  }
+
+  /**
+   * The gateway's view of this connection's subscriptions (`list_subscriptions`).
+   * @param {{timeout?: number | undefined}} [options]
+   */
+  async listSubscriptions(options = {}) {
+    const reply = await this.request({ type: "list_subscriptions" }, options);
+    return Array.isArray(reply.subscriptions) ? reply.subscriptions : [];
+  }
+
+  /**
+   * Send a heartbeat now and return its round trip in milliseconds.
+   * @param {{timeout?: number | undefined}} [options]
+   */
+  async ping(options = {}) {
+    const ws = this._ws;
+    if (ws === null || this._state !== ConnectionState.CONNECTED) throw new ConnectionClosedError("not connected");
+    const { promise, waiter } = this._inbound.expectPing();
+    try {
+      this._write(ws, this._inbound.heartbeats.start());
+      return await this._withTimeout(promise, options.timeout, "no heartbeat response");
+    } finally {
+      this._inbound.releasePing(waiter);
+    }
+  }
+
+  // ------------------------------------------------------------------ connection
+
+  _open() {
+    this._clearTimers();
+    this._nextAttemptAt = null;
+    this._generation += 1;
+    this._ready = false;
+    /** @type {WebSocket} */
+    let ws;
+    try {
+      ws = new this._WebSocket(this._wsUrl, SUBPROTOCOL_JSON);
+    } catch (error) {
+      // A malformed URL will not get better by retrying.
+      this._stop(new ConnectionClosedError(`invalid gateway URL: ${String(error)}`));
+      return;
+    }
+    this._ws = ws;
+    this._inbound.established = false;
+    this._connectTimer = setTimeout(() => this._abort(ws, "connect timeout"), this._connectTimeout);
+    ws.onmessage = (event) => {
+      if (this._ws === ws) this._onFrame(ws, event.data);
+    };
+    ws.onclose = (event) => this._connectionEnded(ws, event.code || ABNORMAL_CLOSURE, event.reason || "");
+    ws.onerror = () => {}; // a close event always follows
+  }
+
+  /**
+   * @param {WebSocket} ws
+   * @param {unknown} data
+   */
+  _onFrame(ws, data) {
+    this._lastReceived = performance.now();
+    if (typeof data !== "string") return; // JSON subprotocol only: binary frames are not ours
+    /** @type {Record<string, any>} */
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      console.warn("tidewire: ignoring a frame that is not JSON");
+      return;
+    }
+    if (frame === null || typeof frame !== "object") return;
+    if (this._listeners.get("frame")?.size) {
+      this._emit("frame", { direction: "in", time: Date.now(), size: utf8Length(data), text: data, message: frame });
+    }
+    this._inbound.handleFrame(frame);
+    void ws;
+  }
+
+  /** `connection_established` arrived: resend subscriptions, flush the queue, then ready. */
+  _onEstablished() {
+    const ws = this._ws;
+    if (ws === null) return;
+    if (this._connectTimer !== null) clearTimeout(this._connectTimer);
+    this._connectTimer = null;
+    this._reconnectAttempts = 0;
+    this._backoff.reset();
+    // Subscriptions first (queued commands may refer to them), then queued commands in order.
+    for (const subscription of this._inbound.subscriptions.values()) {
+      if (subscription._generation !== this._generation) this._sendSubscribe(ws, subscription);
+    }
+    for (let message = this._outbound.shift(); message !== undefined; message = this._outbound.shift()) {
+      if (ws.readyState !== ws.OPEN) {
+        this._outbound.requeue(message);
+        return;
+      }
+      this._write(ws, message);
+      this._inbound.sent(message);
+    }
+    this._ready = true;
+    this._connectedAt = Date.now();
+    this._setState(ConnectionState.CONNECTED);
+    if (this._heartbeatInterval !== null) {
+      const timeout = this._heartbeatTimeout;
+      this._write(ws, this._inbound.heartbeats.start());
+      this._heartbeatTimer = setInterval(() => {
+        if (timeout !== null && performance.now() - this._lastReceived > timeout) {
+          this._abort(ws, "heartbeat timeout");
+          return;
+        }
+        if (ws.readyState === ws.OPEN) this._write(ws, this._inbound.heartbeats.start());
+      }, this._heartbeatInterval);
+    }
+  }
+
+  /**
+   * @param {WebSocket} ws
+   * @param {Subscription} subscription
+   */
+  _sendSubscribe(ws, subscription) {
+    subscription._generation = this._generation;
+    const command = subscription._command(newMessageId());
+    this._inbound.subscribeSent(/** @type {string} */ (command.message_id), subscription.subscriptionId);
+    this._write(ws, command);
+  }
+
+  /**
+   * @param {WebSocket} ws
+   * @param {Record<string, any>} message
+   */
+  _write(ws, message) {
+    const text = JSON.stringify(message);
+    ws.send(text);
+    if (this._listeners.get("frame")?.size) {
+      this._emit("frame", { direction: "out", time: Date.now(), size: utf8Length(text), text, message });
+    }
+  }
+
+  /**
+   * A dead or stuck connection: stop listening to it and treat it as gone (1006); a closing
+   * handshake would need a live peer.
+   * @param {WebSocket} ws
+   * @param {string} reason
+   */
+  _abort(ws, reason) {
+    if (this._ws !== ws) return;
+    ws.onclose = null;
+    ws.onmessage = null;
+    try {
+      ws.close(CloseCode.NORMAL, reason);
+    } catch {
+      // already closing
+    }
+    this._connectionEnded(ws, ABNORMAL_CLOSURE, reason);
+  }
+
+  /**
+   * The socket `ws` ended with `code`: reconnect with backoff or stop, as the code says.
+   * @param {WebSocket} ws
+   * @param {number} code
+   * @param {string} reason
+   */
+  _connectionEnded(ws, code, reason) {
+    if (this._ws !== ws) return; // a socket replaced or dropped on purpose already
+    const wasReady = this._ready;
+    this._detach(code);
+    if (wasReady) this._closeCode = code;
+    const refusal = reconnectRefusal(code, reason, {
+      autoReconnect: this.autoReconnect,
+      attempts: this._reconnectAttempts,
+      maxAttempts: this._maxReconnectAttempts,
+    });
+    if (refusal !== null) {
+      this._stop(refusal);
+      return;
+    }
+    this._setState(ConnectionState.RECONNECTING);
+    const delay = this._backoff.nextDelay(throttled(code));
+    this._nextAttemptAt = Date.now() + delay;
+    this._reconnectTimer = setTimeout(() => {
+      this._reconnectAttempts += 1;
+      this._open();
+    }, delay);
+  }
+
+  /**
+   * Close the current socket on purpose (no reconnection follows) and forget timers.
+   * @param {number} code
+   * @param {string} reason
+   */
+  _stopConnection(code, reason) {
+    const ws = this._ws;
+    if (ws !== null) {
+      ws.onclose = null;
+      ws.onmessage = null;
+      try {
+        ws.close(code, reason);
+      } catch {
+        // already closing
+      }
+      const wasReady = this._ready;
+      this._detach(code);
+      if (wasReady) this._closeCode = code;
+    }
+    this._clearTimers();
+    this._nextAttemptAt = null;
+  }
+
+  /** @param {number} code */
+  _detach(code) {
+    this._ws = null;
+    this._ready = false;
+    this._connectedAt = null;
+    this._clearTimers();
+    this._inbound.connectionLost(code);
+  }
+
+  _clearTimers() {
+    if (this._connectTimer !== null) clearTimeout(this._connectTimer);
+    if (this._reconnectTimer !== null) clearTimeout(this._reconnectTimer);
+    if (this._heartbeatTimer !== null) clearInterval(this._heartbeatTimer);
+    this._connectTimer = this._reconnectTimer = this._heartbeatTimer = null;
+  }
+
+  /**
+   * Final cleanup of a run: end subscriptions, fail waiters, state CLOSED.
+   * @param {ConnectionClosedError | null} error
+   */
+  _stop(error) {
+    this._clearTimers();
+    this._nextAttemptAt = null;
+    if (error !== null) {
+      this._lastError = error;
+      console.warn(`tidewire client closed: ${error.message}`);
+    }
+    this._inbound.shutDown(error);
+    this._outbound.clear();
+    this._setState(ConnectionState.CLOSED);
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  /**
+   * @param {Subscription[]} subscriptions
+   * @param {boolean} wait
+   * @param {number} [timeout]
+   */
+  async _dropSubscriptions(subscriptions, wait, timeout) {
+    for (const subscription of subscriptions) this._inbound.forget(subscription, null);
+    const ws = this._ws;
+    // Only subscriptions sent on the live connection exist on the gateway; the next
+    // connection simply does not resubscribe the others.
+    if (ws === null || !this._ready) return;
+    const live = subscriptions.filter((s) => s._generation === this._generation).map((s) => s.subscriptionId);
+    if (live.length === 0) return;
+    /** @type {Record<string, any>} */
+    const command = live.length === 1 ? { type: "unsubscribe", subscription_id: live[0] } : { type: "unsubscribe", subscription_ids: live };
+    if (!wait) {
+      this.sendMessage({ ...command, message_id: newMessageId() });
+      return;
+    }
+    try {
+      await this.request(command, { timeout });
+    } catch (error) {
+      // Lost with the connection, or never confirmed there: either way it no longer exists.
+      if (error instanceof ConnectionClosedError) return;
+      if (error instanceof ServerError && error.errorCode === "not_found") return;
+      throw error;
+    }
+  }
+
+  _newSubscriptionId() {
+    this._subscriptionCounter += 1;
+    return `sub-${idPrefix.slice(0, 6)}-${this._subscriptionCounter}`;
+  }
+
+  /**
+   * @template T
+   * @param {Promise<T>} promise
+   * @param {number | undefined} timeout
+   * @param {string} what
+   * @returns {Promise<T>}
+   */
+  _withTimeout(promise, timeout, what) {
+    const ms = timeout ?? this._requestTimeout;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    const expired = new Promise((_resolve, reject) => {
+      timer = setTimeout(() => reject(new RequestTimeout(`${what} after ${ms} ms`)), ms);
+    });
+    return /** @type {Promise<T>} */ (Promise.race([promise, expired])).finally(() => clearTimeout(timer));
+  }
+}
+
+/** For tests: make message ids deterministic. */
+export function _resetIds(prefix = "00000000") {
+  idPrefix = prefix;
+  idCounter = 0;
+}
