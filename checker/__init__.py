@@ -1,6 +1,8 @@
 """Delivery-guarantee checker: faults against a real gateway, then a per-client verdict.
 
-`python -m checker` runs a small, CI-sized scenario; `python -m checker --long` a longer one.
+`python -m checker` runs a small, CI-sized scenario; `python -m checker --long` a longer one;
+`python -m checker --multi` (or `--nodes N`) runs three (N) gateway nodes on one private
+Redis, with Redis restarts and pauses and node kills among the faults.
 Publishers send numbered messages on the reliable streams while the harness kills clients
 (SIGKILL), stalls them (SIGSTOP; a raw socket that never reads), restarts the gateway
 (SIGTERM and SIGKILL) and overflows outboxes. Every client process logs what its SDK
@@ -14,6 +16,7 @@ Modules, one concern each:
 - `verify`: the pure verdict over published messages and client logs
 - `procs`: child processes that die with the harness
 - `gateway`: the gateway subprocess (start, stop, kill, restart on the same ports)
+- `redisserver`: the private redis-server of a multi-node run (restart empty, pause)
 - `publisher`: numbered publishes over POST /api/publish, with their acks (the ledger)
 - `client`: the client process (`python -m checker.client`), a Tidewire SDK user
 - `fleet`: the client processes of a run (start, kill, stop, resume, finish)

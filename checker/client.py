@@ -1,7 +1,7 @@
 """A checker client process: an ordinary user of the Tidewire Python SDK that logs everything.
 
     python -m checker.client --url ws://... --spec '{...}' --log client-0-1.jsonl \
-        --stop-file client-0-1.stop [--resume '{"c0-s0": ["ab12cd34", 41]}']
+        --stop-file client-0-1.stop [--resume '{"c0-s0": ["ab12cd34", 41]}'] [--node 2]
 
 It subscribes as `--spec` says, then writes one JSON line per event (see `checker.records`):
 every data message its subscriptions' iterators return, every `subscription_confirmed`
@@ -240,6 +240,8 @@ class CheckerClient:
                 "pid": os.getpid(),
                 "resync_api": resync_api,
                 "since_api": since_api,
+                "node": self.args.node,
+                "url": self.args.url,
             }
         )
         client.add_message_handler("subscription_confirmed", self.on_confirmed)
@@ -359,6 +361,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log", required=True)
     parser.add_argument("--stop-file", required=True)
     parser.add_argument("--incarnation", type=int, default=1)
+    parser.add_argument("--node", type=int, help="index of the gateway node (multi-node runs)")
     parser.add_argument("--resume", default="", help="{subscription_id: [epoch, seq]} as JSON")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="lifetime bound")
     return parser.parse_args(argv)

@@ -5,6 +5,9 @@ replaced by a new process (incarnation + 1) that resumes every subscription from
 position its predecessor logged, as an application restarting from a saved position does.
 At the end the harness hands every live client the stream heads through its stop file and
 waits for it to catch up and exit.
+
+In a multi-node run each slot is connected to one node (slot i starts on node i mod N; the
+SDK reconnects to that node's URL), and a successor may be started on another node.
 """
 
 from __future__ import annotations
@@ -35,10 +38,19 @@ class Slot:
 
     spec: ClientSpec
     workdir: Path
-    url: str
+    urls: list[str]
+    """WebSocket URL of every gateway node (one in a single-gateway run)."""
     max_seconds: float
+    node: int = 0
+    """The node the current incarnation connects to."""
+    multi: bool = False
+    """Tell the client its node (logged, for counting cross-node deliveries)."""
     incarnation: int = 0
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return self.urls[self.node]
 
     def log_path(self, incarnation: int | None = None) -> Path:
         return self.workdir / f"client-{self.spec.slot}-{incarnation or self.incarnation}.jsonl"
@@ -46,7 +58,10 @@ class Slot:
     def stop_path(self, incarnation: int | None = None) -> Path:
         return self.workdir / f"client-{self.spec.slot}-{incarnation or self.incarnation}.stop"
 
-    def start(self, resume: dict[str, Position] | None = None) -> None:
+    def start(self, resume: dict[str, Position] | None = None, node: int | None = None) -> None:
+        """Start the next incarnation (on `node`, default: the slot's current node)."""
+        if node is not None:
+            self.node = node
         self.incarnation += 1
         args = [
             "-m",
@@ -64,6 +79,8 @@ class Slot:
             "--max-seconds",
             str(self.max_seconds),
         ]
+        if self.multi:
+            args += ["--node", str(self.node)]
         if resume:
             args += ["--resume", json.dumps({sid: list(pos) for sid, pos in resume.items()})]
         self.process = procs.spawn(
@@ -128,29 +145,52 @@ def resume_positions(log: IncarnationLog) -> dict[str, Position]:
 class Fleet:
     """Every client slot of a run."""
 
-    def __init__(self, specs: list[ClientSpec], workdir: Path, url: str, max_seconds: float):
-        self.slots = [Slot(spec, workdir, url, max_seconds) for spec in specs]
+    def __init__(
+        self,
+        specs: list[ClientSpec],
+        workdir: Path,
+        urls: list[str],
+        max_seconds: float,
+        multi: bool = False,
+    ):
+        self.slots = [
+            Slot(spec, workdir, urls, max_seconds, node=index % len(urls), multi=multi)
+            for index, spec in enumerate(specs)
+        ]
 
     async def start(self) -> None:
         for slot in self.slots:
             slot.start()
         await asyncio.gather(*(slot.wait_ready() for slot in self.slots))
 
-    async def kill_and_resume(self, slot: Slot, pause: float) -> tuple[int | None, int]:
-        """SIGKILL the slot's process, start its successor after `pause` seconds.
+    async def kill_and_resume(
+        self, slot: Slot, pause: float, node: int | None = None
+    ) -> tuple[int | None, int]:
+        """SIGKILL the slot's process, start its successor (on `node`) after `pause` seconds.
 
         Returns the killed process's return code (-9 when the kill took) and how many
         subscriptions the successor resumes with `since`.
         """
+        code = await self.kill(slot)
+        await asyncio.sleep(pause)
+        return code, await self.resume(slot, node)
+
+    @staticmethod
+    async def kill(slot: Slot) -> int | None:
+        """SIGKILL the slot's process; its return code (-9 when the kill took)."""
         assert slot.process is not None
         slot.signal(signal.SIGKILL)
         await procs.wait_exit(slot.process, 5.0)
-        code = slot.process.returncode
-        await asyncio.sleep(pause)
+        return slot.process.returncode
+
+    @staticmethod
+    async def resume(slot: Slot, node: int | None = None) -> int:
+        """Start the successor of a killed slot (on `node`) from its predecessor's last
+        positions; how many subscriptions it resumes with `since`."""
         resume = resume_positions(await asyncio.to_thread(slot.read))
-        slot.start(resume)
+        slot.start(resume, node)
         await slot.wait_ready()
-        return code, len(resume)
+        return len(resume)
 
     async def finish(self, heads: dict[str, Position]) -> list[str]:
         """Give every live client the heads, wait for them to exit; the problems seen."""

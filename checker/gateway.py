@@ -3,6 +3,8 @@
 Restarting it means stopping the process (SIGTERM: clients are closed with 1001; SIGKILL:
 they just lose the connection) and starting a new one on the same ports. With the memory
 broker the new process has new epochs: resuming clients must be told `recovered: false`.
+With `--broker redis://...` (a node of a multi-node run) sequencing and history live in
+Redis: a restarted node keeps every epoch, and resuming clients must get `recovered: true`.
 """
 
 from __future__ import annotations
@@ -38,10 +40,21 @@ class GatewayError(RuntimeError):
 class GatewayProcess:
     """One gateway at a time on `port` (WebSocket) and `internal_port` (HTTP)."""
 
-    def __init__(self, workdir: Path, settings: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        settings: Mapping[str, str],
+        *,
+        node: int | None = None,
+        broker: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.settings = dict(settings)
         """TIDEWIRE_* environment variables of every incarnation."""
+        self.node = node
+        """Index of this node in a multi-node run (None: the single gateway)."""
+        self.broker = broker
+        """`--broker` URL (None: the default memory broker)."""
         self.port = free_port()
         self.internal_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -56,8 +69,13 @@ class GatewayProcess:
     def internal_url(self) -> str:
         return f"http://127.0.0.1:{self.internal_port}"
 
+    @property
+    def name(self) -> str:
+        return "gateway" if self.node is None else f"node {self.node}"
+
     def log_path(self, incarnation: int | None = None) -> Path:
-        return self.workdir / f"gateway-{incarnation or self.incarnation}.log"
+        prefix = "gateway" if self.node is None else f"node{self.node}"
+        return self.workdir / f"{prefix}-{incarnation or self.incarnation}.log"
 
     @property
     def running(self) -> bool:
@@ -83,6 +101,7 @@ class GatewayProcess:
                 str(self.internal_port),
                 "--log-level",
                 "warning",
+                *(["--broker", self.broker] if self.broker else []),
             ],
             log_path=self.log_path(),
             env=self.settings,
@@ -132,9 +151,17 @@ class GatewayProcess:
         return rows
 
     async def heads(self) -> dict[str, tuple[str, int]]:
-        """Every stream's current (epoch, seq)."""
-        streams = (await self.stats())["streams"]
-        return {name: (pos["epoch"], int(pos["seq"])) for name, pos in streams.items()}
+        """Every stream's current (epoch, seq) as this node delivered it.
+
+        From /api/streams, which answers from the node's memory: unlike /api/stats (broker
+        lag), it does not wait for Redis while Redis is away.
+        """
+        response = await self.http.get("/api/streams")
+        response.raise_for_status()
+        return {
+            row["stream"]: (row["position"]["epoch"], int(row["position"]["seq"]))
+            for row in response.json()
+        }
 
     async def close(self) -> None:
         """Stop whatever runs (bounded) and release the HTTP client."""

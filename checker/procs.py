@@ -40,8 +40,12 @@ def spawn(
     *,
     log_path: Path,
     env: Mapping[str, str] | None = None,
+    python: bool = True,
 ) -> subprocess.Popen[bytes]:
-    """Start `python args...` from the repository, stdout and stderr into `log_path`."""
+    """Start `python args...` from the repository, stdout and stderr into `log_path`.
+
+    `python=False`: `args` is a whole command line (`args[0]` a program, e.g. redis-server).
+    """
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
@@ -51,7 +55,7 @@ def spawn(
     )
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, *args],
+            [sys.executable, *args] if python else args,
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -1,11 +1,14 @@
 """Publishers: numbered messages over POST /api/publish, and the ledger of their acks.
 
 Each publisher sends batches of messages, one request at a time, and records for every
-message the (stream, epoch, seq) the gateway answered. A request that fails (the gateway is
-restarting, a timeout) is retried with the same messages and message ids until it succeeds
-or the retry deadline passes: the publish is idempotent on message_id, so a retry of a
-request the gateway did take is acknowledged with the original seq (a restarted in-memory
-gateway has forgotten it and sequences it again, in its new epoch, which is just as right).
+message the (stream, epoch, seq) the gateway answered, when (wall clock), and through which
+node (multi-node runs: requests go to the nodes in turn, a retry to the next one). A request
+that fails (the gateway is restarting, Redis is away: 503, a timeout) is retried with the same
+messages and message ids until it succeeds or the retry deadline passes: the publish is
+idempotent on message_id, so a retry of a request the gateway did take is acknowledged with
+the original seq (a restarted in-memory gateway, or a Redis restarted empty, has forgotten it
+and sequences it again, in its new epoch, which is just as right). Only acknowledged
+publishes enter the ledger.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import random
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -38,19 +42,34 @@ class LedgerBook:
     messages: dict[str, Published] = field(default_factory=dict)
     placements: dict[Placement, str] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
-    """requests, retries, acked, duplicates, given_up."""
+    """requests, answered, retries, acked, duplicates, given_up; failed requests by cause
+    (`unavailable`: 503, `http_error`: no answer, `status_other`: another status)."""
     problems: list[str] = field(default_factory=list)
     """Acks that contradict earlier ones."""
+    via: dict[str, int] = field(default_factory=dict)
+    """The node whose answer first acknowledged each message."""
+    acked_at: dict[Placement, float] = field(default_factory=dict)
+    """Wall-clock time each placement was first acknowledged."""
+    slowest: float = 0.0
+    """Seconds the slowest publish request took (answered or not)."""
 
     def ledger(self) -> Ledger:
-        return Ledger(dict(self.messages), dict(self.placements))
+        return Ledger(
+            dict(self.messages), dict(self.placements), dict(self.via), dict(self.acked_at)
+        )
 
-    def record_ack(self, result: dict[str, object]) -> None:
+    def failures(self) -> int:
+        """Publish requests that failed so far (and were retried or given up)."""
+        return self.counts["requests"] - self.counts["answered"]
+
+    def record_ack(self, result: dict[str, object], node: int = 0) -> None:
         message_id = str(result["message_id"])
         placement = (str(result["stream"]), str(result["epoch"]), int(str(result["seq"])))
         known = self.placements.setdefault(placement, message_id)
         if known != message_id:
             self.problems.append(f"{placement}: acked for {known} and for {message_id}")
+        self.acked_at.setdefault(placement, time.time())
+        self.via.setdefault(message_id, node)
         self.counts["duplicates" if result.get("duplicate") else "acked"] += 1
 
 
@@ -61,7 +80,7 @@ class Publisher:
         self,
         name: str,
         run_id: str,
-        internal_url: str,
+        internal_urls: Sequence[str],
         book: LedgerBook,
         rng: random.Random,
         streams: tuple[str, ...],
@@ -74,7 +93,9 @@ class Publisher:
         self.streams = streams
         self.portfolios = portfolios
         self.number = 0
-        self.http = httpx.AsyncClient(base_url=internal_url, timeout=5.0)
+        self.https = [httpx.AsyncClient(base_url=url, timeout=5.0) for url in internal_urls]
+        self.turn = 0
+        """Requests sent so far: request i goes to node i mod N."""
 
     def draw(
         self,
@@ -103,16 +124,24 @@ class Publisher:
         book = self.book
         while True:
             book.counts["requests"] += 1
+            node = self.turn % len(self.https)
+            self.turn += 1
+            began = time.monotonic()
             try:
-                response = await self.http.post("/api/publish", json=body)
+                response = await self.https[node].post("/api/publish", json=body)
             except httpx.HTTPError:
                 response = None
+                book.counts["http_error"] += 1
+            book.slowest = max(book.slowest, time.monotonic() - began)
             if response is not None and response.status_code == 200:
+                book.counts["answered"] += 1
                 for result in response.json()["results"]:
-                    book.record_ack(result)
+                    book.record_ack(result, node)
                 return True
             if response is not None and 400 <= response.status_code < 500:
                 raise PublishRefused(f"{response.status_code}: {response.text[:500]}")
+            if response is not None:
+                book.counts["unavailable" if response.status_code == 503 else "status_other"] += 1
             if time.monotonic() >= deadline:
                 book.counts["given_up"] += len(messages)
                 return False
@@ -142,4 +171,5 @@ class Publisher:
             await self.publish(batch, pad)
 
     async def close(self) -> None:
-        await self.http.aclose()
+        for http in self.https:
+            await http.aclose()

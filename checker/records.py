@@ -41,6 +41,8 @@ class Confirmed:
     n: int
     recovered: bool | None
     position: Position
+    t: float | None = None
+    """Wall-clock time the client logged it (compared with the publish acks' times)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,8 @@ class IncarnationLog:
     """connection_id of every connection, in order."""
     resync_api: bool = False
     """The SDK had resync signals: every `recovered: false` must come with a marker."""
+    node: int | None = None
+    """The gateway node the incarnation was connected to (multi-node runs)."""
     finished: bool = False
     """The client wrote its final record: it ran until the harness stopped it."""
     drained: bool = False
@@ -160,7 +164,14 @@ def parse_record(record: dict[str, Any], log: IncarnationLog) -> None:
     elif kind == "conf":
         position = _position(record.get("pos"))
         if position is not None:
-            event = Confirmed(sid, int(record["n"]), record.get("recovered"), position)
+            t = record.get("t")
+            event = Confirmed(
+                sid,
+                int(record["n"]),
+                record.get("recovered"),
+                position,
+                float(t) if isinstance(t, int | float) else None,
+            )
     elif kind == "resync":
         event = Resync(
             sid,
@@ -197,6 +208,8 @@ def parse_record(record: dict[str, Any], log: IncarnationLog) -> None:
         event = Ended(sid, int(record["n"]), str(record.get("error")))
     elif kind == "start":
         log.resync_api = bool(record.get("resync_api"))
+        node = record.get("node")
+        log.node = node if isinstance(node, int) else None
     elif kind == "closed":
         log.close_codes.append(int(record["code"]))
     elif kind == "conn":

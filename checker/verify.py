@@ -15,17 +15,29 @@ For every client incarnation and every subscription, walking its log in routing 
   matches its filters (portfolios, severity);
 * **snapshots** (position_updates): the latest message of every matching portfolio and
   symbol at the confirmed position, once each, and nothing else;
-* **caught up**: a client that ran to the end reached the stream heads the harness saw.
+* **caught up**: a client that ran to the end reached the stream heads the harness saw;
+* **no needless resync**: a `recovered: false` that keeps the subscription in its epoch is
+  only right when history no longer covered the gap: more messages than the stream keeps
+  (`history_limits`) were published after the client's position by the time it was
+  confirmed (an upper bound from the publish acks' times), or the epoch was already lost
+  (a history reset: memory gateway restarted, Redis restarted empty). A gateway node that
+  restarts over Redis, or a client moving to another node, must get `recovered: true`;
+* **no epoch regression**: no confirmation moves a subscription back to an older epoch.
 
 What the gateway put at (stream, epoch, seq) comes from the publish acks, completed by what
 clients received (a publish whose ack was lost when the gateway was killed). A seq whose
 message is known neither way cannot be judged: it is counted as unverifiable.
+
+In a multi-node run every client incarnation knows its node and every ack the node that
+answered it: deliveries of messages published through another node are counted
+(`cross_node`).
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from checker.model import SNAPSHOT_STREAMS, Published, matches
@@ -46,6 +58,11 @@ Placement = tuple[str, str, int]
 
 MAX_DETAILS_PER_KIND = 20
 """Violations of one kind listed in full; the rest are only counted."""
+ACK_SLACK = 1.0
+"""Seconds after a confirmation whose acks still count as published before it."""
+GAP_MARGIN = 25
+"""Messages a gap may be short of the history limit and still excuse a recovered:false
+(published before the confirmation, acknowledged late: a node killed before answering)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,21 +101,88 @@ class Ledger:
     """Every message the harness built, by message_id."""
     placements: Mapping[Placement, str]
     """message_id at (stream, epoch, seq), from the acks of POST /api/publish."""
+    via: Mapping[str, int] = field(default_factory=dict)
+    """The node whose answer acknowledged each message (multi-node runs)."""
+    acked_at: Mapping[Placement, float] = field(default_factory=dict)
+    """Wall-clock time each placement was first acknowledged."""
+
+
+class _Timeline:
+    """When epochs began and how far streams had got, from the acks' times."""
+
+    def __init__(self, ledger: Ledger, resets: Sequence[float]) -> None:
+        self.resets = sorted(resets)
+        self.born: dict[tuple[str, str], float] = {}
+        """(stream, epoch): time of its first ack."""
+        self.heads: dict[tuple[str, str], tuple[list[float], list[int]]] = {}
+        """(stream, epoch): ack times in order, and the highest seq acked by each."""
+        acks = sorted((at, placement) for placement, at in ledger.acked_at.items())
+        for at, (stream, epoch, seq) in acks:
+            key = (stream, epoch)
+            self.born.setdefault(key, at)
+            times, seqs = self.heads.setdefault(key, ([], []))
+            times.append(at)
+            seqs.append(max(seq, seqs[-1] if seqs else 0))
+
+    def head_by(self, stream: str, epoch: str, when: float) -> int | None:
+        """The highest seq of the epoch acknowledged by `when` (None: nothing known)."""
+        found = self.heads.get((stream, epoch))
+        if found is None:
+            return None
+        times, seqs = found
+        index = bisect.bisect_right(times, when)
+        return seqs[index - 1] if index else 0
+
+    def dead_by(self, stream: str, epoch: str, when: float) -> bool:
+        """Whether the epoch's history was lost by `when`: a reset, or a newer epoch."""
+        born = self.born.get((stream, epoch))
+        if born is None:
+            return False
+        limit = when + ACK_SLACK
+        if any(born < reset <= limit for reset in self.resets):
+            return True
+        return any(
+            other[0] == stream and other[1] != epoch and born < at <= limit
+            for other, at in self.born.items()
+        )
+
+    def older(self, stream: str, epoch: str, than: str) -> bool:
+        """Whether `epoch` began before `than` (both known from acks)."""
+        first, second = self.born.get((stream, epoch)), self.born.get((stream, than))
+        return first is not None and second is not None and first < second
 
 
 def verify(
-    ledger: Ledger, logs: Iterable[IncarnationLog], heads: Mapping[str, Position]
+    ledger: Ledger,
+    logs: Iterable[IncarnationLog],
+    heads: Mapping[str, Position],
+    history_limits: Mapping[str, int] | None = None,
+    history_resets: Sequence[float] = (),
 ) -> Verdict:
-    """Check every client log against the ledger; `heads`: each stream's final position."""
+    """Check every client log against the ledger; `heads`: each stream's final position.
+
+    `history_limits`: messages of history each stream keeps at least (enables the
+    needless-resync rule); `history_resets`: wall-clock times the whole history was lost
+    (Redis restarted empty, a memory gateway restarted).
+    """
     logs = list(logs)
     verdict = Verdict()
     placements = _placements(ledger, logs, verdict)
     last_seqs: dict[tuple[str, str], int] = {}
     for stream, epoch, seq in placements:
         last_seqs[(stream, epoch)] = max(seq, last_seqs.get((stream, epoch), 0))
+    context = _Context(
+        ledger,
+        placements,
+        last_seqs,
+        heads,
+        history_limits or {},
+        _Timeline(ledger, history_resets),
+    )
     for log in logs:
         for subscribed in log.subscribed.values():
-            _Walk(ledger, placements, last_seqs, heads, log, subscribed, verdict).run()
+            _Walk(context, log, subscribed, verdict).run()
+        _count_origins(ledger, log, verdict)
         for sid in log.events.keys() - log.subscribed.keys():
             verdict.violations.append(
                 Violation("unknown_subscription", _where(log, sid), "events of no subscription")
@@ -131,6 +215,22 @@ def verify(
     verdict.counts["published"] = len(ledger.messages)
     verdict.counts["placements"] = len(placements)
     return verdict
+
+
+def _count_origins(ledger: Ledger, log: IncarnationLog, verdict: Verdict) -> None:
+    """Deliveries of messages acknowledged through another node than the client's."""
+    if log.node is None:
+        return
+    for events in log.events.values():
+        for event in events:
+            if not isinstance(event, Delivered):
+                continue
+            origin = ledger.via.get(event.message_id)
+            if origin is None:
+                continue
+            verdict.counts["origin_known"] += 1
+            if origin != log.node:
+                verdict.counts["cross_node"] += 1
 
 
 def _check_sdk_duplicates(log: IncarnationLog, verdict: Verdict) -> None:
@@ -217,24 +317,32 @@ def _fmt(placement: Placement) -> str:
     return f"{stream}@{epoch}:{seq}"
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every walk reads: the ledger and what was derived from it once."""
+
+    ledger: Ledger
+    placements: Mapping[Placement, str]
+    last_seqs: Mapping[tuple[str, str], int]
+    """Highest known seq per (stream, epoch)."""
+    heads: Mapping[str, Position]
+    limits: Mapping[str, int]
+    timeline: _Timeline
+
+
 class _Walk:
     """One subscription of one incarnation, walked in routing order."""
 
     def __init__(
-        self,
-        ledger: Ledger,
-        placements: Mapping[Placement, str],
-        last_seqs: Mapping[tuple[str, str], int],
-        heads: Mapping[str, Position],
-        log: IncarnationLog,
-        subscribed: Subscribed,
-        verdict: Verdict,
+        self, context: _Context, log: IncarnationLog, subscribed: Subscribed, verdict: Verdict
     ) -> None:
-        self.messages = ledger.messages
-        self.placements = placements
-        self.last_seqs = last_seqs
+        self.messages = context.ledger.messages
+        self.placements = context.placements
+        self.last_seqs = context.last_seqs
         """Highest known seq per (stream, epoch)."""
-        self.heads = heads
+        self.heads = context.heads
+        self.limits = context.limits
+        self.timeline = context.timeline
         self.log = log
         self.sub = subscribed
         self.stream = subscribed.stream
@@ -288,6 +396,12 @@ class _Walk:
         if self.epoch is None:
             self.first_confirmation(event)
             return
+        if epoch != self.epoch and self.timeline.older(self.stream, epoch, self.epoch):
+            self.violation(
+                "epoch_regression",
+                f"confirmed at {epoch}:{seq} (recovered: {event.recovered}), an epoch older "
+                f"than the subscription's {self.epoch}",
+            )
         if event.recovered is True:
             counts["recoveries"] += 1
             if epoch != self.epoch:
@@ -304,10 +418,40 @@ class _Walk:
         counts["resyncs"] += 1
         self.not_recovered.append(event.n)
         if epoch == self.epoch:
+            self.check_resync(self.seq, event)
             self.excuse(self.seq + 1, seq)
         else:
             self.excuse(self.seq + 1, self.last_seq(self.epoch))
         self.start_at(epoch, seq)
+
+    def check_resync(self, since: int, event: Confirmed) -> None:
+        """A recovered:false that stays in the epoch of `since`: did history lack the gap?
+
+        Both broker kinds keep at least `limit` messages of a stream (Redis trims with
+        MAXLEN ~, never below), so a gap of fewer messages was covered, unless the epoch's
+        history was lost meanwhile.
+        """
+        limit = self.limits.get(self.stream)
+        epoch, seq = event.position
+        if limit is None or event.t is None:
+            return
+        counts = self.verdict.counts
+        head = self.timeline.head_by(self.stream, epoch, event.t + ACK_SLACK)
+        if head is None:
+            return
+        gap = max(head, seq) - since
+        if gap > limit - GAP_MARGIN:
+            counts["history_exceeded"] += 1
+            return
+        if self.timeline.dead_by(self.stream, epoch, event.t):
+            # A node that had not noticed the reset yet: positioned in a lost epoch.
+            counts["dead_epoch_resyncs"] += 1
+            return
+        self.violation(
+            "unjustified_resync",
+            f"recovered:false at {epoch}:{seq} for a client at seq {since} of the same epoch: "
+            f"at most {gap} messages were published after it, history keeps {limit}",
+        )
 
     def first_confirmation(self, event: Confirmed) -> None:
         """The subscribe of this incarnation: fresh, or resumed from a saved `since`."""
@@ -318,7 +462,16 @@ class _Walk:
             self.start_at(*event.position)
             return
         counts["resumed"] += 1
+        epoch = event.position[0]
+        if epoch != since[0] and self.timeline.older(self.stream, epoch, since[0]):
+            self.violation(
+                "epoch_regression",
+                f"resumed from {since[0]}:{since[1]}, confirmed at {epoch}:{event.position[1]} "
+                f"(recovered: {event.recovered}), an older epoch",
+            )
         if event.recovered is True:
+            counts["recoveries"] += 1
+            counts["resumed_recovered"] += 1
             self.epoch, self.seq = since
             return
         if event.recovered is None:
@@ -326,6 +479,8 @@ class _Walk:
         else:
             counts["resyncs"] += 1
             self.not_recovered.append(event.n)
+            if epoch == since[0]:
+                self.check_resync(since[1], event)
         self.start_at(*event.position)
 
     def resync(self, event: Resync) -> None:

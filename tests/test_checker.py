@@ -1,13 +1,15 @@
-"""The delivery checker (`python -m checker`): its verdict on crafted logs, and a real run.
+"""The delivery checker (`python -m checker`): its verdict on crafted logs, and real runs.
 
 The verdict tests feed `checker.verify` hand-written client logs (the records a checker client
-writes) and a ledger of what was published where, one rule at a time. The slow test runs the
-CI-sized scenario end to end against a real gateway and checks that it passed *and* that it
-injected every kind of fault and verified messages, so it cannot pass vacuously.
+writes) and a ledger of what was published where, one rule at a time. The slow tests run the
+CI-sized scenarios end to end, one against a real gateway (memory broker), one against three
+gateway nodes on a private Redis, and check that each passed *and* that it injected every
+kind of fault with effect and verified messages (across nodes), so neither can pass vacuously.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import subprocess
@@ -18,12 +20,25 @@ from typing import Any
 import pytest
 
 # `checker` is a top-level package next to `src/`, like `bench/` (pytest's pythonpath has ".").
+from checker.__main__ import parse_args, scenario_of
 from checker.faults import plan
 from checker.model import Published, draw_client, matches, portfolios
+from checker.publisher import LedgerBook
 from checker.rawclient import close_code_of
 from checker.records import log_of, read_log
-from checker.scenario import FAULT_KINDS, LONG, SMALL
+from checker.redisserver import command
+from checker.scenario import (
+    FAULT_KINDS,
+    LONG,
+    MULTI,
+    MULTI_FAULT_KINDS,
+    MULTI_LONG,
+    SMALL,
+    Scenario,
+)
 from checker.verify import Ledger, Verdict, verify
+
+from conftest import require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,9 +94,17 @@ def sub(
 
 
 def conf(
-    n: int, seq: int, epoch: str = E1, recovered: bool | None = None, sid: str = "s0"
+    n: int,
+    seq: int,
+    epoch: str = E1,
+    recovered: bool | None = None,
+    sid: str = "s0",
+    t: float | None = None,
 ) -> dict[str, Any]:
-    return {"k": "conf", "sid": sid, "n": n, "recovered": recovered, "pos": [epoch, seq]}
+    record = {"k": "conf", "sid": sid, "n": n, "recovered": recovered, "pos": [epoch, seq]}
+    if t is not None:
+        record["t"] = t
+    return record
 
 
 def marker(n: int, sid: str = "s0") -> dict[str, Any]:
@@ -295,6 +318,105 @@ def test_publishers_messages_keep_their_order_in_the_stream() -> None:
     assert kinds(verdict) == {"publish_order"}
 
 
+# --------------------------------------------------------------------------- history and nodes
+
+EPOCH_BORN = {E1: 1000.0, E2: 2000.0}
+"""Wall-clock time each test epoch's first message is acknowledged; seq n 0.01 s later each."""
+
+
+def timed(book: Ledger, via: dict[str, int] | None = None) -> Ledger:
+    """`book` with ack times (and the acknowledging node of each message)."""
+    acked_at = {
+        (stream, epoch, seq): EPOCH_BORN[epoch] + seq * 0.01
+        for (stream, epoch, seq) in book.placements
+    }
+    return Ledger(book.messages, book.placements, via or {}, acked_at)
+
+
+def check_timed(
+    book: Ledger,
+    records: list[dict[str, Any]],
+    heads: dict[str, tuple[str, int]],
+    limit: int,
+    resets: tuple[float, ...] = (),
+    node: int | None = None,
+) -> Verdict:
+    start = [{"k": "start", "node": node}] if node is not None else []
+    log = log_of([*start, *records], slot=0, incarnation=1)
+    return verify(book, [log], heads, {STREAM: limit}, resets)
+
+
+def test_a_recovered_false_that_history_covered_is_a_violation() -> None:
+    # A node restarted over Redis (or another node) must replay a gap history still holds.
+    book = timed(ledger(*stream_of(60)))
+    msg = Messages()
+    records = [sub(), conf(0, 0), *(msg(seq) for seq in range(1, 11))]
+    records += [conf(10, 40, recovered=False, t=1000.45), *(msg(seq) for seq in range(41, 61))]
+    needless = check_timed(book, [*records, END], {STREAM: (E1, 60)}, limit=100)
+    assert kinds(needless) == {"unjustified_resync"}
+    assert "history keeps 100" in str(needless.violations[0])
+    # ...but right when more was published after seq 10 than the stream keeps.
+    beyond = check_timed(book, [*records, END], {STREAM: (E1, 60)}, limit=30)
+    assert beyond.ok, beyond.violations
+    assert beyond.counts["history_exceeded"] == 1
+
+
+def test_a_resumed_client_owes_a_recovery_when_history_covers_its_gap() -> None:
+    book = timed(ledger(*stream_of(30)))
+    msg = Messages()
+    records = [sub(since=[E1, 10]), conf(0, 25, recovered=False, t=1000.3)]
+    verdict = check_timed(book, [*records, *(msg(s) for s in range(26, 31)), END], {}, 100)
+    assert kinds(verdict) == {"unjustified_resync"}
+    msg.n = 0
+    recovered = [sub(since=[E1, 10]), conf(0, 30, recovered=True, t=1000.3)]
+    verdict = check_timed(book, [*recovered, *(msg(s) for s in range(11, 31)), END], {}, 100)
+    assert verdict.ok, verdict.violations
+    assert verdict.counts["resumed_recovered"] == 1
+
+
+def test_a_recovered_false_in_an_epoch_whose_history_was_lost_is_no_violation() -> None:
+    # Redis restarted empty at t=1500; a node that had not noticed yet answers in E1.
+    book = timed(ledger(*stream_of(20), *stream_of(5, epoch=E2)))
+    msg = Messages()
+    records = [sub(), conf(0, 0), *(msg(seq) for seq in range(1, 6))]
+    records += [conf(5, 20, recovered=False, t=1600.0), conf(5, 3, E2, recovered=False)]
+    records += [msg(4, E2), msg(5, E2), END]
+    verdict = check_timed(book, records, {STREAM: (E2, 5)}, limit=100, resets=(1500.0,))
+    assert verdict.ok, verdict.violations
+    assert verdict.counts["dead_epoch_resyncs"] == 1
+
+
+def test_a_confirmation_back_into_an_older_epoch_is_a_violation() -> None:
+    book = timed(ledger(*stream_of(20), *stream_of(3, epoch=E2)))
+    msg = Messages()
+    records = [sub(), conf(0, 0), msg(1), msg(2), msg(3), conf(3, 1, E2, recovered=False)]
+    records += [msg(2, E2), conf(4, 20, E1, recovered=False, t=2000.1)]
+    verdict = check_timed(book, [*records, END], {STREAM: (E2, 3)}, limit=100)
+    assert "epoch_regression" in kinds(verdict)
+
+
+def test_deliveries_across_nodes_are_counted() -> None:
+    book = ledger(*stream_of(4))
+    via = {message_id(E1, seq): seq % 2 for seq in range(1, 5)}  # nodes 1, 0, 1, 0
+    msg = Messages()
+    records = [sub(), conf(0, 0), *(msg(seq) for seq in range(1, 5)), END]
+    verdict = check_timed(timed(book, via), records, {STREAM: (E1, 4)}, 100, node=1)
+    assert verdict.ok, verdict.violations
+    assert verdict.counts["origin_known"] == 4
+    assert verdict.counts["cross_node"] == 2
+
+
+def test_the_ledger_book_keeps_when_and_through_which_node_a_message_was_acked() -> None:
+    book = LedgerBook()
+    ack = {"message_id": "m1", "stream": STREAM, "epoch": E1, "seq": 7, "duplicate": False}
+    book.record_ack(ack, node=2)
+    book.record_ack({**ack, "duplicate": True}, node=0)
+    ledger_ = book.ledger()
+    assert ledger_.via == {"m1": 2}
+    assert list(ledger_.acked_at) == [(STREAM, E1, 7)]
+    assert book.counts["acked"] == 1 and book.counts["duplicates"] == 1
+
+
 # --------------------------------------------------------------------------- pieces
 
 
@@ -308,10 +430,37 @@ def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
 def test_the_fault_schedule_depends_only_on_the_seed() -> None:
     assert plan(SMALL, 7) == plan(SMALL, 7)
     assert plan(SMALL, 7) != plan(SMALL, 8)
-    for scenario in (SMALL, LONG):
+    assert plan(MULTI, 7) == plan(MULTI, 7)
+    for scenario, kinds_ in (
+        (SMALL, FAULT_KINDS),
+        (LONG, FAULT_KINDS),
+        (MULTI, ("kill", "stall", "redis_restart", "redis_pause", "node_kill")),
+        (MULTI_LONG, MULTI_FAULT_KINDS),
+    ):
         planned = {fault.kind for fault in plan(scenario, 1)}
-        assert planned == set(FAULT_KINDS)
+        assert planned == set(kinds_) == set(scenario.fault_kinds)
         assert all(fault.at < scenario.duration for fault in plan(scenario, 1))
+
+
+@pytest.mark.parametrize(
+    ("argv", "name", "nodes"),
+    [
+        ([], "small", 0),
+        (["--long"], "long", 0),
+        (["--multi"], "multi", 3),
+        (["--nodes", "3"], "multi", 3),
+        (["--nodes", "2", "--long"], "multi-long", 2),
+    ],
+)
+def test_the_command_line_picks_the_mode(argv: list[str], name: str, nodes: int) -> None:
+    scenario: Scenario = scenario_of(parse_args(argv))
+    assert (scenario.name, scenario.nodes, scenario.multi) == (name, nodes, nodes > 0)
+
+
+def test_redis_commands_are_sent_in_resp() -> None:
+    assert command("CLIENT", "PAUSE", "3000", "ALL") == (
+        b"*4\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n$4\r\n3000\r\n$3\r\nALL\r\n"
+    )
 
 
 def test_clients_ask_for_what_they_get_checked_on() -> None:
@@ -365,4 +514,48 @@ def test_the_small_run_passes_with_every_fault_injected() -> None:
     assert number(r"(\d+) recovered:false") > 0
     assert number(r"(\d+) recovered:true") > 0
     assert number(r"(\d+) resumed with since") > 0
+    assert number(r"violations: (\d+)") == 0
+
+
+MULTI_RUN_TIMEOUT = 240
+MULTI_KINDS = ("kill", "stall", "redis_restart", "redis_pause", "node_kill")
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.timeout(MULTI_RUN_TIMEOUT + 30)
+def test_the_multi_node_run_passes_with_every_fault_injected_across_nodes() -> None:
+    """Three nodes on one Redis: Redis restart and pause, a node kill, client faults."""
+    require_tool("redis-server", "apt-get install redis-server")
+    assert set(MULTI.fault_kinds) == set(MULTI_KINDS)
+    run = subprocess.run(
+        [sys.executable, "-m", "checker", "--multi", "--seed", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=MULTI_RUN_TIMEOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    report = run.stdout
+    assert run.returncode == 0, report + run.stderr
+    assert "RESULT: PASS" in report
+    assert "3 gateway nodes on one Redis" in report
+    effective = re.search(r"faults effective: (.*)", report)
+    assert effective is not None, report
+    for kind in MULTI_KINDS:
+        counts = re.search(rf"\b{kind}=(\d+)/(\d+)", effective.group(1))
+        assert counts is not None and int(counts.group(2)) >= 1, report
+        assert counts.group(1) == counts.group(2), f"{kind} had no effect:\n{report}"
+
+    def number(pattern: str) -> int:
+        found = re.search(pattern, report)
+        assert found is not None, f"{pattern!r} not in:\n{report}"
+        return int(found.group(1))
+
+    assert number(r"cross-node:\s+(\d+) deliveries") > 500
+    assert number(r"verified in place (\d+)") > 1000
+    assert number(r"(\d+) recovered:false") > 0  # the Redis restart
+    assert number(r"(\d+) recovered:true") > 0  # node kill, pause, client kills
+    assert number(r"(\d+) resumed with since") > 0
+    assert number(r"(\d+) x 503") > 0  # publishes refused while Redis was away
     assert number(r"violations: (\d+)") == 0

@@ -792,6 +792,17 @@ def test_broker_unavailable_during_setup_is_a_retryable_subscription_error() -> 
     assert c.hub._index == {}
 
 
+def test_broker_unavailable_while_resuming_sends_the_client_to_reconnect() -> None:
+    """A resubscription with `since` has no application waiting for its error: the client is
+    closed with 1012 and recovers when it reconnects, instead of losing the subscription."""
+    c = Client(broker=DownBroker)
+    since = {"epoch": "e1", "seq": 4}
+    c.send({**SUBSCRIBE, "stream": "order_updates", "subscription_id": "o", "since": since})
+    assert c.transport.closes[-1][0] == 1012
+    assert c.connection.subscriptions == {}
+    assert c.hub._index == {}
+
+
 def test_snapshot_does_not_count_against_the_rate_limit() -> None:
     c = Client()
     c.publish(quote("AAPL"))

@@ -189,6 +189,11 @@ class CommandHandler:
             )
         except BrokerUnavailable as exc:
             self.hub.remove_subscription(subscription)
+            if command.since is not None:
+                # A recovering client (an SDK resubscribing after a reconnection) has nobody to
+                # hand this error to: send it to reconnect and recover once the broker is back.
+                self.hub.close(connection, CloseCode.SERVICE_RESTART, "broker unavailable")
+                return
             self.hub.send(
                 connection,
                 SubscriptionError(
