@@ -57,7 +57,9 @@ def serve(
 
     _configure_logging(log_level)
     if workers > 1:
-        _serve_workers(workers, demo, host, port, internal_host, internal_port, rate, broker)
+        _serve_workers(
+            workers, demo, host, port, internal_host, internal_port, rate, broker, log_level
+        )
         return
     overrides: dict[str, Any] = {
         name: value
@@ -100,6 +102,7 @@ def _serve_workers(
     internal_port: int | None,
     rate: float | None,
     broker: str | None,
+    log_level: str,
 ) -> None:
     from tidewire.server.workers import supervise
     from tidewire.settings import GatewaySettings
@@ -120,6 +123,7 @@ def _serve_workers(
             args += [flag, str(value)]
     if demo:
         args.append("--demo")
+    args += ["--log-level", log_level]
     base = internal_port if internal_port is not None else settings.internal_port
     typer.echo(
         f"Starting {workers} workers on port {settings.port}; control planes on ports "

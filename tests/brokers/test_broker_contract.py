@@ -1,47 +1,55 @@
 """The Broker contract of brokers/base.py, run against every broker implementation.
 
-Each implementation is a param of the `broker_kind` fixture: a factory that builds a broker
-from history limits, an idempotency window and an injected clock. Today that is the memory
-broker; a Redis broker joins by adding "redis" to `BROKER_KINDS` and a branch to
-`make_broker` (a Redis broker whose history ages by server time can drive `clock.advance`
-through its own hook).
+Each implementation is a param of the `harness` fixture, which builds brokers of that kind
+from history limits and an idempotency window:
+
+* "memory": `MemoryBroker` on a fake clock (`harness.clock`);
+* "redis": `RedisBroker` on a private redis-server of the session (tests/brokers/conftest.py).
+  Every `harness.make()` gets its own key prefix, so it is a separate history, like a new
+  memory broker; two nodes of one history are the subject of test_redis.py.
+
+Redis delivers asynchronously (each node reads the streams with XREAD), so a test awaits
+`harness.settle()` (every broker delivered everything Redis holds, with a timeout) before it
+looks at what a broker delivered or at its positions; for the memory broker that is a no-op.
+Redis runs on its own clock: the tests that need time to pass (the idempotency window, the
+age of history) use `clock_harness`, the kinds whose clock the test drives; test_redis.py
+has their Redis counterparts on real time.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable, Mapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
 
+from fakes import FakeClock
 from tidewire.brokers.base import Broker, HistoryLimit, PublishOutcome
 from tidewire.brokers.memory import MemoryBroker
+from tidewire.brokers.redis import RedisBroker
 from tidewire.protocol.ingest import build_data_message
 from tidewire.protocol.messages import DataMessage, StreamPosition, now_iso
 from tidewire.protocol.streams import STREAMS
 
-BROKER_KINDS = ["memory"]
+BROKER_KINDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+CLOCK_KINDS = ["memory"]
+"""Kinds whose time the test controls (an injected clock)."""
 WINDOW = 300.0
 
-
-class FakeClock:
-    def __init__(self, now: float = 10_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+Settle = Callable[..., Awaitable[None]]
 
 
 class Harness:
-    """Builds brokers of one kind sharing a fake clock, and records what they deliver."""
+    """Builds brokers of one kind, and records what they deliver."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, settle: Settle, redis_url: str | None = None) -> None:
         self.kind = kind
-        self.clock = FakeClock()
+        self.redis_url = redis_url
+        self._settle = settle
+        self.clock = FakeClock(10_000.0)
+        """The memory brokers' clock; Redis brokers run on Redis's clock."""
         self.delivered: dict[int, list[DataMessage]] = {}
         self.started: list[Broker] = []
 
@@ -50,12 +58,21 @@ class Harness:
         history_limits: Mapping[str, HistoryLimit] | None = None,
         idempotency_window: float = WINDOW,
     ) -> Broker:
+        """A new broker with a history of its own."""
         broker: Broker
         if self.kind == "memory":
             broker = MemoryBroker(
                 history_limits=history_limits,
                 idempotency_window=idempotency_window,
                 clock=self.clock,
+            )
+        elif self.kind == "redis":
+            assert self.redis_url is not None
+            broker = RedisBroker(
+                self.redis_url,
+                prefix=f"contract-{uuid.uuid4().hex[:12]}",
+                history_limits=history_limits,
+                idempotency_window=idempotency_window,
             )
         else:  # pragma: no cover - a new kind must be wired here
             raise AssertionError(f"unknown broker kind {self.kind}")
@@ -66,14 +83,32 @@ class Harness:
         self.started.append(broker)
         return broker
 
+    async def settle(self) -> None:
+        """Wait until every broker delivered everything it holds (a no-op for memory)."""
+        await self._settle(*self.started)
+
     def seen(self, broker: Broker) -> list[DataMessage]:
         """What `broker` delivered to its consumer so far, in order."""
         return self.delivered[id(broker)]
 
 
+async def _make_harness(request: pytest.FixtureRequest, settle: Settle) -> Harness:
+    url = request.getfixturevalue("shared_redis").url if request.param == "redis" else None
+    return Harness(request.param, settle, url)
+
+
 @pytest.fixture(params=BROKER_KINDS)
-async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
-    h = Harness(request.param)
+async def harness(request: pytest.FixtureRequest, settle: Settle) -> AsyncIterator[Harness]:
+    h = await _make_harness(request, settle)
+    yield h
+    for broker in h.started:
+        await broker.close()
+
+
+@pytest.fixture(params=CLOCK_KINDS)
+async def clock_harness(request: pytest.FixtureRequest, settle: Settle) -> AsyncIterator[Harness]:
+    """A harness of a kind whose clock the test moves (`clock_harness.clock.advance`)."""
+    h = await _make_harness(request, settle)
     yield h
     for broker in h.started:
         await broker.close()
@@ -177,7 +212,9 @@ async def publish_all(broker: Broker, messages: list[DataMessage]) -> list[Publi
 # ------------------------------------------------------------------ sequencing
 
 
-async def test_seq_starts_at_1_and_grows_by_1_per_stream_independently(broker: Broker) -> None:
+async def test_seq_starts_at_1_and_grows_by_1_per_stream_independently(
+    harness: Harness, broker: Broker
+) -> None:
     plan = [
         "market_data",
         "order_updates",
@@ -192,6 +229,7 @@ async def test_seq_starts_at_1_and_grows_by_1_per_stream_independently(broker: B
         assert not outcome.duplicate
         by_stream.setdefault(outcome.message.stream, []).append(outcome.message.seq)
     assert by_stream == {"market_data": [1, 2, 3], "order_updates": [1, 2], "risk_alerts": [1]}
+    await harness.settle()
     assert broker.position("market_data").seq == 3
     assert broker.position("order_updates").seq == 2
     assert broker.position("events").seq == 0, "nothing published yet"
@@ -211,11 +249,16 @@ async def test_consumer_sees_every_message_in_order(harness: Harness, broker: Br
     streams = ["market_data", "order_updates", "events"]
     messages = [make(streams[i % 3], f"K{i % 4}") for i in range(30)]
     outcomes = await publish_all(broker, messages)
+    await harness.settle()
     seen = harness.seen(broker)
-    assert seen == [o.message for o in outcomes]
-    assert [m.message_id for m in seen] == [m.message_id for m in messages]
+    assert len(seen) == len(outcomes)
+    # The order is per stream: different streams may interleave differently (Redis reads
+    # each stream's log on its own).
     for stream in streams:
-        assert [m.seq for m in seen if m.stream == stream] == list(range(1, 11))
+        sent = [o.message for o in outcomes if o.message.stream == stream]
+        assert [m for m in seen if m.stream == stream] == sent
+        assert [m.seq for m in sent] == list(range(1, 11))
+    assert {m.message_id for m in seen} == {m.message_id for m in messages}
 
 
 async def test_epoch_is_stable_within_a_broker_and_differs_across_brokers(
@@ -225,6 +268,7 @@ async def test_epoch_is_stable_within_a_broker_and_differs_across_brokers(
     assert isinstance(epoch, str) and epoch
     outcomes = await publish_all(broker, [make("order_updates") for _ in range(5)])
     assert {o.message.epoch for o in outcomes} == {epoch}
+    await harness.settle()
     assert broker.position("order_updates").epoch == epoch
     other = await harness.make()
     assert other.position("order_updates").epoch != epoch
@@ -243,7 +287,22 @@ async def test_publish_many_preserves_order(harness: Harness, broker: Broker) ->
         range(1, 8)
     )
     assert [o.message.seq for o in outcomes if o.message.stream == "order_updates"] == [1, 2, 3]
-    assert harness.seen(broker) == [o.message for o in outcomes]
+    await harness.settle()
+    delivered = harness.seen(broker)
+    assert sorted(delivered, key=lambda m: m.message_id) == sorted(
+        (o.message for o in outcomes), key=lambda m: m.message_id
+    )
+    for stream in ("market_data", "order_updates"):
+        assert [m for m in delivered if m.stream == stream] == [
+            o.message for o in outcomes if o.message.stream == stream
+        ], "in publish order within each stream"
+
+
+async def test_publish_many_of_nothing_publishes_nothing(harness: Harness, broker: Broker) -> None:
+    assert await broker.publish_many([]) == []
+    await harness.settle()
+    assert harness.seen(broker) == []
+    assert all(broker.position(stream).seq == 0 for stream in STREAMS)
 
 
 # ------------------------------------------------------------------ idempotency
@@ -254,11 +313,11 @@ async def test_duplicate_returns_the_original_and_is_not_delivered(
 ) -> None:
     first = await broker.publish(make("order_updates", "PF-1", message_id="dup-1"))
     await broker.publish(make("order_updates", "PF-1"))
-    harness.clock.advance(WINDOW / 2)
     repeat = await broker.publish(make("order_updates", "PF-2", message_id="dup-1"))
     assert repeat.duplicate is True
     assert repeat.message.seq == first.message.seq == 1
     assert repeat.message == first.message, "the original, not the repeat"
+    await harness.settle()
     assert [m.message_id for m in harness.seen(broker)].count("dup-1") == 1
     assert broker.position("order_updates").seq == 2, "a duplicate takes no seq"
     following = await broker.publish(make("order_updates", "PF-1"))
@@ -270,6 +329,7 @@ async def test_duplicate_in_one_publish_many_is_flagged(harness: Harness, broker
     outcomes = await broker.publish_many([a, make("events"), make("events", message_id="same")])
     assert [o.duplicate for o in outcomes] == [False, False, True]
     assert outcomes[2].message == outcomes[0].message
+    await harness.settle()
     assert len(harness.seen(broker)) == 2
 
 
@@ -278,20 +338,21 @@ async def test_duplicate_in_one_publish_many_is_flagged(harness: Harness, broker
     [(1.0, True), (WINDOW - 1.0, True), (WINDOW + 1.0, False), (10 * WINDOW, False)],
 )
 async def test_idempotency_lasts_for_the_window(
-    harness: Harness, broker: Broker, after: float, duplicate: bool
+    clock_harness: Harness, after: float, duplicate: bool
 ) -> None:
+    broker = await clock_harness.make()
     await broker.publish(make("market_data", "AAPL", message_id="idem"))
-    harness.clock.advance(after)
+    clock_harness.clock.advance(after)
     outcome = await broker.publish(make("market_data", "AAPL", message_id="idem"))
     assert outcome.duplicate is duplicate
     assert outcome.message.seq == (1 if duplicate else 2)
-    assert len(harness.seen(broker)) == (1 if duplicate else 2)
+    assert len(clock_harness.seen(broker)) == (1 if duplicate else 2)
 
 
-async def test_window_is_configurable(harness: Harness) -> None:
-    broker = await harness.make(idempotency_window=5.0)
+async def test_window_is_configurable(clock_harness: Harness) -> None:
+    broker = await clock_harness.make(idempotency_window=5.0)
     await broker.publish(make("events", message_id="short"))
-    harness.clock.advance(6.0)
+    clock_harness.clock.advance(6.0)
     assert (await broker.publish(make("events", message_id="short"))).duplicate is False
 
 
@@ -299,19 +360,23 @@ async def test_window_is_configurable(harness: Harness) -> None:
 
 
 @pytest.mark.parametrize("since", [0, 1, 3, 4])
-async def test_history_returns_exactly_what_came_after(broker: Broker, since: int) -> None:
+async def test_history_returns_exactly_what_came_after(
+    harness: Harness, broker: Broker, since: int
+) -> None:
     outcomes = await publish_all(broker, [make("order_updates", f"PF-{i}") for i in range(5)])
     await publish_all(broker, [make("risk_alerts") for _ in range(2)])  # another stream
+    await harness.settle()
     epoch = broker.position("order_updates").epoch
     history = await broker.history("order_updates", StreamPosition(epoch, since))
     assert history == [o.message for o in outcomes][since:]
     assert [m.seq for m in history] == list(range(since + 1, 6))
 
 
-async def test_history_when_up_to_date_is_empty(broker: Broker) -> None:
+async def test_history_when_up_to_date_is_empty(harness: Harness, broker: Broker) -> None:
     epoch = broker.position("order_updates").epoch
     assert await broker.history("order_updates", StreamPosition(epoch, 0)) == []
     await publish_all(broker, [make("order_updates") for _ in range(3)])
+    await harness.settle()
     assert await broker.history("order_updates", StreamPosition(epoch, 3)) == []
 
 
@@ -319,21 +384,36 @@ async def test_history_of_another_epoch_is_none(harness: Harness, broker: Broker
     await publish_all(broker, [make("order_updates") for _ in range(3)])
     other = await harness.make()
     await publish_all(other, [make("order_updates") for _ in range(3)])
+    await harness.settle()
     foreign = other.position("order_updates")
     assert await broker.history("order_updates", StreamPosition(foreign.epoch, 1)) is None
     assert await broker.history("order_updates", StreamPosition("not-an-epoch", 0)) is None
 
 
 @pytest.mark.parametrize("ahead", [1, 100])
-async def test_history_beyond_the_head_is_none(broker: Broker, ahead: int) -> None:
+async def test_history_beyond_the_head_is_none(
+    harness: Harness, broker: Broker, ahead: int
+) -> None:
     await publish_all(broker, [make("trade_updates") for _ in range(3)])
+    await harness.settle()
     epoch = broker.position("trade_updates").epoch
     assert await broker.history("trade_updates", StreamPosition(epoch, 3 + ahead)) is None
+
+
+@pytest.mark.parametrize("stream", LATEST_VALUE)
+async def test_latest_value_streams_have_no_history(
+    harness: Harness, broker: Broker, stream: str
+) -> None:
+    await publish_all(broker, [make(stream, key) for key in ["A", "B"]])
+    await harness.settle()
+    epoch = broker.position(stream).epoch
+    assert await broker.history(stream, StreamPosition(epoch, 0)) is None
 
 
 async def test_history_trimmed_by_count_is_never_partial(harness: Harness) -> None:
     broker = await harness.make({"order_updates": HistoryLimit(max_messages=3)})
     outcomes = await publish_all(broker, [make("order_updates") for _ in range(6)])
+    await harness.settle()
     epoch = broker.position("order_updates").epoch
     kept = [o.message for o in outcomes]
     # seq 4..6 are kept: resuming after 3 or later works ...
@@ -349,13 +429,15 @@ async def test_history_limits_are_per_stream(harness: Harness) -> None:
     broker = await harness.make({"order_updates": HistoryLimit(max_messages=2)})
     await publish_all(broker, [make("order_updates") for _ in range(5)])
     await publish_all(broker, [make("risk_alerts") for _ in range(5)])
+    await harness.settle()
     orders, alerts = broker.position("order_updates"), broker.position("risk_alerts")
     assert await broker.history("order_updates", StreamPosition(orders.epoch, 0)) is None
     history = await broker.history("risk_alerts", StreamPosition(alerts.epoch, 0))
     assert history is not None and len(history) == 5
 
 
-async def test_history_older_than_max_age_is_gone(harness: Harness) -> None:
+async def test_history_older_than_max_age_is_gone(clock_harness: Harness) -> None:
+    harness = clock_harness
     broker = await harness.make({"order_updates": HistoryLimit(max_age_seconds=60.0)})
     early = await publish_all(broker, [make("order_updates") for _ in range(2)])  # seq 1-2
     harness.clock.advance(40.0)
@@ -376,6 +458,8 @@ async def test_history_older_than_max_age_is_gone(harness: Harness) -> None:
 
 
 # ------------------------------------------------------------------ snapshots
+# No settle() here: a snapshot's position must agree with the broker's own position (what
+# it delivered) without waiting, because the gateway goes live right after a snapshot.
 
 
 @pytest.mark.parametrize("stream", LATEST_VALUE)
@@ -432,6 +516,7 @@ async def test_reliable_streams_have_no_snapshot(broker: Broker, stream: str) ->
     result = await broker.snapshot(stream)
     assert result.messages == []
     assert result.position.seq == 3
+    assert result.position == broker.position(stream)
 
 
 @pytest.mark.parametrize("stream", [*LATEST_VALUE, "position_updates"])
@@ -439,9 +524,22 @@ async def test_snapshot_of_an_empty_stream_is_empty(broker: Broker, stream: str)
     result = await broker.snapshot(stream)
     assert result.messages == []
     assert result.position.seq == 0
+    assert result.position == broker.position(stream)
 
 
 async def test_duplicate_does_not_replace_the_last_value(broker: Broker) -> None:
     first = await broker.publish(make("market_data", "AAPL", message_id="lv-1"))
     await broker.publish(make("market_data", "AAPL", message_id="lv-1"))
     assert (await broker.snapshot("market_data")).messages == [first.message]
+
+
+# ------------------------------------------------------------------ lifecycle
+
+
+async def test_probe_and_lag_of_a_running_broker(harness: Harness, broker: Broker) -> None:
+    await broker.probe()
+    await publish_all(broker, [make("events") for _ in range(3)])
+    await harness.settle()
+    lag = await broker.lag()
+    assert set(lag) == set(STREAMS)
+    assert all(value == 0 for value in lag.values()), lag

@@ -86,7 +86,8 @@ class Broker(Protocol):
         ...
 
     def set_epoch_listener(self, listener: Callable[[str], None]) -> None:
-        """Register a callback for a stream whose epoch changed while this node ran.
+        """Register a callback for a stream whose history this node lost while it ran: its
+        epoch changed, or (Redis) entries were trimmed before this node read them.
 
         Live subscribers of that stream missed whatever history was lost; the gateway
         sends them to recover (where they learn `recovered: false`)."""

@@ -7,7 +7,18 @@ stream's log with XREAD from the last entry id it delivered: a Redis hiccup lose
 that is still in Redis, and the node resumes exactly where it stopped. When Redis lost a
 stream (restart without persistence, FLUSHALL), its epoch key is gone; the next publish or
 position check starts a new epoch, and the node tells its listener so that clients are sent
-to recover (they get `recovered: false`), never a silent gap.
+to recover (they get `recovered: false`), never a silent gap. The same happens when a node
+finds that entries were trimmed from a log before it read them (it fell further behind than
+the history keeps): its live subscribers of that stream missed them.
+
+A node hands out only what it delivered: `history` stops at the node's position, and
+`snapshot` (read from Redis directly) returns once the node delivered up to the snapshot's
+position, so the live messages that follow a snapshot or a replay are never older than it.
+
+Every call to Redis is bounded by `operation_timeout` with `asyncio.timeout`, not by
+redis-py's `socket_timeout`: with a socket timeout redis-py sends each command inside
+`asyncio.wait_for`, which on Python 3.11 can swallow a cancellation (CPython gh-86296), so
+`close()` could hang and a timeout could be lost.
 
 Only I/O lives here; the contract is `brokers.base.Broker`.
 """
@@ -19,11 +30,14 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from tidewire.brokers.base import (
@@ -45,6 +59,9 @@ DEFAULT_PREFIX = "tw"
 READ_BLOCK_MS = 1000
 READ_BATCH = 1000
 RECONNECT_DELAY_MAX = 2.0
+CLOSE_TIMEOUT = 5.0
+
+T = TypeVar("T")
 
 EpochListener = Callable[[str], None]
 """Called with a stream's name when this node finds that the stream's epoch changed."""
@@ -85,6 +102,9 @@ class RedisBroker:
         self._client: aioredis.Redis | None = None
         self._reader_client: aioredis.Redis | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._closing = False
+        self._progress = asyncio.Event()
+        """Set (and replaced) whenever this node's positions moved: see `_reach`."""
         self.connected = False
         """Whether the reader's last call to Redis succeeded."""
         self.last_read = 0.0
@@ -101,25 +121,26 @@ class RedisBroker:
 
     async def start(self) -> None:
         """Connect, learn every stream's position, start reading. Raises BrokerUnavailable."""
-        common: dict[str, Any] = {"socket_connect_timeout": self._timeout}
-        self._client = aioredis.from_url(self.url, socket_timeout=self._timeout, **common)
-        # The reader blocks in XREAD for up to READ_BLOCK_MS: its socket timeout must be longer.
-        self._reader_client = aioredis.from_url(
-            self.url, socket_timeout=self._timeout + READ_BLOCK_MS / 1000, **common
-        )
+        # socket_timeout=None: see the module docstring; `_call` bounds every call instead.
+        common: dict[str, Any] = {"socket_timeout": None, "socket_connect_timeout": self._timeout}
+        # A pooled connection that Redis closed (restart, CLIENT KILL, idle timeout) fails
+        # the first command sent on it: try once more on a new connection. A publish that
+        # did reach Redis before the connection broke comes back as a duplicate of itself
+        # (the idempotency record), never as a second copy.
+        once = Retry(NoBackoff(), 1, (RedisConnectionError,))
+        self._client = aioredis.from_url(self.url, retry=once, **common)
+        # The reader retries by itself (`_read_forever`), checking the epochs first.
+        self._reader_client = aioredis.from_url(self.url, **common)
         self._publish_script = self._client.register_script(PUBLISH)
         self._position_script = self._client.register_script(POSITION)
+        self._closing = False
         try:
             for stream in STREAMS:
                 self._positions[stream] = await self._head(stream)
-        except RedisError as exc:
+            newest: Any = await self._call(self._client.xrevrange(self._probe_key, count=1))
+        except BrokerUnavailable:
             await self.close()
-            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
-        try:
-            newest: Any = await self._client.xrevrange(self._probe_key, count=1)
-        except RedisError as exc:
-            await self.close()
-            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+            raise
         # Probes are read from here on; "$" on every XREAD would miss one sent in between.
         self._probe_cursor = _text(newest[0][0]) if newest else "0-0"
         self.connected = True
@@ -127,11 +148,17 @@ class RedisBroker:
         self._reader = asyncio.get_running_loop().create_task(self._read_forever())
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+        self._closing = True
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            # Cancel until it is done: a cancellation that lands while redis-py is connecting
+            # can still be lost on Python 3.11 (asyncio.wait_for); `_closing` ends the loop.
+            deadline = time.monotonic() + CLOSE_TIMEOUT
+            while not reader.done() and time.monotonic() < deadline:
+                reader.cancel()
+                await asyncio.wait({reader}, timeout=0.1)
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                log.error("the Redis reader failed", exc_info=reader.exception())
         for client in (self._client, self._reader_client):
             if client is not None:
                 await client.aclose()
@@ -155,15 +182,17 @@ class RedisBroker:
                 self._limits[message.stream].max_messages,
                 _encoder.encode(message),
             ]
-        try:
-            results = await self._publish_script(keys=[], args=args)
-        except RedisError as exc:
-            # One script call: either every message of the batch was written, or none.
-            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+        # One script call: either every message of the batch was written, or none.
+        results = await self._call(self._publish_script(keys=[], args=args))
         outcomes = []
-        for message, (duplicate, _stream, seq, epoch) in zip(messages, results, strict=True):
-            sequenced = msgspec.structs.replace(message, seq=int(seq), epoch=_text(epoch))
-            outcomes.append(PublishOutcome(sequenced, duplicate=bool(duplicate)))
+        for message, result in zip(messages, results, strict=True):
+            duplicate, seq, epoch = bool(result[0]), int(result[2]), _text(result[3])
+            # A duplicate is answered with the original (its body is returned while it is
+            # still in the log; after that, the repeat with the original's seq and epoch).
+            original = result[4] if duplicate and len(result) > 4 and result[4] else None
+            source = _decoder.decode(original) if original is not None else message
+            sequenced = msgspec.structs.replace(source, seq=seq, epoch=epoch)
+            outcomes.append(PublishOutcome(sequenced, duplicate=duplicate))
         return outcomes
 
     # ------------------------------------------------------------------ reading
@@ -181,14 +210,26 @@ class RedisBroker:
         # Up to what this node delivered: later messages come through its live path.
         if since.seq >= node.seq:
             head = await self._head(stream)
-            return [] if head.epoch == since.epoch and since.seq <= head.seq else None
+            if head.epoch != since.epoch or since.seq > head.seq:
+                return None
+            if since.seq > node.seq:
+                # The client saw messages (through another node) that this node has not
+                # delivered yet: wait for them, or they would follow the replay a second time.
+                await self._reach(stream, since)
+                node = self._positions[stream]
+                if node.epoch != since.epoch:
+                    return None
+            if since.seq == node.seq:
+                return []
+        if since.seq < node.seq - self._limits[stream].max_messages:
+            # Older than the newest max_messages: trimmed by the limit. Redis trims the log
+            # approximately (whole nodes of entries), so it may still hold them; the limit
+            # is what counts, as for every broker.
+            return None
         client = self._require_client()
-        try:
-            entries: Any = await client.xrange(
-                self._log_keys[stream], f"{since.seq + 1}-0", f"{node.seq}-0"
-            )
-        except RedisError as exc:
-            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+        entries: Any = await self._call(
+            client.xrange(self._log_keys[stream], f"{since.seq + 1}-0", f"{node.seq}-0")
+        )
         if not entries or _seq_of(entries[0][0]) != since.seq + 1:
             return None  # trimmed past since: never a partial replay
         horizon = (time.time() - self._limits[stream].max_age_seconds) * 1000
@@ -202,16 +243,20 @@ class RedisBroker:
     async def snapshot(self, stream: str) -> Snapshot:
         base = f"{self.prefix}:{stream}"
         client = self._require_client()
-        try:
+
+        async def read() -> list[Any]:
             async with client.pipeline(transaction=True) as pipe:
                 pipe.get(f"{base}:epoch")
                 pipe.get(f"{base}:seq")
                 pipe.hgetall(f"{base}:last")
-                epoch, seq, last = await pipe.execute()
-        except RedisError as exc:
-            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+                result: list[Any] = await pipe.execute()
+                return result
+
+        epoch, seq, last = await self._call(read())
         if epoch is None:
-            return Snapshot(await self._head(stream), [])
+            head = await self._head(stream)
+            await self._reach(stream, head)
+            return Snapshot(head, [])
         messages = []
         for value in last.values():
             raw_seq, _, body = value.partition(b"\n")
@@ -219,7 +264,11 @@ class RedisBroker:
                 msgspec.structs.replace(_decoder.decode(body), seq=int(raw_seq), epoch=_text(epoch))
             )
         messages.sort(key=lambda m: m.seq)
-        return Snapshot(StreamPosition(_text(epoch), int(seq or 0)), messages)
+        position = StreamPosition(_text(epoch), int(seq or 0))
+        # Redis may be ahead of this node: the caller goes live right after the snapshot, so
+        # wait until the node delivered everything the snapshot reflects.
+        await self._reach(stream, position)
+        return Snapshot(position, messages)
 
     async def probe(self) -> None:
         """A round trip through Redis: publish a token and wait for the reader to see it."""
@@ -227,12 +276,12 @@ class RedisBroker:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._probes[token] = future
         try:
-            await self._require_client().xadd(
-                self._probe_key, {"token": token}, maxlen=100, approximate=True
+            await self._call(
+                self._require_client().xadd(
+                    self._probe_key, {"token": token}, maxlen=100, approximate=True
+                )
             )
             await future
-        except RedisError as exc:
-            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
         finally:
             self._probes.pop(token, None)
 
@@ -240,10 +289,7 @@ class RedisBroker:
         """Per stream, how many messages Redis holds that this node has not delivered yet."""
         client = self._require_client()
         keys = [f"{self.prefix}:{stream}:seq" for stream in STREAMS]
-        try:
-            heads = await client.mget(keys)
-        except RedisError as exc:
-            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+        heads = await self._call(client.mget(keys))
         return {
             stream: max(0, int(head or 0) - self._positions[stream].seq)
             for stream, head in zip(STREAMS, heads, strict=True)
@@ -252,7 +298,7 @@ class RedisBroker:
     async def _read_forever(self) -> None:
         delay = 0.05
         check_epochs = True
-        while True:
+        while not self._closing:
             try:
                 if check_epochs:
                     await self._check_epochs()
@@ -261,9 +307,9 @@ class RedisBroker:
                 self.connected = True
                 self.last_read = time.monotonic()
                 delay = 0.05
-            except RedisError as exc:
+            except BrokerUnavailable as exc:
                 if self.connected:
-                    log.warning("Redis at %s unreachable: %s; retrying", self.url, exc)
+                    log.warning("%s; retrying", exc)
                 self.connected = False
                 self.reconnects += 1
                 check_epochs = True  # Redis may have come back empty
@@ -282,22 +328,37 @@ class RedisBroker:
             for stream, position in self._positions.items()
         }
         streams[self._probe_key] = self._probe_cursor
-        return await self._reader_client.xread(streams, count=READ_BATCH, block=READ_BLOCK_MS)
+        return await self._call(
+            self._reader_client.xread(streams, count=READ_BATCH, block=READ_BLOCK_MS),
+            self._timeout + READ_BLOCK_MS / 1000,
+        )
 
     def _deliver(self, response: Any) -> None:
+        probe_key = self._probe_key.encode()
         for key, entries in response:
-            if key == self._probe_key.encode():
+            if key == probe_key:
                 self._probe_seen(entries)
                 continue
             stream = self._stream_of_key[key]
             for entry_id, fields in entries:
                 message = self._decode(stream, entry_id, fields)
-                if message.epoch != self._positions[stream].epoch:
-                    # A new epoch reached us before the epoch check did.
+                current = self._positions[stream]
+                if message.epoch != current.epoch:
+                    # A new epoch reached us before the epoch check did (Redis lost the
+                    # stream and it was published to again, past our old seq).
                     self._epoch_changed(stream, StreamPosition(message.epoch, 0))
+                    if message.seq != 1:
+                        break  # the next XREAD reads the new epoch from its first entry
+                elif message.seq != current.seq + 1:
+                    self._gap(stream, current, message.seq)
                 self._positions[stream] = StreamPosition(message.epoch, message.seq)
                 if self._consumer is not None:
-                    self._consumer(message)
+                    try:
+                        self._consumer(message)
+                    except Exception:
+                        # A failing consumer must not stop the node's only reader.
+                        log.exception("consumer failed on %s seq %d", stream, message.seq)
+        self._advanced()
 
     def _probe_seen(self, entries: Any) -> None:
         for entry_id, fields in entries:
@@ -324,12 +385,69 @@ class RedisBroker:
             position.epoch,
         )
         self._positions[stream] = position
+        self._advanced()
         if self._epoch_listener is not None:
             self._epoch_listener(stream)
 
+    def _gap(self, stream: str, current: StreamPosition, seq: int) -> None:
+        """Entries after `current` were trimmed before this node read them (it fell behind
+        by more than the history keeps): its live subscribers missed them, so they are sent
+        to recover exactly as for a lost epoch (history no longer covers the gap)."""
+        log.warning(
+            "stream %s: seq %d..%d of epoch %s were trimmed from Redis before this node read "
+            "them; clients will resync",
+            stream,
+            current.seq + 1,
+            seq - 1,
+            current.epoch,
+        )
+        if self._epoch_listener is not None:
+            self._epoch_listener(stream)
+
+    def _advanced(self) -> None:
+        """Wake up everyone waiting in `_reach`: this node's positions moved."""
+        event, self._progress = self._progress, asyncio.Event()
+        event.set()
+
+    async def _reach(self, stream: str, target: StreamPosition) -> None:
+        """Wait until this node delivered `stream` up to `target` (in target's epoch).
+
+        Raises BrokerUnavailable when it has not within `operation_timeout`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        while True:
+            current = self._positions[stream]
+            if current.epoch == target.epoch and current.seq >= target.seq:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise BrokerUnavailable(
+                    f"this node delivered {stream} up to {current.epoch}/{current.seq}, "
+                    f"Redis is at {target.epoch}/{target.seq}: not caught up within "
+                    f"{self._timeout} s"
+                )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._progress.wait()
+
     async def _head(self, stream: str) -> StreamPosition:
-        epoch, seq = await self._position_script(keys=[], args=[self.prefix, stream, _new_epoch()])
+        epoch, seq = await self._call(
+            self._position_script(keys=[], args=[self.prefix, stream, _new_epoch()])
+        )
         return StreamPosition(_text(epoch), int(seq))
+
+    async def _call(self, call: Awaitable[T], limit: float | None = None) -> T:
+        """Await one Redis call within `limit` seconds (default: operation_timeout).
+
+        Raises BrokerUnavailable for every way Redis can fail or not answer."""
+        limit = self._timeout if limit is None else limit
+        try:
+            async with asyncio.timeout(limit):
+                return await call
+        except TimeoutError as exc:
+            raise BrokerUnavailable(f"Redis at {self.url}: no answer within {limit} s") from exc
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
 
     def _decode(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> DataMessage:
         return msgspec.structs.replace(

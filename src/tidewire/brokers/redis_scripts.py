@@ -7,7 +7,9 @@ a batch is one script call, so a publish that fails leaves nothing half-written.
 Keys, for prefix P and stream S:
 * `P:S:epoch`  the stream's history name; missing means Redis lost the stream: a new epoch
                starts (seq back to 0, history and last values cleared);
-* `P:S:seq`    the last seq given out in this epoch;
+* `P:S:seq`    the last seq given out in this epoch; missing (evicted, deleted) while the
+               epoch is there also means lost history: counting again from 1 in the same
+               epoch would reuse seqs (and XADD would refuse ids below the log's last one);
 * `P:S:log`    the history, a Redis stream whose entry ids are `seq-0` (so a replay from a
                seq is one XRANGE), fields `e` (epoch), `t` (ms) and `m` (the message);
 * `P:S:last`   hash from snapshot key to `seq` + "\\n" + message, for snapshots;
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 # ARGV: prefix, idempotency window (s), fresh epoch, count, then per message:
 #       stream, message_id, snapshot key ("" = none), history max length, body.
-# Returns per message {duplicate (0|1), stream, seq, epoch}.
+# Returns per message {duplicate (0|1), stream, seq, epoch} and, for a duplicate whose
+# original is still in its stream's log, the original's body as a fifth element (a repeat
+# is answered with the original message, not with the repeat).
 PUBLISH = """
 local prefix = ARGV[1]
 local window = tonumber(ARGV[2])
@@ -36,11 +40,18 @@ for _ = 1, count do
   local seen = redis.call('GET', idkey)
   if seen then
     local s, q, e = string.match(seen, '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
-    out[#out + 1] = {1, s, tonumber(q), e}
+    local original = false
+    local entry = redis.call('XRANGE', prefix .. ':' .. s .. ':log', q .. '-0', q .. '-0')[1]
+    if entry then
+      local fields = {}
+      for j = 1, #entry[2], 2 do fields[entry[2][j]] = entry[2][j + 1] end
+      if fields['e'] == e then original = fields['m'] end
+    end
+    out[#out + 1] = {1, s, tonumber(q), e, original}
   else
     local base = prefix .. ':' .. stream
     local epoch = redis.call('GET', base .. ':epoch')
-    if not epoch then
+    if not epoch or redis.call('EXISTS', base .. ':seq') == 0 then
       epoch = fresh
       redis.call('SET', base .. ':epoch', epoch)
       redis.call('SET', base .. ':seq', 0)
@@ -59,11 +70,12 @@ end
 return out
 """
 
-# ARGV: prefix, stream, fresh epoch. Returns {epoch, seq}, creating the epoch when missing.
+# ARGV: prefix, stream, fresh epoch. Returns {epoch, seq}, starting a new epoch when the
+# stream's epoch or counter is missing.
 POSITION = """
 local base = ARGV[1] .. ':' .. ARGV[2]
 local epoch = redis.call('GET', base .. ':epoch')
-if not epoch then
+if not epoch or redis.call('EXISTS', base .. ':seq') == 0 then
   epoch = ARGV[3]
   redis.call('SET', base .. ':epoch', epoch)
   redis.call('SET', base .. ':seq', 0)

@@ -19,7 +19,7 @@ from tidewire.protocol.errors import CloseCode
 from tidewire.protocol.ingest import build_data_message
 from tidewire.protocol.messages import DataMessage
 from tidewire.protocol.streams import STREAMS
-from tidewire.server.control import ControlPlane
+from tidewire.server.control import BROADCAST_PREFIX, ControlPlane
 from tidewire.server.dataplane import DataPlane
 from tidewire.settings import GatewaySettings
 
@@ -105,7 +105,7 @@ class Gateway:
             ),
             clock=self.clock,
         )
-        self.broker.set_consumer(self.hub.dispatch)
+        self.broker.set_consumer(self._consume)
         self.broker.set_epoch_listener(self._history_lost)
         await self.broker.start()
         self.data_plane = DataPlane(settings, self.hub, commands, self.authenticator, self.clock)
@@ -146,9 +146,11 @@ class Gateway:
         """Validate and publish a producer message (the Python-code producer path)."""
         return await self.broker.publish(build_data_message(raw, default_source=source))
 
-    def broadcast(self, message: DataMessage) -> int:
-        """Deliver `message` to every connected client; returns the number of recipients."""
-        return self.hub.broadcast(message)
+    def _consume(self, message: DataMessage) -> None:
+        """Broker delivery: fan-out, and operator notices to every client of this node."""
+        self.hub.dispatch(message)
+        if message.stream == "events" and message.message_id.startswith(BROADCAST_PREFIX):
+            self.hub.broadcast(message)
 
     async def readiness_problems(self) -> list[str]:
         """Why this node should not get traffic now; empty when it is ready."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,10 @@ from tidewire.protocol.streams import STREAMS
 
 if TYPE_CHECKING:
     from tidewire.server.app import Gateway
+
+BROADCAST_PREFIX = "broadcast-"
+"""message_id prefix of operator notices (POST /api/broadcast): every node shows them to all
+of its clients when the broker delivers them."""
 
 
 class ConnectionInfo(msgspec.Struct, kw_only=True):
@@ -254,6 +259,9 @@ def create_app(gateway: Gateway) -> Litestar:
     async def broadcast(data: JSONBody[BroadcastRequest]) -> Response[Any]:
         raw = {
             "type": data.type,
+            # Every node shows a message with this prefix to all of its clients when the
+            # broker delivers it, so the notice reaches the clients of every node.
+            "message_id": f"{BROADCAST_PREFIX}{uuid.uuid4().hex}",
             "source": "operator",
             "severity": data.severity,
             "priority": PRIORITY_HIGH,
@@ -270,7 +278,9 @@ def create_app(gateway: Gateway) -> Litestar:
             return error_response(422, exc.code, exc.message, exc.details)
         except BrokerUnavailable as exc:
             return error_response(503, ErrorCode.UNAVAILABLE, f"broker unavailable: {exc}")
-        recipients = gateway.broadcast(outcome.message)
+        # Each node shows the notice to its own clients when the broker delivers it; this
+        # counts the clients of the node that answers.
+        recipients = sum(1 for c in gateway.hub.connections.values() if not c.closed)
         return Response(
             BroadcastResponse(
                 message_id=outcome.message.message_id,

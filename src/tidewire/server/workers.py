@@ -25,6 +25,8 @@ STOP_GRACE = 10.0
 
 def worker_command(args: Sequence[str], index: int, internal_port: int) -> list[str]:
     """The command line of worker `index`: the parent's serve options, one worker each."""
+    if index > 0:  # one simulator for the whole group
+        args = [arg for arg in args if arg != "--demo"]
     return [
         sys.executable,
         "-m",
