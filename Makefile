@@ -3,13 +3,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NAUTILUS_STAMP := $(VENV)/.nautilus-installed
 
 TSC := clients/typescript/node_modules/.bin/tsc
 # The browser tests drive Debian's Chromium: Playwright's own browser download cannot work
 # on an offline machine (tests/dashboard/conftest.py points Playwright at this binary).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint typecheck pytest bench schema screenshots clean
+.PHONY: demo demo-nautilus test lint typecheck pytest bench schema screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +24,18 @@ demo: $(STAMP)
 	@echo "Dashboard: http://127.0.0.1:8766/   API: http://127.0.0.1:8766/docs   WebSocket: ws://127.0.0.1:8765/ws"
 	$(BIN)/tidewire serve --demo
 
+# NautilusTrader (optional extra, ~680 MB): the integration test and demo-nautilus need it.
+$(NAUTILUS_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/pip install --quiet -e ".[nautilus]"
+	touch $(NAUTILUS_STAMP)
+
+# A private redis-server, the gateway reading it, and a live NautilusTrader node writing to it.
+demo-nautilus: $(STAMP) $(NAUTILUS_STAMP)
+	$(BIN)/python examples/nautilus_demo.py
+
 test: lint typecheck pytest
 
-LINTED := src tests $(wildcard bench checker)
+LINTED := src tests $(wildcard bench checker examples)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
@@ -34,7 +44,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) $(TSC) $(CHROMIUM)
+pytest: $(STAMP) $(NAUTILUS_STAMP) $(TSC) $(CHROMIUM)
 	$(BIN)/pytest -q
 
 $(CHROMIUM):

@@ -49,6 +49,20 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Processes sharing the client port (needs --broker redis).")
     ] = 1,
+    nautilus: Annotated[
+        str | None,
+        typer.Option(
+            "--nautilus",
+            help="Read NautilusTrader's message bus from this Redis (redis://host:port).",
+        ),
+    ] = None,
+    nautilus_stream: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--nautilus-stream",
+            help="Nautilus stream key or glob pattern (repeatable; default: trader-*).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the gateway. Settings also come from TIDEWIRE_* environment variables."""
@@ -56,6 +70,13 @@ def serve(
     from tidewire.settings import GatewaySettings
 
     _configure_logging(log_level)
+    if workers > 1 and nautilus:
+        typer.echo(
+            "error: --nautilus reads in one process: run it with --workers 1 (it can publish "
+            "into the same --broker redis://... the workers share)",
+            err=True,
+        )
+        raise typer.Exit(2)
     if workers > 1:
         _serve_workers(
             workers, demo, host, port, internal_host, internal_port, rate, broker, log_level
@@ -70,6 +91,8 @@ def serve(
             "internal_port": internal_port,
             "simulator_rate": rate,
             "broker_url": broker,
+            "nautilus_url": nautilus,
+            "nautilus_streams": nautilus_stream or None,
         }.items()
         if value is not None
     }

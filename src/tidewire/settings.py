@@ -6,6 +6,8 @@ Read from the environment with the prefix `TIDEWIRE_` (for example
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -93,6 +95,25 @@ class GatewaySettings(BaseSettings):
     # Demo
     simulator: bool = False
     simulator_rate: float = Field(20.0, gt=0, description="simulator ticks per second per symbol")
+
+    # NautilusTrader source (tidewire.sources.nautilus)
+    nautilus_url: str | None = Field(
+        None, description="Redis that NautilusTrader's message bus writes to; set: read it"
+    )
+    nautilus_streams: list[str] = Field(
+        default_factory=lambda: ["trader-*"],
+        description="Nautilus stream keys, or glob patterns matched against stream keys",
+    )
+    nautilus_offsets_key: str = Field(
+        "tidewire:nautilus:offsets",
+        description="Redis hash storing the last entry read per stream (resume); empty: none",
+    )
+    nautilus_portfolio_field: Literal["account_id", "strategy_id", "trader_id"] = Field(
+        "account_id", description="event field that names the portfolio"
+    )
+    nautilus_start_from: Literal["earliest", "latest"] = Field(
+        "earliest", description="where to start in a stream with no stored position"
+    )
 
     def history_limit(self, stream: str) -> HistoryLimit:
         override = self.history_overrides.get(stream)

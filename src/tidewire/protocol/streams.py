@@ -205,12 +205,14 @@ SEVERITY_ALIASES: dict[str, str] = {
 def snapshot_key(spec: StreamSpec, message: DataMessage) -> str:
     """The unit in which a stream keeps last values and conflates: newer replaces older.
 
-    Positions are kept per portfolio *and* symbol (a portfolio holds many positions);
+    Positions are kept per portfolio, strategy and symbol (a portfolio holds many positions);
     market data per symbol *and* data_type (a bar must not be replaced by a quote).
     """
     if spec.name == "position_updates":
+        # A portfolio holds a position per symbol, and per strategy where several
+        # strategies trade one symbol in one account (NautilusTrader does).
         symbol = message.symbol or message.data.get("symbol")
-        return f"{message.key}\x1f{symbol}"
+        return f"{message.key}\x1f{message.strategy_id or ''}\x1f{symbol}"
     if message.data_type is not None:
         return f"{message.key}\x1f{message.data_type}"
     return message.key

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tidewire import __version__
 from tidewire.brokers.base import Broker, BrokerUnavailable, PublishOutcome
@@ -22,6 +22,9 @@ from tidewire.protocol.streams import STREAMS
 from tidewire.server.control import BROADCAST_PREFIX, ControlPlane
 from tidewire.server.dataplane import DataPlane
 from tidewire.settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from tidewire.sources.nautilus import NautilusSource
 
 log = logging.getLogger("tidewire.gateway")
 
@@ -65,6 +68,8 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._background: list[Any] = []
+        self.nautilus: NautilusSource | None = None
+        """The NautilusTrader source, when `settings.nautilus_url` is set."""
         self.hub: Hub
         self.data_plane: DataPlane
         self.control_plane: ControlPlane
@@ -121,6 +126,21 @@ class Gateway:
             simulator = MarketSimulator(self.broker.publish, rate=settings.simulator_rate)
             self._background.append(simulator)
             simulator.start()
+        if settings.nautilus_url:
+            from tidewire.sources.nautilus import NautilusConfig, NautilusSource
+
+            self.nautilus = NautilusSource(
+                self.broker.publish,
+                NautilusConfig(
+                    url=settings.nautilus_url,
+                    streams=tuple(settings.nautilus_streams),
+                    offsets_key=settings.nautilus_offsets_key or None,
+                    portfolio_field=settings.nautilus_portfolio_field,
+                    start_from=settings.nautilus_start_from,
+                ),
+            )
+            self._background.append(self.nautilus)
+            self.nautilus.start()
         log.info("tidewire %s serving %s (control %s)", __version__, self.url, self.internal_url)
 
     async def stop(self, code: int = CloseCode.GOING_AWAY) -> None:
@@ -183,7 +203,9 @@ class Gateway:
 
     def stats(self) -> dict[str, Any]:
         counters = self.hub.counters
+        sources = {} if self.nautilus is None else {"nautilus": self.nautilus.stats()}
         return {
+            **sources,
             "version": __version__,
             "uptime_seconds": round(self.clock() - self.started_at, 3),
             "connections": len(self.hub.connections),

@@ -47,6 +47,8 @@ class StreamReader:
         self.positions: dict[str, str] = {}
         """Last entry id processed (or to start after) per stream key being read."""
         self._dirty: dict[str, str] = {}
+        self.not_streams: set[str] = set()
+        """Configured keys that hold something else than a stream (never read)."""
 
     async def clock_offset(self) -> float:
         """Redis's clock minus ours, in seconds (entry ids are Redis's clock)."""
@@ -67,7 +69,15 @@ class StreamReader:
         found: dict[str, None] = {}
         for configured in self.config.streams:
             if not is_pattern(configured):
-                found.setdefault(configured)
+                if configured in self.positions or configured in self.not_streams:
+                    continue
+                # A key that does not exist yet is followed (XREAD waits for it); one of
+                # another type would fail every XREAD, so it is left out (and reported).
+                kind = _str(await call(self.client.type(configured)))
+                if kind in ("stream", "none"):
+                    found.setdefault(configured)
+                else:
+                    self.not_streams.add(configured)
                 continue
             cursor: Any = 0
             while True:

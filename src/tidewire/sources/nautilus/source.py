@@ -51,6 +51,8 @@ __all__ = ["NautilusSource", "Publish"]
 
 Publish = Callable[[DataMessage], Awaitable[object]]
 log = logging.getLogger(__name__)
+SCAN_BUDGET = 50
+"""The next scan for new streams waits at least this many times the last one's duration."""
 
 
 class NautilusSource:
@@ -85,6 +87,8 @@ class NautilusSource:
         self._reader: StreamReader | None = None
         self._stored: dict[str, str] | None = None
         self._discovered_at = float("-inf")
+        self._discover_every = self.config.discover_interval
+        self._reported_not_streams: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,7 +170,7 @@ class NautilusSource:
     async def _session(self, client: aioredis.Redis) -> NoReturn:
         previous = self._reader
         reader = StreamReader(client, self.config)
-        if previous is not None:
+        if previous is not None and self.warmed_up:  # else the warm-up starts over
             reader.positions.update(previous.positions)
         self.feed.clock_offset = await reader.clock_offset()
         self._reader = reader
@@ -225,19 +229,27 @@ class NautilusSource:
         log.info("nautilus: reading %d streams from %s", len(reader.positions), self.config.url)
 
     async def _discover(self, reader: StreamReader) -> None:
-        if time.monotonic() - self._discovered_at < self.config.discover_interval:
+        started = time.monotonic()
+        if started - self._discovered_at < self._discover_every:
             return
+        found = await reader.discover()
         self._discovered_at = time.monotonic()
-        for stream in await reader.discover():
+        # SCAN walks the whole keyspace: keep it to ~2% of the time on a big one.
+        spent = self._discovered_at - started
+        self._discover_every = max(self.config.discover_interval, spent * SCAN_BUDGET)
+        for key in reader.not_streams - self._reported_not_streams:
+            log.error("nautilus: %s is not a stream: not read", key)
+            self._reported_not_streams.add(key)
+        for stream in found:
             # A stream that appeared while we run is read from its first entry: it is new.
             start = (self._stored or {}).get(stream, "0-0")
             reader.follow(stream, start)
             log.info("nautilus: following new stream %s", stream)
 
     async def _lost(self, reason: str) -> None:
-        self.last_error = reason
-        if self.connected or self._reader is None:
+        if self.connected or self.last_error is None:  # once per outage
             log.warning("nautilus: Redis unreachable (%s); retrying with backoff", reason)
+        self.last_error = reason
         self.connected = False
         await self._send(self.feed.unreachable(reason, self._clock()))
 
