@@ -48,6 +48,12 @@ class GatewaySettings(BaseSettings):
         ge=1024,
         description="bytes queued for one connection before it is closed with 4008",
     )
+    socket_send_buffer: int = Field(
+        262_144,
+        ge=0,
+        description="SO_SNDBUF of client sockets in bytes (0: the kernel's autotuning); "
+        "bounds how much a client that stopped reading absorbs before it counts as behind",
+    )
     stall_timeout: float = Field(
         30.0,
         gt=0,

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -119,6 +121,13 @@ class _ClientListener(WSListener):
         # pause_writing fires above this mark, and only then does the hub check for a slow
         # consumer, so it must sit below the outbox limit.
         raw.set_write_buffer_limits(high=min(65536, self._plane.settings.max_outbox_bytes // 2))
+        sock = raw.get_extra_info("socket")
+        send_buffer = self._plane.settings.socket_send_buffer
+        if sock is not None and send_buffer:
+            # A bounded kernel send buffer: otherwise Linux autotunes it to megabytes, and a
+            # client that stops reading is noticed (paused, conflated, cut off) only after
+            # those megabytes went out at its stream's rate.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         peer = raw.get_extra_info("peername")
         self.connection = self._plane.open(self, self._fmt, self._path, self._batch_ms, peer)
 
@@ -186,6 +195,11 @@ class _ClientListener(WSListener):
 
     def _abort(self) -> None:
         if self._ws is not None and not self._ws.is_disconnected:
+            sock = self._raw.get_extra_info("socket") if self._raw is not None else None
+            if sock is not None:
+                # Linger 0: the kernel drops what the peer never read (a reset), instead of
+                # keeping it for as long as the peer acknowledges zero-window probes.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self._ws.disconnect(graceful=False)
 
 
@@ -224,6 +238,9 @@ class DataPlane:
             # Plain asyncio transports: aiofastnet's cost ~5 KiB more per idle connection
             # for no CPU gain measured here (BENCHMARKS.md).
             use_aiofastnet=False,
+            # A resume storm reconnects thousands of clients at once: asyncio's default
+            # backlog of 100 overflows and makes them wait for a SYN retransmission.
+            backlog=2048,
             # Several worker processes share the client port only when asked (--workers):
             # by default a second gateway on the same port must fail, not split the traffic.
             reuse_port=self.settings.reuse_port,
