@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tidewire.protocol.messages import DataMessage, StreamPosition
-from tidewire.protocol.streams import STREAMS, StreamSpec, keeps_last_values, snapshot_key
+from tidewire.protocol.streams import keeps_last_values, snapshot_key
 
 __all__ = [
     "Broker",
@@ -130,7 +130,3 @@ class Broker(Protocol):
     async def lag(self) -> dict[str, int]:
         """Per stream, messages the broker holds that this node has not delivered yet."""
         ...
-
-
-def stream_spec(name: str) -> StreamSpec:
-    return STREAMS[name]

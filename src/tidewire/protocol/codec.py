@@ -52,7 +52,6 @@ ENCODE = tuple(encoder.encode for encoder in _ENCODERS)
 
 _json_decoder = msgspec.json.Decoder()
 _msgpack_decoder = msgspec.msgpack.Decoder()
-_command_converter_type = ClientCommand
 
 
 def encode(obj: Any, wire_format: WireFormat) -> bytes:
@@ -113,7 +112,7 @@ def to_command(raw: dict[str, Any]) -> ClientCommand:
             {"type": command_type},
         )
     try:
-        command: ClientCommand = msgspec.convert(cmd, _command_converter_type)
+        command: ClientCommand = msgspec.convert(cmd, ClientCommand)
         return command
     except msgspec.ValidationError as exc:
         raise ProtocolError(
