@@ -234,7 +234,10 @@ def seqs(connection: Connection) -> list[tuple[str, int]]:
 # ------------------------------------------------------------------ connections and subscriptions
 
 _connection_ids = itertools.count(1)
-ANONYMOUS_SUBSCRIBER = Principal(user_id=None, roles=frozenset({ROLE_SUBSCRIBER}))
+ANONYMOUS_SUBSCRIBER = Principal(
+    user_id=None, roles=frozenset({ROLE_SUBSCRIBER}), portfolios=None, open_access=True
+)
+"""The principal of every connection while authentication is off."""
 
 
 def connection(

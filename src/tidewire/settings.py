@@ -6,9 +6,10 @@ Read from the environment with the prefix `TIDEWIRE_` (for example
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tidewire.brokers.base import HistoryLimit
@@ -82,7 +83,75 @@ class GatewaySettings(BaseSettings):
     )
     anonymous_roles: frozenset[str] = Field(
         frozenset({"subscriber"}),
-        description="roles of a connection without a token: subscriber, publisher",
+        description="roles of every connection while authentication is off (no key "
+        "configured): subscriber, publisher",
+    )
+    max_publish_rate: float = Field(
+        5000.0, gt=0, description="messages per second one publisher may publish (429 past it)"
+    )
+    publish_burst: int = Field(
+        10_000, ge=1, description="messages a publisher may publish at once before the rate applies"
+    )
+
+    # Authentication (README "Securing a deployment"): on as soon as a key is configured.
+    jwt_secret: SecretStr | None = Field(
+        None, description="HMAC key for HS256/384/512 tokens (at least 32 bytes)"
+    )
+    jwt_public_key_file: Path | None = Field(
+        None, description="PEM public key for RS256/384/512 or ES256/384/512 tokens"
+    )
+    jwt_jwks_file: Path | None = Field(
+        None, description="JWKS file (RSA and EC public keys); the token's `kid` picks the key"
+    )
+    jwt_algorithms: list[str] | None = Field(
+        None,
+        description="accepted `alg` values; default: the family of each configured key "
+        "(HS256 for a secret, RS256 or ES256 for a public key, the JWKS keys' algorithms)",
+    )
+    jwt_audience: str | None = Field(None, description="required `aud` when set")
+    jwt_issuer: str | None = Field(None, description="required `iss` when set")
+    jwt_leeway: float = Field(
+        10.0, ge=0, le=300, description="seconds of clock skew allowed on exp, nbf and iat"
+    )
+    jwt_denylist: frozenset[str] = Field(
+        frozenset(), description="`jti` values refused (revoked tokens)"
+    )
+    jwt_denylist_file: Path | None = Field(
+        None, description="file of revoked `jti` values, one per line, re-read when it changes"
+    )
+    auth_timeout: float = Field(
+        5.0, gt=0, description="seconds a connection without a token has to send `auth`"
+    )
+    auth_query_token: bool = Field(
+        False, description="accept ?token= on the WebSocket URL (URLs end up in proxy logs)"
+    )
+
+    # Browser-facing defences
+    allowed_origins: list[str] | None = Field(
+        None,
+        description="Origins allowed to open WebSocket connections ('*': any); default: the "
+        "dashboard's own origins (allowed_hosts on the control port); no Origin is always allowed",
+    )
+    allowed_hosts: list[str] | None = Field(
+        None,
+        description="Host header values the control plane serves (DNS rebinding); default: "
+        "127.0.0.1, localhost, ::1 and internal_host",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the control plane (CORS)"
+    )
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain: TLS on both ports")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file")
+
+    # Limits tied to identity (per gateway process)
+    max_connections_per_user: int = Field(
+        200, ge=1, description="connections of one user (token `sub`); past it: close 4009"
+    )
+    max_connections_per_address: int = Field(
+        10_000, ge=1, description="connections from one remote IP address; past it: close 4009"
+    )
+    max_subscriptions_per_user: int = Field(
+        1000, ge=1, description="subscriptions of one user across its connections"
     )
 
     # Broker
@@ -120,6 +189,22 @@ class GatewaySettings(BaseSettings):
     nautilus_start_from: Literal["earliest", "latest"] = Field(
         "earliest", description="where to start in a stream with no stored position"
     )
+
+    @field_validator("jwt_algorithms", mode="after")
+    @classmethod
+    def _no_alg_none(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(alg.lower() == "none" for alg in value):
+            raise ValueError("the 'none' algorithm cannot be accepted")
+        return value
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether connections and API calls need a token (a key is configured)."""
+        return bool(self.jwt_secret or self.jwt_public_key_file or self.jwt_jwks_file)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
 
     def history_limit(self, stream: str) -> HistoryLimit:
         override = self.history_overrides.get(stream)

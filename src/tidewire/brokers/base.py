@@ -17,6 +17,7 @@ __all__ = [
     "Broker",
     "BrokerUnavailable",
     "Consumer",
+    "ControlListener",
     "HistoryLimit",
     "PublishOutcome",
     "Snapshot",
@@ -26,6 +27,9 @@ __all__ = [
 
 Consumer = Callable[[DataMessage], None]
 """Called once per sequenced message, in seq order per stream, on the node's event loop."""
+
+ControlListener = Callable[[dict[str, str]], None]
+"""Called with each control command (e.g. disconnect a user) published by any node."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,16 @@ class Broker(Protocol):
 
         Live subscribers of that stream missed whatever history was lost; the gateway
         sends them to recover (where they learn `recovered: false`)."""
+        ...
+
+    def set_control_listener(self, listener: ControlListener) -> None:
+        """Register the callback of control commands; set before `start`."""
+        ...
+
+    async def publish_control(self, command: dict[str, str]) -> None:
+        """Deliver a control command to every node started on this broker, this one
+        included, once each while it runs (a node that is briefly cut off from Redis gets
+        it when it reconnects). Raises BrokerUnavailable."""
         ...
 
     async def start(self) -> None: ...

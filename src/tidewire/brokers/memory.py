@@ -16,6 +16,7 @@ import msgspec
 
 from tidewire.brokers.base import (
     Consumer,
+    ControlListener,
     HistoryLimit,
     PublishOutcome,
     Snapshot,
@@ -68,6 +69,7 @@ class MemoryBroker:
             for name, spec in STREAMS.items()
         }
         self._consumer: Consumer | None = None
+        self._control_listener: ControlListener | None = None
         self._window = idempotency_window
         self._max_ids = idempotency_max_ids
         # message_id -> (expiry, sequenced message), oldest first.
@@ -75,6 +77,13 @@ class MemoryBroker:
 
     def set_consumer(self, consumer: Consumer) -> None:
         self._consumer = consumer
+
+    def set_control_listener(self, listener: ControlListener) -> None:
+        self._control_listener = listener
+
+    async def publish_control(self, command: dict[str, str]) -> None:
+        if self._control_listener is not None:
+            self._control_listener(dict(command))
 
     def set_epoch_listener(self, listener: Callable[[str], None]) -> None:
         """Epochs never change while the process runs: nothing to listen to."""

@@ -43,6 +43,7 @@ from redis.exceptions import RedisError
 from tidewire.brokers.base import (
     BrokerUnavailable,
     Consumer,
+    ControlListener,
     HistoryLimit,
     PublishOutcome,
     Snapshot,
@@ -58,6 +59,7 @@ log = logging.getLogger("tidewire.brokers.redis")
 DEFAULT_PREFIX = "tw"
 READ_BLOCK_MS = 1000
 READ_BATCH = 1000
+CONTROL_STREAM_LENGTH = 1000
 RECONNECT_DELAY_MAX = 2.0
 CLOSE_TIMEOUT = 5.0
 
@@ -99,6 +101,9 @@ class RedisBroker:
         self._probe_key = f"{prefix}:probe"
         self._probes: dict[bytes, asyncio.Future[None]] = {}
         self._probe_cursor = "0-0"
+        self._control_key = f"{prefix}:control"
+        self._control_cursor = "0-0"
+        self._control_listener: ControlListener | None = None
         self._client: aioredis.Redis | None = None
         self._reader_client: aioredis.Redis | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -119,6 +124,21 @@ class RedisBroker:
     def set_epoch_listener(self, listener: EpochListener) -> None:
         self._epoch_listener = listener
 
+    def set_control_listener(self, listener: ControlListener) -> None:
+        self._control_listener = listener
+
+    async def publish_control(self, command: dict[str, str]) -> None:
+        """XADD to the control stream that every node's reader follows (from where it
+        started, so a node that reconnects after a blip still gets what it missed)."""
+        await self._call(
+            self._require_client().xadd(
+                self._control_key,
+                {name: value for name, value in command.items()},
+                maxlen=CONTROL_STREAM_LENGTH,
+                approximate=True,
+            )
+        )
+
     async def start(self) -> None:
         """Connect, learn every stream's position, start reading. Raises BrokerUnavailable."""
         # socket_timeout=None: see the module docstring; `_call` bounds every call instead.
@@ -138,11 +158,14 @@ class RedisBroker:
             for stream in STREAMS:
                 self._positions[stream] = await self._head(stream)
             newest: Any = await self._call(self._client.xrevrange(self._probe_key, count=1))
+            control: Any = await self._call(self._client.xrevrange(self._control_key, count=1))
         except BrokerUnavailable:
             await self.close()
             raise
-        # Probes are read from here on; "$" on every XREAD would miss one sent in between.
+        # Probes and control commands are read from here on; "$" on every XREAD would miss
+        # one sent in between.
         self._probe_cursor = _text(newest[0][0]) if newest else "0-0"
+        self._control_cursor = _text(control[0][0]) if control else "0-0"
         self.connected = True
         self.last_read = time.monotonic()
         self._reader = asyncio.get_running_loop().create_task(self._read_forever())
@@ -328,6 +351,7 @@ class RedisBroker:
             for stream, position in self._positions.items()
         }
         streams[self._probe_key] = self._probe_cursor
+        streams[self._control_key] = self._control_cursor
         return await self._call(
             self._reader_client.xread(streams, count=READ_BATCH, block=READ_BLOCK_MS),
             self._timeout + READ_BLOCK_MS / 1000,
@@ -335,9 +359,13 @@ class RedisBroker:
 
     def _deliver(self, response: Any) -> None:
         probe_key = self._probe_key.encode()
+        control_key = self._control_key.encode()
         for key, entries in response:
             if key == probe_key:
                 self._probe_seen(entries)
+                continue
+            if key == control_key:
+                self._control_seen(entries)
                 continue
             stream = self._stream_of_key[key]
             for entry_id, fields in entries:
@@ -366,6 +394,17 @@ class RedisBroker:
             future = self._probes.get(fields.get(b"token", b""))
             if future is not None and not future.done():
                 future.set_result(None)
+
+    def _control_seen(self, entries: Any) -> None:
+        for entry_id, fields in entries:
+            self._control_cursor = entry_id.decode()
+            if self._control_listener is None:
+                continue
+            command = {_text(k): _text(v) for k, v in fields.items()}
+            try:
+                self._control_listener(command)
+            except Exception:
+                log.exception("control command %r failed", command.get("op"))
 
     async def _check_epochs(self) -> None:
         for stream, position in list(self._positions.items()):

@@ -17,7 +17,14 @@ from tidewire.brokers.base import Broker, BrokerUnavailable
 from tidewire.core import recovery
 from tidewire.core.auth import Authenticator
 from tidewire.core.connection import Connection
+from tidewire.core.entitlements import (
+    authorize_publish,
+    authorize_subscribe,
+    message_check,
+    still_covers,
+)
 from tidewire.core.hub import Hub
+from tidewire.core.quotas import PublishRates
 from tidewire.core.subscription import Subscription
 from tidewire.protocol.codec import decode_object, message_id_of, to_command
 from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
@@ -44,6 +51,7 @@ from tidewire.protocol.messages import (
     Subscriptions,
     Unsubscribe,
     UnsubscriptionConfirmed,
+    iso_of,
     now_iso,
 )
 from tidewire.protocol.streams import resolve_stream
@@ -60,6 +68,24 @@ class CommandLimits:
     max_subscriptions: int
     max_message_bytes: int
     max_filter_values: int
+    max_subscriptions_per_user: int = 1000
+    max_connections_per_user: int = 200
+    jwt_leeway: float = 0.0
+
+
+def rate_limited(rates: PublishRates, wait: float) -> ProtocolError:
+    """The error of a publish past its publisher's budget (REST: 429 with Retry-After)."""
+    if wait == float("inf"):
+        return ProtocolError(
+            ErrorCode.RATE_LIMITED,
+            f"more messages at once than the publish burst of {rates.burst}",
+            {"limit": rates.burst},
+        )
+    return ProtocolError(
+        ErrorCode.RATE_LIMITED,
+        f"publish rate above {rates.rate:g} messages/s; retry in {wait:.3f} s",
+        {"retry_after": round(wait, 3), "limit": rates.rate},
+    )
 
 
 class CommandHandler:
@@ -73,10 +99,13 @@ class CommandHandler:
         limits: CommandLimits,
         clock: Callable[[], float],
         spawn: Callable[[Coroutine[Any, Any, None]], None] | None = None,
+        publish_rates: PublishRates | None = None,
     ) -> None:
         """`spawn` runs the asynchronous part of a command (a snapshot or replay fetch, a
-        publish); by default a task on the running loop."""
+        publish); by default a task on the running loop. `publish_rates`: the per-publisher
+        budget shared with the REST API (None: unlimited)."""
         self.hub = hub
+        self.publish_rates = publish_rates
         self.broker = broker
         self.authenticator = authenticator
         self.limits = limits
@@ -114,6 +143,18 @@ class CommandHandler:
             command = to_command(raw)
         except ProtocolError as exc:
             self._error(connection, exc, correlation_id)
+            return
+        principal = connection.principal
+        if not (principal.authenticated or principal.open_access) and not isinstance(
+            command, Auth | Ping
+        ):
+            # Until a token is presented only `auth` and `ping` are served: an unknown
+            # caller gets no data, no positions and no subscription slots.
+            self._error(
+                connection,
+                ProtocolError(ErrorCode.UNAUTHORIZED, "authenticate first: send auth {token}"),
+                correlation_id,
+            )
             return
         try:
             self._handle(connection, command)
@@ -267,6 +308,14 @@ class CommandHandler:
                 f"at most {self.limits.max_subscriptions} subscriptions per connection",
                 {"limit": self.limits.max_subscriptions},
             )
+        user = connection.user_id
+        per_user = self.limits.max_subscriptions_per_user
+        if user is not None and self.hub.ledger.subscription_count(user) >= per_user:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                f"at most {per_user} subscriptions per user across its connections",
+                {"limit": per_user},
+            )
         rate_limit = command.rate_limit
         if rate_limit is not None:
             if spec.reliable:
@@ -279,11 +328,18 @@ class CommandHandler:
                 raise ProtocolError(
                     ErrorCode.INVALID_RATE_LIMIT, "rate_limit must be a positive number"
                 )
-        self.authenticator.authorize_subscribe(connection.principal, spec, filters)
+        principal = connection.principal
+        filters = authorize_subscribe(principal, spec, filters)
         if subscription_id is None:
             subscription_id = self._free_subscription_id(connection)
         return Subscription(
-            connection, subscription_id, spec, filters, now_iso(), rate_limit=rate_limit
+            connection,
+            subscription_id,
+            spec,
+            filters,
+            now_iso(),
+            rate_limit=rate_limit,
+            reader=message_check(principal, spec),
         )
 
     @staticmethod
@@ -334,9 +390,12 @@ class CommandHandler:
 
     def _publish(self, connection: Connection, command: Publish) -> None:
         message = build_data_message(command.message, default_source="ws")
-        spec = resolve_stream(message.stream)
-        assert spec is not None
-        self.authenticator.authorize_publish(connection.principal, spec)
+        authorize_publish(connection.principal, message)
+        if self.publish_rates is not None:
+            publisher = connection.user_id or f"address:{connection.address}"
+            wait = self.publish_rates.take(publisher, 1, self._clock())
+            if wait:
+                raise rate_limited(self.publish_rates, wait)
         self._spawn(self._publish_and_ack(connection, command.message_id, message))
 
     async def _publish_and_ack(
@@ -364,22 +423,66 @@ class CommandHandler:
         )
 
     def _auth(self, connection: Connection, command: Auth | Refresh) -> None:
+        """`auth` (the first token of a connection) and `refresh` (a newer one).
+
+        A failed `auth` on a connection without a token closes it with 4001; a failed
+        `refresh` is an error reply and the current token stays until it expires. A new
+        token must name the same user; subscriptions it no longer grants end, each with a
+        `subscription_error` (forbidden).
+        """
+        if not self.authenticator.required:
+            self.hub.send(
+                connection, AuthOk(correlation_id=command.message_id, user_id="anonymous")
+            )
+            return
+        current = connection.principal
         try:
             principal = self.authenticator.authenticate(command.token)
-        except ProtocolError:
-            if isinstance(command, Auth):
-                self.hub.close(connection, CloseCode.AUTH_FAILED, "authentication failed")
+        except ProtocolError as exc:
+            if not current.authenticated:
+                self.hub.close(connection, CloseCode.AUTH_FAILED, exc.message)
                 return
             raise
-        connection.principal = principal
+        assert principal.user_id is not None
+        if current.authenticated and principal.user_id != current.user_id:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, "a new token must be for the connection's own user"
+            )
+        if not current.authenticated:
+            limit = self.limits.max_connections_per_user
+            if self.hub.ledger.user_count(principal.user_id) >= limit:
+                self.hub.close(
+                    connection,
+                    CloseCode.TOO_MANY_CONNECTIONS,
+                    f"more than {limit} connections for this user",
+                )
+                return
+        ended = [
+            s
+            for s in connection.subscriptions.values()
+            if not still_covers(principal, current, s.spec, s.filters)
+        ]
+        self.hub.identify(connection, principal)
         self.hub.send(
             connection,
             AuthOk(
                 correlation_id=command.message_id,
-                user_id=principal.user_id or "anonymous",
-                expires_at=principal.expires_at,
+                user_id=principal.user_id,
+                expires_at=iso_of(principal.expires_at),
             ),
         )
+        for subscription in ended:
+            self.hub.remove_subscription(subscription)
+            self.hub.send(
+                connection,
+                SubscriptionError(
+                    subscription_id=subscription.subscription_id,
+                    error_code=ErrorCode.FORBIDDEN.value,
+                    error_message=f"the new token no longer grants subscription "
+                    f"{subscription.subscription_id} ({subscription.spec.name}): it ended",
+                    retryable=False,
+                ),
+            )
 
     def _error(
         self, connection: Connection, exc: ProtocolError, correlation_id: str | None

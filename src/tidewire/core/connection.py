@@ -44,6 +44,8 @@ class Connection:
     """One WebSocket client of this gateway node."""
 
     __slots__ = (
+        "address",
+        "auth_deadline",
         "batch_ms",
         "bytes_received",
         "bytes_sent",
@@ -84,6 +86,8 @@ class Connection:
         remote: str = "",
         path: str = "/ws",
         batch_ms: int = 0,
+        address: str = "",
+        auth_deadline: float = 0.0,
     ) -> None:
         self.connection_id = connection_id
         self.transport = transport
@@ -98,6 +102,10 @@ class Connection:
         self.principal = principal
         self.inbound = inbound
         self.remote = remote
+        self.address = address
+        """The remote IP address (per-address connection limit)."""
+        self.auth_deadline = auth_deadline
+        """Monotonic time by which an unauthenticated connection must send `auth` (0: none)."""
         self.path = path
         self.batch_ms = batch_ms
         """0: frames are written once per event-loop iteration; N: one batch frame per N ms."""

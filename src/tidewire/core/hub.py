@@ -24,9 +24,11 @@ from dataclasses import dataclass
 
 import msgspec
 
+from tidewire.core.auth import Principal
 from tidewire.core.connection import Connection
 from tidewire.core.flusher import Flusher, Scheduler
 from tidewire.core.frames import build_frame
+from tidewire.core.quotas import IdentityLedger
 from tidewire.core.subscription import Subscription
 from tidewire.protocol.codec import ENCODE, WIRE_FORMATS, WireFormat
 from tidewire.protocol.errors import CloseCode
@@ -116,13 +118,24 @@ class Hub:
         self._held: list[tuple[Subscription, str, EncodedMessage]] | None = None
         """Messages throttled subscriptions held during the current dispatch."""
         self.counters = HubCounters()
+        self.ledger = IdentityLedger()
+        """Connections per user and address, subscriptions per user (the quotas)."""
         self.flusher = Flusher(scheduler, clock, self._check_backlog)
 
     # ------------------------------------------------------------------ connections
 
     def add_connection(self, connection: Connection) -> None:
         self.connections[connection.connection_id] = connection
+        self.ledger.opened(connection)
         self.counters.connections_opened += 1
+
+    def identify(self, connection: Connection, principal: Principal) -> None:
+        """Give `connection` a new principal (after `auth` or `refresh`; same user)."""
+        first = connection.user_id is None and principal.user_id is not None
+        connection.principal = principal
+        connection.auth_deadline = 0.0
+        if first and not connection.closed:
+            self.ledger.identified(connection)
 
     def remove_connection(self, connection: Connection) -> None:
         """Forget a connection that went away (idempotent)."""
@@ -130,6 +143,7 @@ class Hub:
             return
         for subscription in list(connection.subscriptions.values()):
             self.remove_subscription(subscription)
+        self.ledger.closed(connection)
         connection.closed = True
         self.counters.connections_closed += 1
 
@@ -161,6 +175,7 @@ class Hub:
     def add_subscription(self, subscription: Subscription) -> None:
         connection = subscription.connection
         connection.subscriptions[subscription.subscription_id] = subscription
+        self.ledger.subscription_added(connection.user_id)
         index = self._index.get(subscription.spec.name)
         if index is None:
             index = self._index[subscription.spec.name] = _StreamIndex()
@@ -171,7 +186,9 @@ class Hub:
                 index.by_key.setdefault(key, {})[subscription] = None
 
     def remove_subscription(self, subscription: Subscription) -> None:
-        subscription.connection.subscriptions.pop(subscription.subscription_id, None)
+        connection = subscription.connection
+        if connection.subscriptions.pop(subscription.subscription_id, None) is not None:
+            self.ledger.subscription_removed(connection.user_id)
         subscription.removed = True
         index = self._index.get(subscription.spec.name)
         if index is None:
@@ -263,13 +280,16 @@ class Hub:
     def broadcast(self, message: DataMessage) -> int:
         """Queue `message` for every open connection, subscribed or not; returns the count.
 
+        Connections that have not authenticated yet get nothing.
+
         Connections with a subscription that matches get it through `dispatch` when the
         broker delivers it, so they are skipped here: each connection gets it once.
         """
         encoded = EncodedMessage(message)
         recipients = 0
         for connection in self.connections.values():
-            if connection.closed:
+            principal = connection.principal
+            if connection.closed or not (principal.authenticated or principal.open_access):
                 continue
             recipients += 1
             if any(

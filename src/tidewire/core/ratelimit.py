@@ -18,6 +18,10 @@ class TokenBucket:
         self._tokens = burst
         self._stamp = now
 
+    def tokens(self, now: float) -> float:
+        """Tokens available at `now`."""
+        return min(self.burst, self._tokens + max(0.0, now - self._stamp) * self.rate)
+
     def take(self, now: float, tokens: float = 1.0) -> bool:
         """Spend `tokens` if available; False (and nothing spent) when the bucket is short."""
         elapsed = now - self._stamp

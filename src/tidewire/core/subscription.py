@@ -10,6 +10,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tidewire.core.auth import Principal
+from tidewire.core.entitlements import readable
 from tidewire.core.throttle import Throttle
 from tidewire.protocol.messages import DataMessage, Filters, SubscriptionInfo
 from tidewire.protocol.streams import (
@@ -75,6 +77,7 @@ class Subscription:
         "messages_delivered",
         "plain",
         "rate_limit",
+        "reader",
         "removed",
         "spec",
         "subscription_id",
@@ -89,7 +92,10 @@ class Subscription:
         filters: Filters,
         created_at: str,
         rate_limit: float | None = None,
+        reader: Principal | None = None,
     ) -> None:
+        """`reader`: the principal each message must be readable by
+        (`entitlements.message_check`); None when the filters and the index guarantee it."""
         self.connection = connection
         self.subscription_id = subscription_id
         self.spec = spec
@@ -129,8 +135,10 @@ class Subscription:
         )
         self._min_price = filters.min_price
         self._max_price = filters.max_price
+        self.reader = reader
         self.plain = (
-            not checks
+            reader is None
+            and not checks
             and self._min_severity is None
             and (self._min_price is None and self._max_price is None)
         )
@@ -141,6 +149,8 @@ class Subscription:
 
         A filter matches only a message that carries its field with an allowed value.
         """
+        if self.reader is not None and not readable(self.reader, message):
+            return False
         for field, allowed in self._value_checks:
             if field_value(message, field) not in allowed:
                 return False

@@ -40,6 +40,13 @@ _id_prefix = os.urandom(4).hex()
 _id_counter = 0
 
 
+def iso_of(unix_seconds: float | None) -> str | None:
+    """Unix seconds as ISO-8601 UTC (`2026-12-03T18:00:00Z`), None for None."""
+    if unix_seconds is None:
+        return None
+    return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def new_message_id() -> str:
     """A message id unique across processes: random process prefix plus a counter."""
     global _id_counter
@@ -100,6 +107,9 @@ class DataMessage(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True)
     risk_type: str | None = None
     engine_id: str | None = None
     component: str | None = None
+    broadcast: bool = False
+    """An operator notice (POST /api/broadcast) that every connected client receives,
+    subscribed or not. Only the control plane sets it: producers cannot."""
 
 
 TOP_LEVEL_FIELDS: tuple[str, ...] = (
@@ -226,6 +236,11 @@ class ConnectionEstablished(Reply, tag="connection_established"):
     """Seconds of silence after which the server sends `heartbeat`."""
     limits: Limits
     user_id: str | None = None
+    auth_required: bool = False
+    """True: this connection has no token yet and must send `auth` within `auth_timeout`
+    seconds; only `auth` and `ping` are answered until then."""
+    expires_at: str | None = None
+    """When the connection's token expires (ISO-8601): send `refresh` before then."""
 
 
 class SubscriptionConfirmed(Reply, tag="subscription_confirmed"):

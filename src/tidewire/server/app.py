@@ -5,21 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
 from tidewire import __version__
 from tidewire.brokers.base import Broker, BrokerUnavailable, PublishOutcome
 from tidewire.brokers.memory import MemoryBroker
-from tidewire.core.auth import AnonymousAuthenticator, Authenticator
+from tidewire.core import expiry
+from tidewire.core.auth import Authenticator
 from tidewire.core.commands import CommandHandler, CommandLimits
 from tidewire.core.heartbeats import sweep
 from tidewire.core.hub import Hub
+from tidewire.core.quotas import PublishRates
 from tidewire.protocol.errors import CloseCode
 from tidewire.protocol.ingest import build_data_message
 from tidewire.protocol.messages import DataMessage
 from tidewire.protocol.streams import STREAMS
-from tidewire.server.control import BROADCAST_PREFIX, ControlPlane
+from tidewire.security.browser import default_hosts, default_origins
+from tidewire.security.tls import server_context
+from tidewire.security.tokens import build_authenticator
+from tidewire.server.control import ControlPlane
 from tidewire.server.dataplane import DataPlane
 from tidewire.settings import GatewaySettings
 
@@ -61,7 +68,23 @@ class Gateway:
     ) -> None:
         self.settings = settings or GatewaySettings()
         self.broker: Broker = broker or make_broker(self.settings)
-        self.authenticator = authenticator or AnonymousAuthenticator(self.settings.anonymous_roles)
+        self.authenticator = authenticator or build_authenticator(self.settings)
+        self.publish_rates = PublishRates(
+            self.settings.max_publish_rate, self.settings.publish_burst
+        )
+        """One budget per publisher, shared by WebSocket `publish` and POST /api/publish."""
+        self.ssl: ssl.SSLContext | None = (
+            server_context(self.settings.tls_cert_file, self.settings.tls_key_file)
+            if self.settings.tls_cert_file is not None
+            else None
+        )
+        self.node_id = os.urandom(6).hex()
+        """Names this node in control commands (it skips the ones it sent itself)."""
+        self.allowed_hosts = (
+            frozenset(h.lower() for h in self.settings.allowed_hosts)
+            if self.settings.allowed_hosts is not None
+            else default_hosts(self.settings.internal_host)
+        )
         self.clock = time.monotonic
         self.started_at = 0.0
         self.running = False
@@ -86,11 +109,21 @@ class Gateway:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.settings.host}:{self.port}/ws"
+        scheme = "wss" if self.ssl else "ws"
+        return f"{scheme}://{self.settings.host}:{self.port}/ws"
 
     @property
     def internal_url(self) -> str:
-        return f"http://{self.settings.internal_host}:{self.internal_port}"
+        scheme = "https" if self.ssl else "http"
+        return f"{scheme}://{self.settings.internal_host}:{self.internal_port}"
+
+    def allowed_origins(self) -> frozenset[str]:
+        """Origins whose pages may open WebSocket connections (see `allowed_origins`)."""
+        configured = self.settings.allowed_origins
+        if configured is not None:
+            return frozenset(o.rstrip("/").lower() for o in configured)
+        port = self.control_plane.port if hasattr(self, "control_plane") else 0
+        return default_origins(self.allowed_hosts, port, self.ssl is not None)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -107,13 +140,25 @@ class Gateway:
                 max_subscriptions=settings.max_subscriptions,
                 max_message_bytes=settings.max_message_bytes,
                 max_filter_values=settings.max_filter_values,
+                max_subscriptions_per_user=settings.max_subscriptions_per_user,
+                max_connections_per_user=settings.max_connections_per_user,
             ),
             clock=self.clock,
+            publish_rates=self.publish_rates,
         )
         self.broker.set_consumer(self._consume)
         self.broker.set_epoch_listener(self._history_lost)
+        self.broker.set_control_listener(self._control)
         await self.broker.start()
-        self.data_plane = DataPlane(settings, self.hub, commands, self.authenticator, self.clock)
+        self.data_plane = DataPlane(
+            settings,
+            self.hub,
+            commands,
+            self.authenticator,
+            self.clock,
+            allowed_origins=self.allowed_origins,
+            ssl=self.ssl,
+        )
         await self.data_plane.start()
         self.control_plane = ControlPlane(self)
         await self.control_plane.start()
@@ -169,8 +214,32 @@ class Gateway:
     def _consume(self, message: DataMessage) -> None:
         """Broker delivery: fan-out, and operator notices to every client of this node."""
         self.hub.dispatch(message)
-        if message.stream == "events" and message.message_id.startswith(BROADCAST_PREFIX):
+        if message.broadcast:
             self.hub.broadcast(message)
+
+    async def disconnect_user(self, user_id: str) -> int:
+        """Close every connection of `user_id` on every node with 4003; returns how many
+        this node closed. Raises BrokerUnavailable (then only this node's are closed)."""
+        closed = self._close_user(user_id)
+        await self.broker.publish_control(
+            {"op": "disconnect_user", "user_id": user_id, "node": self.node_id}
+        )
+        return closed
+
+    def _close_user(self, user_id: str) -> int:
+        connections = self.hub.ledger.connections_of(user_id)
+        for connection in connections:
+            self.hub.close(connection, CloseCode.FORBIDDEN, "disconnected by an operator")
+        if connections:
+            log.info("closed %d connection(s) of user %s", len(connections), user_id)
+        return len(connections)
+
+    def _control(self, command: dict[str, str]) -> None:
+        """A control command from the broker (sent by any node, this one included)."""
+        if command.get("node") == self.node_id:
+            return  # applied when it was sent
+        if command.get("op") == "disconnect_user" and command.get("user_id"):
+            self._close_user(command["user_id"])
 
     async def readiness_problems(self) -> list[str]:
         """Why this node should not get traffic now; empty when it is ready."""
@@ -229,7 +298,15 @@ class Gateway:
 
     async def _heartbeats(self) -> None:
         settings = self.settings
-        period = min(MAX_TICK_SECONDS, settings.heartbeat_interval / 2, settings.stall_timeout / 2)
+        period = min(
+            MAX_TICK_SECONDS,
+            settings.heartbeat_interval / 2,
+            settings.stall_timeout / 2,
+            settings.auth_timeout / 2,
+        )
         while True:
             await asyncio.sleep(period)
-            sweep(self.hub, self.clock(), settings.heartbeat_interval, settings.heartbeat_timeout)
+            now = self.clock()
+            sweep(self.hub, now, settings.heartbeat_interval, settings.heartbeat_timeout)
+            if self.authenticator.required:
+                expiry.sweep(self.hub, now, time.time(), settings.jwt_leeway)

@@ -8,14 +8,15 @@ answer has the body `{error_code, error_message, details}` of PROTOCOL.md sectio
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
-import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, delete, get, post
+from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -24,6 +25,8 @@ from litestar.static_files import create_static_files_router
 
 from tidewire import __version__
 from tidewire.brokers.base import BrokerUnavailable
+from tidewire.core.commands import rate_limited
+from tidewire.core.entitlements import authorize_publish
 from tidewire.dashboard import STATIC_DIR
 from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from tidewire.protocol.ingest import build_data_message
@@ -36,13 +39,15 @@ from tidewire.protocol.messages import (
     StreamPosition,
 )
 from tidewire.protocol.streams import STREAMS
+from tidewire.security.browser import (
+    HttpGuard,
+    content_security_policy,
+    data_plane_origins,
+)
+from tidewire.server.api_access import access_guards, principal_of
 
 if TYPE_CHECKING:
     from tidewire.server.app import Gateway
-
-BROADCAST_PREFIX = "broadcast-"
-"""message_id prefix of operator notices (POST /api/broadcast): every node shows them to all
-of its clients when the broker delivers them."""
 
 
 class ConnectionInfo(msgspec.Struct, kw_only=True):
@@ -103,6 +108,12 @@ class BroadcastResponse(msgspec.Struct, kw_only=True):
     recipients: int
 
 
+class UserDisconnected(msgspec.Struct, kw_only=True):
+    user_id: str
+    closed_here: int
+    """Connections this node closed; every other node closes the user's own ones."""
+
+
 def error_response(
     status: int, code: ErrorCode, message: str, details: Any = None
 ) -> Response[Any]:
@@ -113,11 +124,22 @@ def error_response(
 
 
 _STATUS_OF_CODE = {ErrorCode.UNAVAILABLE: 503, ErrorCode.MESSAGE_TOO_LARGE: 413}
+_CODE_OF_STATUS = {
+    400: ErrorCode.INVALID_MESSAGE,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.INVALID_MESSAGE,
+    413: ErrorCode.MESSAGE_TOO_LARGE,
+    415: ErrorCode.INVALID_MESSAGE,
+    429: ErrorCode.RATE_LIMITED,
+}
 
 
 def create_app(gateway: Gateway) -> Litestar:
     """The Litestar application serving `gateway`'s control plane."""
     settings = gateway.settings
+    authenticated, publisher, admin = access_guards(gateway.authenticator)
 
     @get("/healthz", summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
@@ -137,17 +159,20 @@ def create_app(gateway: Gateway) -> Litestar:
         host = request.url.hostname or settings.host
         if settings.host not in ("0.0.0.0", "::", "127.0.0.1", "localhost"):
             host = settings.host
+        scheme = "wss" if gateway.ssl else "ws"
+        name = f"[{host}]" if ":" in host else host
         return {
-            "ws_url": f"ws://{host}:{gateway.port}/ws",
+            "ws_url": f"{scheme}://{name}:{gateway.port}/ws",
             "server_version": __version__,
             "heartbeat_interval": settings.heartbeat_interval,
+            "auth_required": gateway.authenticator.required,
         }
 
-    @get("/api/stats", summary="Counters of this gateway node")
+    @get("/api/stats", summary="Counters of this gateway node", guards=[authenticated])
     async def stats() -> dict[str, Any]:
         return {**gateway.stats(), "broker_lag": await gateway.broker_lag()}
 
-    @get("/api/connections", summary="Open client connections")
+    @get("/api/connections", summary="Open client connections", guards=[admin])
     async def connections() -> list[ConnectionInfo]:
         now = gateway.clock()
         return [
@@ -172,14 +197,19 @@ def create_app(gateway: Gateway) -> Litestar:
             for c in gateway.hub.connections.values()
         ]
 
-    @delete("/api/connections/{connection_id:str}", status_code=204, summary="Disconnect a client")
+    @delete(
+        "/api/connections/{connection_id:str}",
+        status_code=204,
+        summary="Disconnect a client",
+        guards=[admin],
+    )
     async def disconnect(connection_id: FromPath[str]) -> None:
         connection = gateway.hub.connections.get(connection_id)
         if connection is None:
             raise NotFoundException(f"no connection {connection_id!r}")
         gateway.hub.close(connection, CloseCode.NORMAL, "closed by operator")
 
-    @get("/api/subscriptions", summary="Every subscription of every connection")
+    @get("/api/subscriptions", summary="Every subscription of every connection", guards=[admin])
     async def subscriptions() -> list[SubscriptionRow]:
         return [
             SubscriptionRow(
@@ -194,7 +224,11 @@ def create_app(gateway: Gateway) -> Litestar:
             for s in gateway.hub.subscriptions()
         ]
 
-    @get("/api/streams", summary="The stream catalogue with positions and subscriber counts")
+    @get(
+        "/api/streams",
+        summary="The stream catalogue with positions and subscriber counts",
+        guards=[authenticated],
+    )
     async def streams() -> list[StreamInfo]:
         return [
             StreamInfo(
@@ -213,8 +247,10 @@ def create_app(gateway: Gateway) -> Litestar:
         "/api/publish",
         status_code=200,
         summary="Publish one message or a list; all or nothing, idempotent on message_id",
+        guards=[publisher],
     )
     async def publish(request: Request[Any, Any, Any]) -> Response[Any]:
+        principal = principal_of(request)
         body = await request.body()
         try:
             raw = msgspec.json.decode(body)
@@ -238,6 +274,23 @@ def create_app(gateway: Gateway) -> Litestar:
                 # Validate everything first: an invalid message publishes nothing of the request.
                 details = {"index": position, **(exc.details or {})}
                 return error_response(422, exc.code, exc.message, details)
+        if not principal.open_access:
+            for position, message in enumerate(messages):
+                try:
+                    authorize_publish(principal, message)
+                except ProtocolError as exc:
+                    details = {"index": position, **(exc.details or {})}
+                    return error_response(403, exc.code, exc.message, details)
+        client = request.client.host if request.client else "unknown"
+        wait = gateway.publish_rates.take(
+            principal.user_id or f"address:{client}", len(messages), gateway.clock()
+        )
+        if wait:
+            refusal = rate_limited(gateway.publish_rates, wait)
+            answer = error_response(429, refusal.code, refusal.message, refusal.details)
+            if math.isfinite(wait):
+                answer.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return answer
         try:
             outcomes = await gateway.broker.publish_many(messages)
         except BrokerUnavailable as exc:
@@ -255,13 +308,15 @@ def create_app(gateway: Gateway) -> Litestar:
         accepted = sum(1 for o in outcomes if not o.duplicate)
         return Response(PublishResponse(accepted=accepted, results=results))
 
-    @post("/api/broadcast", status_code=200, summary="Send a notice to every connected client")
+    @post(
+        "/api/broadcast",
+        status_code=200,
+        summary="Send a notice to every connected client",
+        guards=[admin],
+    )
     async def broadcast(data: JSONBody[BroadcastRequest]) -> Response[Any]:
         raw = {
             "type": data.type,
-            # Every node shows a message with this prefix to all of its clients when the
-            # broker delivers it, so the notice reaches the clients of every node.
-            "message_id": f"{BROADCAST_PREFIX}{uuid.uuid4().hex}",
             "source": "operator",
             "severity": data.severity,
             "priority": PRIORITY_HIGH,
@@ -273,6 +328,9 @@ def create_app(gateway: Gateway) -> Litestar:
                 raise ProtocolError(
                     ErrorCode.INVALID_MESSAGE, "type must be an events type (system_alert, ...)"
                 )
+            # Every node shows a broadcast message to all of its clients when the broker
+            # delivers it; only this endpoint sets the flag (producers cannot).
+            message = msgspec.structs.replace(message, broadcast=True)
             outcome = await gateway.broker.publish(message)
         except ProtocolError as exc:
             return error_response(422, exc.code, exc.message, exc.details)
@@ -289,18 +347,38 @@ def create_app(gateway: Gateway) -> Litestar:
             )
         )
 
+    @post(
+        "/api/users/{user_id:str}/disconnect",
+        status_code=200,
+        summary="Close every connection of a user on every node (4003)",
+        guards=[admin],
+    )
+    async def disconnect_user(user_id: FromPath[str]) -> Response[Any]:
+        try:
+            closed = await gateway.disconnect_user(user_id)
+        except BrokerUnavailable as exc:
+            return error_response(
+                503,
+                ErrorCode.UNAVAILABLE,
+                f"closed this node's connections only; other nodes unreachable: {exc}",
+            )
+        return Response(UserDisconnected(user_id=user_id, closed_here=closed))
+
     def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-        code = {
-            404: ErrorCode.NOT_FOUND,
-            405: ErrorCode.INVALID_MESSAGE,
-            413: ErrorCode.MESSAGE_TOO_LARGE,
-            400: ErrorCode.INVALID_MESSAGE,
-        }.get(
-            exc.status_code,
-            ErrorCode.INTERNAL_ERROR if exc.status_code >= 500 else ErrorCode.INVALID_MESSAGE,
-        )
         extra = getattr(exc, "extra", None)
-        return error_response(exc.status_code, code, str(exc.detail), extra or None)
+        named = extra.pop("error_code", None) if isinstance(extra, dict) else None
+        code = (
+            ErrorCode(named)
+            if named
+            else _CODE_OF_STATUS.get(
+                exc.status_code,
+                ErrorCode.INTERNAL_ERROR if exc.status_code >= 500 else ErrorCode.INVALID_MESSAGE,
+            )
+        )
+        answer = error_response(exc.status_code, code, str(exc.detail), extra or None)
+        if exc.headers:
+            answer.headers.update(exc.headers)
+        return answer
 
     return Litestar(
         route_handlers=[
@@ -314,9 +392,19 @@ def create_app(gateway: Gateway) -> Litestar:
             streams,
             publish,
             broadcast,
+            disconnect_user,
             create_static_files_router(path="/", directories=[STATIC_DIR], html_mode=True),
         ],
         exception_handlers={HTTPException: http_error},
+        cors_config=(
+            CORSConfig(
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["authorization", "content-type"],
+            )
+            if settings.cors_origins
+            else None
+        ),
         request_max_body_size=settings.max_publish_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Tidewire control plane",
@@ -360,9 +448,19 @@ class ControlPlane:
         sock.setblocking(False)
         self._socket = sock
         self.port = sock.getsockname()[1]
+        gateway = self._gateway
+        tls = gateway.ssl is not None
+
+        def csp(host_header: str) -> str:
+            return content_security_policy(
+                data_plane_origins(host_header, gateway.port, tls, settings.host)
+            )
+
         config = uvicorn.Config(
-            create_app(self._gateway),
+            HttpGuard(create_app(gateway), gateway.allowed_hosts, csp),
             log_level="warning",
+            ssl_certfile=settings.tls_cert_file,
+            ssl_keyfile=settings.tls_key_file,
             lifespan="on",
             access_log=False,
             timeout_graceful_shutdown=2,

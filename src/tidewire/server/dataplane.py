@@ -17,7 +17,7 @@ import struct
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from picows import (
     WSCloseCode,
@@ -32,22 +32,26 @@ from picows import (
 )
 
 from tidewire import __version__
-from tidewire.core.auth import Authenticator
+from tidewire.core.auth import UNAUTHENTICATED, Authenticator, Principal
 from tidewire.core.commands import CommandHandler
 from tidewire.core.connection import Connection
 from tidewire.core.hub import Hub
 from tidewire.core.ratelimit import TokenBucket
-from tidewire.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOLS, WireFormat
-from tidewire.protocol.errors import CloseCode
+from tidewire.protocol.codec import WireFormat
+from tidewire.protocol.errors import CloseCode, ProtocolError
 from tidewire.protocol.messages import (
     ACCEPTED_VERSIONS,
     ConnectionEstablished,
     Limits,
+    iso_of,
     now_iso,
 )
+from tidewire.security.browser import origin_allowed
+from tidewire.server.handshake import HandshakeRefused, negotiate
 from tidewire.settings import GatewaySettings
 
 log = logging.getLogger("tidewire.dataplane")
+PICOWS_LOG = logging.getLogger("tidewire.picows")
 
 WS_PATHS = frozenset({"/ws", "/ws/realtime"})
 # Small initial read buffer: it grows on demand, and idle connections must stay small.
@@ -56,54 +60,17 @@ READ_BUFFER_INIT_SIZE = 2048
 CLOSE_GRACE_SECONDS = 5.0
 
 
-class HandshakeRefused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-def negotiate(
-    path: str, offered_subprotocols: str | None, max_batch_ms: int
-) -> tuple[str, str | None, WireFormat, int]:
-    """Pure handshake rules: (path, subprotocol to answer, wire format, batch_ms).
-
-    No offered subprotocol means JSON (and no Sec-WebSocket-Protocol in the answer); offering
-    only unknown ones is refused (400). `batch_ms` and `decimals=string` come from the query.
-    """
-    parts = urlsplit(path)
-    query = parse_qs(parts.query)
-    chosen: str | None = None
-    if offered_subprotocols:
-        offered = [p.strip() for p in offered_subprotocols.split(",") if p.strip()]
-        chosen = next((p for p in offered if p in SUBPROTOCOLS), None)
-        if chosen is None:
-            raise HandshakeRefused(
-                400, f"none of the offered subprotocols is supported; use {', '.join(SUBPROTOCOLS)}"
-            )
-    decimals = query.get("decimals", [""])[-1]
-    if decimals not in ("", "number", "string"):
-        raise HandshakeRefused(400, "decimals must be 'number' or 'string'")
-    batch_ms = 0
-    if "batch_ms" in query:
-        try:
-            batch_ms = int(query["batch_ms"][-1])
-        except ValueError:
-            raise HandshakeRefused(400, "batch_ms must be an integer") from None
-        if not 0 <= batch_ms <= max_batch_ms:
-            raise HandshakeRefused(400, f"batch_ms must be between 0 and {max_batch_ms}")
-    fmt = WireFormat.of(chosen or SUBPROTOCOL_JSON, decimals == "string")
-    return parts.path, chosen, fmt, batch_ms
-
-
 class _ClientListener(WSListener):
     """picows callbacks of one client; also the core's `Transport` for it."""
 
-    def __init__(self, plane: DataPlane, fmt: WireFormat, path: str, batch_ms: int) -> None:
+    def __init__(
+        self, plane: DataPlane, fmt: WireFormat, path: str, batch_ms: int, principal: Principal
+    ) -> None:
         self._plane = plane
         self._fmt = fmt
         self._path = path
         self._batch_ms = batch_ms
+        self._principal = principal
         self._ws: WSTransport | None = None
         self._raw: Any = None
         self._fragments: bytearray | None = None
@@ -129,7 +96,9 @@ class _ClientListener(WSListener):
             # those megabytes went out at its stream's rate.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         peer = raw.get_extra_info("peername")
-        self.connection = self._plane.open(self, self._fmt, self._path, self._batch_ms, peer)
+        self.connection = self._plane.open(
+            self, self._fmt, self._path, self._batch_ms, peer, self._principal
+        )
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         connection = self.connection
@@ -213,8 +182,14 @@ class DataPlane:
         commands: CommandHandler,
         authenticator: Authenticator,
         clock: Callable[[], float] = time.monotonic,
+        allowed_origins: Callable[[], frozenset[str]] = frozenset,
+        ssl: Any = None,
     ) -> None:
+        """`allowed_origins()`: the Origins a browser may connect from (asked per handshake:
+        the default depends on the control plane's bound port); `ssl`: an SSLContext."""
         self.settings = settings
+        self.allowed_origins = allowed_origins
+        self._ssl = ssl
         self.hub = hub
         self.commands = commands
         self.authenticator = authenticator
@@ -234,7 +209,7 @@ class DataPlane:
             websocket_handshake_timeout=self.settings.handshake_timeout,
             max_frame_size=self.settings.max_frame_bytes,
             read_buffer_init_size=READ_BUFFER_INIT_SIZE,
-            logger_name="tidewire.picows",
+            logger_name=PICOWS_LOG,
             # Plain asyncio transports: aiofastnet's cost ~5 KiB more per idle connection
             # for no CPU gain measured here (BENCHMARKS.md).
             use_aiofastnet=False,
@@ -244,7 +219,11 @@ class DataPlane:
             # Several worker processes share the client port only when asked (--workers):
             # by default a second gateway on the same port must fail, not split the traffic.
             reuse_port=self.settings.reuse_port,
+            ssl=self._ssl,
         )
+        # picows logs whole upgrade requests (they carry tokens) at its debug levels and a
+        # line per connection at INFO (an outsider's reconnect loop would flood the log).
+        PICOWS_LOG.setLevel(max(logging.WARNING, PICOWS_LOG.getEffectiveLevel()))
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(
@@ -275,21 +254,46 @@ class DataPlane:
             )
         if bare not in WS_PATHS:
             return None
+        headers = request.headers
         try:
             if len(self.hub.connections) >= self.settings.max_connections:
                 raise HandshakeRefused(503, "too many connections")
-            _, subprotocol, fmt, batch_ms = negotiate(
-                path, request.headers.get("Sec-WebSocket-Protocol"), self.settings.max_batch_ms
+            if not origin_allowed(headers.get("Origin"), self.allowed_origins()):
+                raise HandshakeRefused(403, "origin not allowed (setting allowed_origins)")
+            handshake = negotiate(
+                path,
+                ", ".join(headers.getall("Sec-WebSocket-Protocol", [])) or None,
+                self.settings.max_batch_ms,
+                authorization=headers.get("Authorization"),
+                query_token=self.settings.auth_query_token,
             )
+            principal = self._principal(handshake.token)
         except HandshakeRefused as exc:
+            extra = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             return WSUpgradeResponseWithListener(
-                WSUpgradeResponse.create_error_response(exc.status, exc.reason.encode()), None
+                WSUpgradeResponse.create_error_response(exc.status, exc.reason.encode(), extra),
+                None,
             )
-        headers = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
+        subprotocol = handshake.subprotocol
+        answer = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
         return WSUpgradeResponseWithListener(
-            WSUpgradeResponse.create_101_response(headers),
-            _ClientListener(self, fmt, bare, batch_ms),
+            WSUpgradeResponse.create_101_response(answer),
+            _ClientListener(
+                self, handshake.wire_format, handshake.path, handshake.batch_ms, principal
+            ),
         )
+
+    def _principal(self, token: str | None) -> Principal:
+        """Who a handshake's token names; no token: anonymous (auth off) or, until `auth`
+        arrives, unauthenticated. A bad token refuses the handshake with 401."""
+        if token is None:
+            if self.authenticator.required:
+                return UNAUTHENTICATED
+            return self.authenticator.authenticate(None)
+        try:
+            return self.authenticator.authenticate(token)
+        except ProtocolError as exc:
+            raise HandshakeRefused(401, exc.message) from None
 
     def closed(self, connection: Connection) -> None:
         self.hub.remove_connection(connection)
@@ -297,24 +301,49 @@ class DataPlane:
             self._drained.set()
 
     def open(
-        self, listener: _ClientListener, fmt: WireFormat, path: str, batch_ms: int, peer: Any
+        self,
+        listener: _ClientListener,
+        fmt: WireFormat,
+        path: str,
+        batch_ms: int,
+        peer: Any,
+        principal: Principal,
     ) -> Connection:
         settings = self.settings
         now = self.clock()
         self._ids += 1
+        address = str(peer[0]) if isinstance(peer, tuple) else str(peer or "")
+        ledger = self.hub.ledger
         connection = Connection(
             connection_id=f"{self._id_prefix}-{self._ids}",
             transport=listener,
             wire_format=fmt,
-            principal=self.authenticator.authenticate(None),
+            principal=principal,
             inbound=TokenBucket(settings.max_inbound_per_second, settings.inbound_burst, now),
             now=now,
             connected_at=now_iso(),
-            remote=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""),
+            remote=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else address,
             path=path,
             batch_ms=batch_ms,
+            address=address,
+            auth_deadline=(
+                now + settings.auth_timeout
+                if self.authenticator.required and not principal.authenticated
+                else 0.0
+            ),
         )
+        over = None
+        if ledger.address_count(address) >= settings.max_connections_per_address:
+            over = f"more than {settings.max_connections_per_address} connections from {address}"
+        elif (
+            principal.user_id is not None
+            and ledger.user_count(principal.user_id) >= settings.max_connections_per_user
+        ):
+            over = f"more than {settings.max_connections_per_user} connections for this user"
         self.hub.add_connection(connection)
+        if over is not None:
+            self.hub.close(connection, CloseCode.TOO_MANY_CONNECTIONS, over)
+            return connection
         self.hub.send(
             connection,
             ConnectionEstablished(
@@ -328,6 +357,8 @@ class DataPlane:
                     max_inbound_per_second=settings.max_inbound_per_second,
                 ),
                 user_id=connection.user_id,
+                auth_required=connection.auth_deadline > 0,
+                expires_at=iso_of(principal.expires_at),
             ),
         )
         return connection

@@ -314,6 +314,13 @@ export interface ConnectionEstablished {
   heartbeat_interval: number;
   limits: Limits;
   user_id?: string | null;
+  /**
+   * True: this connection has no token yet and must send `auth` within `auth_timeout`
+   * seconds; only `auth` and `ping` are answered until then.
+   */
+  auth_required?: boolean;
+  /** When the connection's token expires (ISO-8601): send `refresh` before then. */
+  expires_at?: string | null;
   version: string;
   timestamp: string;
   message_id: string;
@@ -353,6 +360,11 @@ export interface DataMessage {
   risk_type?: string | null;
   engine_id?: string | null;
   component?: string | null;
+  /**
+   * An operator notice (POST /api/broadcast) that every connected client receives,
+   * subscribed or not. Only the control plane sets it: producers cannot.
+   */
+  broadcast?: boolean;
 }
 
 export interface EngineStatusData {

@@ -1,0 +1,1 @@
+"""Authentication (JWT), token minting, browser-facing HTTP defences and TLS."""
