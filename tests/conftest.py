@@ -135,13 +135,22 @@ async def connect() -> AsyncIterator[Callable[..., Awaitable[WsClient]]]:
     clients: list[WsClient] = []
 
     async def factory(
-        gateway: Gateway, path: str = "/ws", subprotocols: list[str] | None = None
+        gateway: Gateway,
+        path: str = "/ws",
+        subprotocols: list[str] | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> WsClient:
+        """`token`: sent as Authorization: Bearer; `headers`: more handshake headers."""
+        extra = dict(headers or {})
+        if token is not None:
+            extra["Authorization"] = f"Bearer {token}"
         ws = await ws_connect(
             f"ws://127.0.0.1:{gateway.port}{path}",
             subprotocols=subprotocols,  # type: ignore[arg-type]
             open_timeout=TIMEOUT,
             max_size=None,
+            additional_headers=extra or None,
         )
         client = WsClient(ws)
         client.welcome = await client.recv_type("connection_established")

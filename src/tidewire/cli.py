@@ -63,6 +63,46 @@ def serve(
             help="Nautilus stream key or glob pattern (repeatable; default: trader-*).",
         ),
     ] = None,
+    jwt_secret: Annotated[
+        str | None,
+        typer.Option(help="HMAC key of HS256 tokens (prefer TIDEWIRE_JWT_SECRET: not in ps)."),
+    ] = None,
+    jwt_public_key_file: Annotated[
+        str | None, typer.Option(help="PEM public key of RS256/ES256 tokens.")
+    ] = None,
+    jwt_jwks_file: Annotated[
+        str | None, typer.Option(help="JWKS file; the token's kid picks the key.")
+    ] = None,
+    jwt_algorithms: Annotated[
+        str | None, typer.Option(help="Accepted algorithms, comma-separated (e.g. RS256).")
+    ] = None,
+    jwt_audience: Annotated[str | None, typer.Option(help="Required aud claim.")] = None,
+    jwt_issuer: Annotated[str | None, typer.Option(help="Required iss claim.")] = None,
+    jwt_leeway: Annotated[
+        float | None, typer.Option(help="Seconds of clock skew on exp/nbf/iat.")
+    ] = None,
+    jwt_denylist_file: Annotated[
+        str | None, typer.Option(help="File of revoked jti values, one per line.")
+    ] = None,
+    auth_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a connection has to send auth.")
+    ] = None,
+    auth_query_token: Annotated[
+        bool | None, typer.Option(help="Accept ?token= on the WebSocket URL.")
+    ] = None,
+    allowed_origins: Annotated[
+        str | None, typer.Option(help="Origins allowed to connect, comma-separated ('*': any).")
+    ] = None,
+    allowed_hosts: Annotated[
+        str | None, typer.Option(help="Host values the control plane serves, comma-separated.")
+    ] = None,
+    cors_origins: Annotated[
+        str | None, typer.Option(help="Origins allowed to call the control plane (CORS).")
+    ] = None,
+    tls_cert_file: Annotated[
+        str | None, typer.Option(help="PEM certificate chain: TLS on both ports.")
+    ] = None,
+    tls_key_file: Annotated[str | None, typer.Option(help="PEM key of --tls-cert-file.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the gateway. Settings also come from TIDEWIRE_* environment variables."""
@@ -77,9 +117,36 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+    security: dict[str, Any] = {
+        "jwt_secret": jwt_secret,
+        "jwt_public_key_file": jwt_public_key_file,
+        "jwt_jwks_file": jwt_jwks_file,
+        "jwt_algorithms": _split([jwt_algorithms]) if jwt_algorithms else None,
+        "jwt_audience": jwt_audience,
+        "jwt_issuer": jwt_issuer,
+        "jwt_leeway": jwt_leeway,
+        "jwt_denylist_file": jwt_denylist_file,
+        "auth_timeout": auth_timeout,
+        "auth_query_token": auth_query_token,
+        "allowed_origins": _split([allowed_origins]) if allowed_origins else None,
+        "allowed_hosts": _split([allowed_hosts]) if allowed_hosts else None,
+        "cors_origins": _split([cors_origins]) if cors_origins else None,
+        "tls_cert_file": tls_cert_file,
+        "tls_key_file": tls_key_file,
+    }
+    security = {name: value for name, value in security.items() if value is not None}
     if workers > 1:
         _serve_workers(
-            workers, demo, host, port, internal_host, internal_port, rate, broker, log_level
+            workers,
+            demo,
+            host,
+            port,
+            internal_host,
+            internal_port,
+            rate,
+            broker,
+            log_level,
+            _forwarded_flags(security),
         )
         return
     overrides: dict[str, Any] = {
@@ -96,15 +163,27 @@ def serve(
         }.items()
         if value is not None
     }
+    overrides.update(security)
     if demo:
         overrides["simulator"] = True
-    settings = GatewaySettings(**overrides)
+    try:
+        settings = GatewaySettings(**overrides)
+        gateway = Gateway(settings)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     async def run() -> None:
-        gateway = Gateway(settings)
         await gateway.start()
         typer.echo(f"Tidewire is serving WebSocket clients at {gateway.url}", err=True)
         typer.echo(f"Control plane: {gateway.internal_url}  (API docs at /docs)", err=True)
+        if not settings.auth_enabled:
+            typer.echo(
+                "Authentication is OFF: whoever reaches these ports reads every portfolio. "
+                "Turn it on with TIDEWIRE_JWT_SECRET=<32+ bytes> (README: Securing a "
+                "deployment) and mint tokens with `tidewire token`.",
+                err=True,
+            )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -126,6 +205,7 @@ def _serve_workers(
     rate: float | None,
     broker: str | None,
     log_level: str,
+    forwarded: list[str],
 ) -> None:
     from tidewire.server.workers import supervise
     from tidewire.settings import GatewaySettings
@@ -146,7 +226,7 @@ def _serve_workers(
             args += [flag, str(value)]
     if demo:
         args.append("--demo")
-    args += ["--log-level", log_level]
+    args += [*forwarded, "--log-level", log_level]
     base = internal_port if internal_port is not None else settings.internal_port
     typer.echo(
         f"Starting {workers} workers on port {settings.port}; control planes on ports "
@@ -154,6 +234,80 @@ def _serve_workers(
         err=True,
     )
     raise typer.Exit(supervise(args, workers, base))
+
+
+def _forwarded_flags(security: dict[str, Any]) -> list[str]:
+    """The security options as flags for worker processes (a secret travels through the
+    environment instead, where `ps` does not show it)."""
+    flags: list[str] = []
+    for name, value in security.items():
+        flag = "--" + name.replace("_", "-")
+        if name == "jwt_secret":
+            continue
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + name.replace("_", "-"))
+        elif isinstance(value, list):
+            flags += [flag, ",".join(value)]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option(help="The user (sub claim).")],
+    portfolios: Annotated[
+        str | None, typer.Option(help="Portfolios it may read, comma-separated ('*': all).")
+    ] = None,
+    roles: Annotated[
+        str, typer.Option(help="subscriber, publisher, admin (comma-separated).")
+    ] = "subscriber",
+    streams: Annotated[
+        str | None, typer.Option(help="Streams it may read, comma-separated (default: all).")
+    ] = None,
+    ttl: Annotated[str, typer.Option(help="Lifetime: 90s, 15m, 1h, 7d.")] = "1h",
+    private_key: Annotated[
+        str | None, typer.Option(help="PEM private key for RS256/ES256 (else jwt_secret).")
+    ] = None,
+    algorithm: Annotated[
+        str | None, typer.Option(help="HS256 (default with a secret), RS256, ES256, ...")
+    ] = None,
+    kid: Annotated[str | None, typer.Option(help="Key id header (JWKS).")] = None,
+) -> None:
+    """Mint a token from the configured key (TIDEWIRE_JWT_SECRET, or --private-key)."""
+    from tidewire.security.minting import load_private_key, mint_token, parse_ttl
+    from tidewire.settings import GatewaySettings
+
+    settings = GatewaySettings()
+    key: Any
+    try:
+        lifetime = parse_ttl(ttl)
+        if private_key is not None:
+            key = load_private_key(Path(private_key))
+            default_algorithm = "RS256" if "RSA" in type(key).__name__ else "ES256"
+        elif settings.jwt_secret is not None:
+            key = settings.jwt_secret.get_secret_value()
+            default_algorithm = "HS256"
+        else:
+            raise ValueError("no key: set TIDEWIRE_JWT_SECRET or pass --private-key FILE")
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    sys.stdout.write(
+        mint_token(
+            sub,
+            key=key,
+            algorithm=algorithm or default_algorithm,
+            ttl=lifetime,
+            portfolio_ids=_split([portfolios]) if portfolios is not None else None,
+            roles=_split([roles]),
+            streams=_split([streams]) if streams is not None else None,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            kid=kid,
+        )
+        + "\n"
+    )
 
 
 @app.command()
@@ -172,6 +326,12 @@ def tail(
     count: Annotated[
         int | None, typer.Option(help="Exit after this many messages (default: run until ^C).")
     ] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="TIDEWIRE_TOKEN", help="JWT (or TIDEWIRE_TOKEN).")
+    ] = None,
+    ca_file: Annotated[
+        str | None, typer.Option(help="PEM CA file to trust for wss:// (self-signed gateways).")
+    ] = None,
 ) -> None:
     """Print live messages of STREAM, one JSON object per line."""
     from tidewire.client import SubscriptionError, TidewireClient, is_resync
@@ -188,7 +348,7 @@ def tail(
             filters[name] = value
 
     async def run() -> int:
-        async with TidewireClient(url) as client:
+        async with TidewireClient(url, token=token, ca_file=ca_file) as client:
             try:
                 subscription = await client.subscribe(stream, filters=filters or None)
             except SubscriptionError as exc:
@@ -224,6 +384,13 @@ def publish(
     url: Annotated[
         str, typer.Option(help="Control-plane URL of the gateway.")
     ] = "http://127.0.0.1:8766",
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="TIDEWIRE_TOKEN", help="JWT with the publisher role (or env)."),
+    ] = None,
+    ca_file: Annotated[
+        str | None, typer.Option(help="PEM CA file to trust for https:// (self-signed).")
+    ] = None,
 ) -> None:
     """Publish messages through POST /api/publish and print the gateway's answer."""
     import httpx
@@ -239,7 +406,13 @@ def publish(
             typer.echo(f"error: {file} is neither JSON nor JSON lines: {exc}", err=True)
             raise typer.Exit(2) from None
     try:
-        response = httpx.post(f"{url.rstrip('/')}/api/publish", json=body, timeout=30)
+        response = httpx.post(
+            f"{url.rstrip('/')}/api/publish",
+            json=body,
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"} if token else None,
+            verify=ca_file or True,
+        )
     except httpx.HTTPError as exc:
         typer.echo(f"error: cannot reach {url}: {exc}", err=True)
         raise typer.Exit(1) from None

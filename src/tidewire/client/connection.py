@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as _ssl
 from collections.abc import Mapping
 from contextlib import suppress
 from types import TracebackType
@@ -36,6 +37,7 @@ from tidewire.client.resync import ResyncHandler
 from tidewire.client.state import ConnectionState, StateTracker
 from tidewire.client.status import ClientStatus
 from tidewire.client.subscription import Subscription, new_subscription, position_of
+from tidewire.client.tokens import TokenSource
 from tidewire.protocol.codec import SUBPROTOCOL_JSON
 from tidewire.protocol.messages import Filters, StreamPosition, new_message_id
 
@@ -70,6 +72,13 @@ class TidewireClient(ClientStatus):
     the subscription's iterator yields a resync marker at the place of the gap and the
     resync handlers are called (`add_resync_handler`, `subscribe(on_resync=...)`; see
     `tidewire.client.resync`).
+    - `token`: a JWT, or a provider (a function, plain or async, returning one) that is
+      called before every connection attempt and again before the token expires (the new
+      token goes to the gateway as `refresh`). With a provider a 4001 close reconnects
+      with a new token; with a fixed token it closes the client (`AuthenticationError`),
+      as does a handshake refused with 401.
+    - `ssl`: an `ssl.SSLContext` for `wss://` URLs; `ca_file`: a PEM file of the CAs to
+      trust instead of the system's (e.g. a gateway's self-signed certificate).
     - `subprotocol`: `tidewire.v3.json` (text frames) or `tidewire.v3.msgpack` (binary).
     - `decimals_as_strings`: ask for decimal numbers as strings (`decimals=string`; use
       `decimal.Decimal(value)`); `batch_ms`: ask the gateway to batch messages into one
@@ -100,6 +109,9 @@ class TidewireClient(ClientStatus):
         request_timeout: float = 10.0,
         connect_timeout: float = 10.0,
         backoff: Backoff | None = None,
+        token: TokenSource | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        ca_file: str | None = None,
     ) -> None:
         if max_reconnect_attempts is not None and max_reconnect_attempts < 0:
             raise ValueError("max_reconnect_attempts must not be negative")
@@ -131,7 +143,10 @@ class TidewireClient(ClientStatus):
             heartbeat_interval=heartbeat_interval,
             heartbeat_timeout=heartbeat_timeout,
             debug=debug,
+            token=token,
+            ssl_context=ssl if ca_file is None else _ssl.create_default_context(cafile=ca_file),
         )
+        self._renewable_token = callable(token)
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
         self._reconnect_attempts = 0
@@ -400,6 +415,7 @@ class TidewireClient(ClientStatus):
                 auto_reconnect=self._auto_reconnect,
                 attempts=self._reconnect_attempts,
                 max_attempts=self._max_reconnect_attempts,
+                renewable_token=self._renewable_token,
             )
             if error is not None:
                 self._stop(error)

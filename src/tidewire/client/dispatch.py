@@ -79,6 +79,10 @@ class Dispatcher:
         self.server_heartbeat_interval: float | None = None
         self.message_latency: float | None = None
         self.messages_received = 0
+        self.user_id: str | None = None
+        """Who the gateway says this connection is (`connection_established`, `auth_ok`)."""
+        self.expires_at: str | None = None
+        """When the connection's token expires (ISO-8601), as the gateway last said."""
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -226,6 +230,8 @@ class Dispatcher:
             self._on_subscription_reply(message_type, message)
         elif message_type == "heartbeat_response":
             self._on_heartbeat_response(message)
+        elif message_type == "auth_ok":
+            self._on_identity(message)
         correlation_id = message.get("correlation_id")
         if not isinstance(correlation_id, str):
             if message_type == "error":
@@ -255,6 +261,12 @@ class Dispatcher:
         interval = message.get("heartbeat_interval")
         if isinstance(interval, int | float) and not isinstance(interval, bool):
             self.server_heartbeat_interval = float(interval)
+        self._on_identity(message)
+
+    def _on_identity(self, message: dict[str, Any]) -> None:
+        user_id, expires_at = message.get("user_id"), message.get("expires_at")
+        self.user_id = user_id if isinstance(user_id, str) else None
+        self.expires_at = expires_at if isinstance(expires_at, str) else None
 
     def _on_subscription_reply(self, message_type: str, message: dict[str, Any]) -> None:
         # Every subscribe this client sends carries a message_id, so a reply correlated with

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,12 +25,21 @@ from tidewire.client.errors import AuthenticationError, ConnectionClosedError
 from tidewire.client.outbound import OutboundQueue
 from tidewire.client.reconnect import ABNORMAL_CLOSURE
 from tidewire.client.subscription import Subscription
+from tidewire.client.tokens import TokenSource, refresh_delay, resolve_token, seconds_until
 from tidewire.protocol.codec import SUBPROTOCOL_MSGPACK
+from tidewire.protocol.messages import new_message_id
 
 logger = logging.getLogger("tidewire.client")
 
 # Server frames can be batches of many messages; the gateway bounds what it sends.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+REFRESH_RETRY_SECONDS = 5.0
+"""After a failed token refresh, the next try comes this much later (or sooner, near exp)."""
+
+
+def redacted(message: dict[str, Any]) -> dict[str, Any]:
+    """`message` for the debug log: tokens never reach a log."""
+    return {**message, "token": "***"} if "token" in message else message
 
 
 class GiveUp(Exception):
@@ -54,8 +64,14 @@ class Link:
         heartbeat_interval: float | None,
         heartbeat_timeout: float | None,
         debug: bool,
+        token: TokenSource | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`token`: a fixed token or a provider (called before each connection and again
+        before the token expires); `ssl_context`: for wss:// (None: the system's CAs)."""
         self.url = url
+        self.token = token
+        self.ssl_context = ssl_context
         self.codec = codec
         self.inbound = inbound
         self.outbound = outbound
@@ -77,10 +93,21 @@ class Link:
         ConnectionClosed when it can.
         """
         try:
+            token = await resolve_token(self.token)
+        except Exception as exc:
+            # A provider that cannot reach its issuer now may next time: retried with backoff.
+            raise OSError(f"the token provider failed: {exc!r}") from exc
+        options: dict[str, Any] = {}
+        if token is not None:
+            options["additional_headers"] = {"Authorization": f"Bearer {token}"}
+        if self.ssl_context is not None and self.url.startswith("wss:"):
+            options["ssl"] = self.ssl_context
+        try:
             ws = await connect(
                 self.url,
                 subprotocols=[Subprotocol(self.codec.subprotocol)],
                 open_timeout=self.connect_timeout,
+                **options,
                 # The protocol's own heartbeats measure latency and detect dead connections.
                 ping_interval=None,
                 compression=None,
@@ -118,6 +145,7 @@ class Link:
         self.ws = ws
         self._last_received = time.monotonic()
         heartbeat: asyncio.Task[None] | None = None
+        refresh: asyncio.Task[None] | None = None
         try:
             await self._send_backlog(ws)
             # No await between the end of the backlog and the state change, so no command
@@ -125,6 +153,8 @@ class Link:
             on_ready()
             if self.heartbeat_interval is not None:
                 heartbeat = asyncio.create_task(self._heartbeat_loop(ws, self.heartbeat_interval))
+            if callable(self.token):
+                refresh = asyncio.create_task(self._refresh_loop(ws))
             while True:
                 frame = await ws.recv(decode=False)
                 self._last_received = time.monotonic()
@@ -132,9 +162,10 @@ class Link:
         except ConnectionClosed:
             pass
         finally:
-            if heartbeat is not None:
-                heartbeat.cancel()
-                await asyncio.wait([heartbeat])
+            for task in (heartbeat, refresh):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.wait([task])
             self.ws = None
             self.inbound.connection_lost(ws.close_code or ABNORMAL_CLOSURE)
         return ws.close_code or ABNORMAL_CLOSURE, ws.close_reason or ""
@@ -142,7 +173,7 @@ class Link:
     async def send(self, ws: ClientConnection, message: dict[str, Any]) -> None:
         """Write one command on `ws`. Raises ConnectionClosed when it is gone."""
         if self.debug:
-            logger.debug("send %s", message)
+            logger.debug("send %s", redacted(message))
         await ws.send(self.codec.encode(message), text=not self.codec.binary)
 
     async def send_subscribe(self, ws: ClientConnection, subscription: Subscription) -> None:
@@ -176,6 +207,34 @@ class Link:
                 self.outbound.requeue(message)
                 raise
             self.inbound.sent(message)
+
+    async def _refresh_loop(self, ws: ClientConnection) -> None:
+        """Send `refresh` with the provider's new token before the current one expires.
+
+        A failure (the provider raised, the gateway refused) is retried; if the token
+        expires anyway the gateway closes with 4001 and the next connection asks the
+        provider again.
+        """
+        while True:
+            left = seconds_until(self.inbound.expires_at, time.time())
+            if left is None:
+                return  # the gateway did not say when the token expires
+            await asyncio.sleep(refresh_delay(left))
+            message_id = new_message_id()
+            future = self.inbound.expect_reply(message_id)
+            try:
+                token = await resolve_token(self.token)
+                await self.send(ws, {"type": "refresh", "token": token, "message_id": message_id})
+                async with asyncio.timeout(self.connect_timeout):
+                    await future
+            except ConnectionClosed:
+                return
+            except Exception as exc:  # the provider's or the gateway's refusal: try again
+                logger.warning("token refresh failed: %s", exc)
+                left = seconds_until(self.inbound.expires_at, time.time()) or 0.0
+                await asyncio.sleep(min(REFRESH_RETRY_SECONDS, max(0.1, left / 2)))
+            finally:
+                self.inbound.release(message_id)
 
     async def _heartbeat_loop(self, ws: ClientConnection, interval: float) -> None:
         timeout = self.heartbeat_timeout

@@ -16,6 +16,7 @@ def reconnect_refusal(
     auto_reconnect: bool,
     attempts: int,
     max_attempts: int | None,
+    renewable_token: bool = False,
 ) -> ConnectionClosedError | None:
     """Why not to reconnect after a connection closed with `code`, or None to reconnect.
 
@@ -23,15 +24,17 @@ def reconnect_refusal(
     closure, server error, try again later, slow consumer, heartbeat timeout, and the
     throttling codes 4009/4029), while `auto_reconnect` is on and fewer than `max_attempts`
     attempts (None: no limit) were made since the last successful connection. 4001 means
-    the credentials are bad: retrying with them cannot succeed, so it is an
-    `AuthenticationError`. Every other code (1000 normal, 1008 policy, 1009 too big, 4003
-    forbidden, ...) says that reconnecting would be refused or repeat the same mistake.
+    the credentials are bad or expired: retrying with them cannot succeed, so it is an
+    `AuthenticationError`, unless the client has a token provider (`renewable_token`)
+    that the next attempt asks for a new token. Every other code (1000 normal, 1008
+    policy, 1009 too big, 4003 forbidden, ...) says that reconnecting would be refused or
+    repeat the same mistake.
     """
-    if code == CloseCode.AUTH_FAILED:
+    if code == CloseCode.AUTH_FAILED and not (renewable_token and auto_reconnect):
         return AuthenticationError(
             f"authentication failed (4001) {reason}".strip(), code=code, reason=reason
         )
-    if code not in RECONNECT_CLOSE_CODES:
+    if code not in RECONNECT_CLOSE_CODES and code != CloseCode.AUTH_FAILED:
         return ConnectionClosedError(
             f"the gateway closed the connection with {code} {reason}".strip(),
             code=code,
