@@ -4,26 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from conftest import TIMEOUT, quote
+from messages import order
 from tidewire.server.app import Gateway
+from tokens import SECRET, SECURE, token
 
 CLI = [sys.executable, "-m", "tidewire"]
 
 
-async def run(*args: str, stdin: bytes | None = None, timeout: float = 20) -> tuple[int, str, str]:
+async def run(
+    *args: str, stdin: bytes | None = None, timeout: float = 20, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         *CLI,
         *args,
+        env={**os.environ, **env} if env is not None else None,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -121,3 +131,71 @@ async def test_serve_demo_runs_and_shuts_down_cleanly() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_token_mints_from_the_configured_secret() -> None:
+    code, out, err = await run(
+        "token",
+        "--sub",
+        "alice",
+        "--portfolios",
+        "PF-ALPHA,PF-BETA",
+        "--roles",
+        "subscriber",
+        "--ttl",
+        "1h",
+        env={"TIDEWIRE_JWT_SECRET": SECRET},
+    )
+    assert code == 0, err
+    claims = jwt.decode(out.strip(), SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice" and claims["portfolio_ids"] == ["PF-ALPHA", "PF-BETA"]
+    assert claims["roles"] == ["subscriber"] and claims["exp"] - claims["iat"] == 3600
+    assert claims["jti"]  # revocable
+
+
+async def test_token_signs_rs256_with_a_private_key_and_refuses_without_a_key(
+    tmp_path: Path,
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "key.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    code, out, err = await run("token", "--sub", "svc", "--private-key", str(pem), "--kid", "k1")
+    assert code == 0, err
+    assert jwt.get_unverified_header(out.strip()) == {"alg": "RS256", "typ": "JWT", "kid": "k1"}
+    jwt.decode(out.strip(), key.public_key(), algorithms=["RS256"])
+    code, _, err = await run("token", "--sub", "svc", env={"TIDEWIRE_JWT_SECRET": ""})
+    assert code == 2 and "no key" in err
+
+
+async def test_serve_refuses_a_short_secret() -> None:
+    code, _, err = await run("serve", "--port", "0", "--internal-port", "0", "--jwt-secret", "x")
+    assert code == 2 and "at least 32 bytes" in err and "x" not in err.split("error:")[0]
+
+
+async def test_tail_and_publish_take_a_token(make_gateway: Any) -> None:
+    gateway: Gateway = await make_gateway(**SECURE)
+    reader = token("alice", portfolios=["PF-A"])
+    tail = asyncio.create_task(
+        run("tail", "order_updates", "--url", gateway.url, "--count", "1", "--token", reader)
+    )
+    async with asyncio.timeout(15):
+        while gateway.stats()["subscriptions"] == 0:  # noqa: ASYNC110 - a subprocess subscribes
+            await asyncio.sleep(0.02)
+    body = json.dumps([order("PF-B", 1), order("PF-A", 2)]).encode()
+    feed = token("feed", portfolios=["*"], roles=["publisher"])
+    code, out, err = await run(
+        "publish", "-", "--url", gateway.internal_url, stdin=body, env={"TIDEWIRE_TOKEN": feed}
+    )
+    assert code == 0, err
+    assert json.loads(out)["accepted"] == 2
+    code, out, err = await tail
+    assert code == 0, err
+    assert [json.loads(line)["portfolio_id"] for line in out.splitlines()] == ["PF-A"]
+    code, out, _ = await run("publish", "-", "--url", gateway.internal_url, stdin=body)
+    assert code == 1 and json.loads(out)["error_code"] == "unauthorized"

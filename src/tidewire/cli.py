@@ -393,6 +393,8 @@ def publish(
     ] = None,
 ) -> None:
     """Publish messages through POST /api/publish and print the gateway's answer."""
+    import ssl
+
     import httpx
 
     text = sys.stdin.read() if file == "-" else Path(file).read_text()
@@ -411,7 +413,7 @@ def publish(
             json=body,
             timeout=30,
             headers={"Authorization": f"Bearer {token}"} if token else None,
-            verify=ca_file or True,
+            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
         )
     except httpx.HTTPError as exc:
         typer.echo(f"error: cannot reach {url}: {exc}", err=True)

@@ -190,6 +190,22 @@ class GatewaySettings(BaseSettings):
         "earliest", description="where to start in a stream with no stored position"
     )
 
+    @field_validator(
+        "jwt_secret",
+        "jwt_public_key_file",
+        "jwt_jwks_file",
+        "jwt_denylist_file",
+        "tls_cert_file",
+        "tls_key_file",
+        "jwt_audience",
+        "jwt_issuer",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # TIDEWIRE_JWT_SECRET= (empty) must mean "no key", not an empty key.
+        return None if value == "" else value
+
     @field_validator("jwt_algorithms", mode="after")
     @classmethod
     def _no_alg_none(cls, value: list[str] | None) -> list[str] | None:
@@ -200,7 +216,11 @@ class GatewaySettings(BaseSettings):
     @property
     def auth_enabled(self) -> bool:
         """Whether connections and API calls need a token (a key is configured)."""
-        return bool(self.jwt_secret or self.jwt_public_key_file or self.jwt_jwks_file)
+        return (
+            self.jwt_secret is not None
+            or self.jwt_public_key_file is not None
+            or self.jwt_jwks_file is not None
+        )
 
     @property
     def tls_enabled(self) -> bool:

@@ -39,6 +39,7 @@ from tidewire.client import (
     is_resync,
 )
 from tidewire.server.app import Gateway
+from tokens import SECURE, bearer, token
 
 pytestmark = pytest.mark.redis
 
@@ -123,6 +124,26 @@ async def test_a_client_of_one_node_receives_what_another_node_published(
         (r["stream"], r["seq"], r["message_id"]) for r in results
     ]
     assert await on_b.no_data(b) == []
+
+
+async def test_disconnecting_a_user_closes_its_connections_on_every_node(
+    nodes: MakeGateway, connect: Connect
+) -> None:
+    a, b = await nodes(**SECURE), await nodes(**SECURE)
+    alice_a = await connect(a, token=token("alice"))
+    alice_b = await connect(b, token=token("alice"))
+    bob_b = await connect(b, token=token("bob"))
+    async with httpx.AsyncClient(base_url=a.internal_url, timeout=TIMEOUT) as http:
+        response = await http.post(
+            "/api/users/alice/disconnect",
+            headers={**bearer(token("ops", roles=["admin"])), "content-type": "application/json"},
+        )
+    assert response.status_code == 200 and response.json() == {"user_id": "alice", "closed_here": 1}
+    for client in (alice_a, alice_b):
+        async with asyncio.timeout(TIMEOUT):
+            await client.ws.wait_closed()
+        assert client.ws.close_code == 4003
+    assert await bob_b.no_data(b) == []  # bob's connection still answers
 
 
 async def test_a_client_resumes_on_another_node_where_it_left_off(

@@ -59,6 +59,16 @@ class ClientStatus:
         return self._inbound.connection_id
 
     @property
+    def user_id(self) -> str | None:
+        """The user the gateway authenticated this connection as (None: anonymous)."""
+        return self._inbound.user_id
+
+    @property
+    def token_expires_at(self) -> str | None:
+        """When the connection's token expires (ISO-8601), as the gateway last said."""
+        return self._inbound.expires_at
+
+    @property
     def server_limits(self) -> dict[str, Any] | None:
         """`limits` of the last `connection_established`: max_subscriptions, ..."""
         return self._inbound.server_limits

@@ -28,6 +28,15 @@
  *     });
  *
  * Only JSON frames (`tidewire.v3.json`) are spoken: a browser has no msgpack built in.
+ *
+ * Authentication (`token`): a JWT, or a provider function returning one (or a Promise of
+ * one). It travels as the subprotocol entry `tidewire.token.<jwt>` beside `tidewire.v3.json`
+ * (browsers cannot set headers). A provider is asked before every connection attempt and
+ * again before the token expires (`refresh`); see `client/tokens.js`.
+ *
+ *     const client = new TidewireClient(url, {
+ *       token: async () => (await fetch("/my-app/token")).text(),
+ *     });
  */
 
 import { Backoff } from "./client/backoff.js";
@@ -36,6 +45,16 @@ import { Dispatcher, safeCall } from "./client/dispatch.js";
 import { ConnectionClosedError, RequestTimeout, ServerError, SubscriptionError } from "./client/errors.js";
 import { OutboundQueue } from "./client/outbound.js";
 import { Subscription, normalizeFilters } from "./client/subscription.js";
+import {
+  RefreshTimer,
+  TokenError,
+  checkTokenSource,
+  redactToken,
+  refreshDelay,
+  refreshRetryDelay,
+  resolveToken,
+  subprotocols,
+} from "./client/tokens.js";
 
 export { Backoff } from "./client/backoff.js";
 export { CloseCode, RECONNECT_CLOSE_CODES, reconnectRefusal } from "./client/closecodes.js";
@@ -54,10 +73,18 @@ export { NOT_RECOVERED, RESYNC, isResync } from "./client/resync.js";
 export { Router, matches } from "./client/routing.js";
 export { STREAMS, STREAM_NAMES, isReliable, keepsLastValues, resolveStream } from "./client/streams.js";
 export { Subscription } from "./client/subscription.js";
+export {
+  TOKEN_SUBPROTOCOL_PREFIX,
+  TokenError,
+  redactToken,
+  refreshDelay,
+  refreshRetryDelay,
+} from "./client/tokens.js";
 
 /** @import { ClientCommand, Filters, StreamName, StreamPosition, StreamFilters } from "./tidewire-protocol.d.ts" */
 /** @import { MessageCallback, ResyncCallback } from "./client/subscription.js" */
 /** @import { ResyncMarker } from "./client/resync.js" */
+/** @import { TokenProvider, TokenSource } from "./client/tokens.js" */
 
 export const SUBPROTOCOL_JSON = "tidewire.v3.json";
 
@@ -100,8 +127,18 @@ export const ConnectionState = Object.freeze({
  * @property {boolean} [decimalsAsStrings] ask for decimal numbers as strings
  * @property {number} [requestTimeout] default timeout of requests, ms (10000)
  * @property {number} [connectTimeout] timeout of one attempt up to `connection_established`, ms
+ * @property {TokenSource | null} [token] a JWT, or a provider returning one (or a Promise of
+ *   one): asked before every connection attempt and again before the token expires
+ * @property {boolean | ((line: string) => void)} [debug] log every frame (tokens redacted):
+ *   true for `console.debug`, or a function taking each line
  * @property {Backoff} [backoff] a custom backoff (tests)
  * @property {typeof WebSocket} [WebSocket] the WebSocket class (default: the global one)
+ */
+
+/**
+ * @typedef {object} TokenInfo who the gateway says the connection is, and until when
+ * @property {string | null} userId `user_id` of the token in force
+ * @property {number | null} expiresAt epoch ms at which it expires
  */
 
 /**
@@ -123,7 +160,9 @@ export const ConnectionState = Object.freeze({
  * @property {[frame: FrameInfo]} frame every frame sent or received
  * @property {[subscription: Subscription, info: ResyncMarker]} resync a gap of a subscription
  * @property {[subscription: Subscription, reply: Record<string, any>]} confirmed a (re)subscription
- * @property {[error: Error]} error an error reply nobody waited for, a refused resubscription
+ * @property {[error: Error]} error an error reply nobody waited for, a refused resubscription,
+ *   a subscription the gateway ended, a failed token provider or refresh (`TokenError`)
+ * @property {[info: TokenInfo]} authenticated a connection or a refresh put a token in force
  */
 
 let idPrefix = Math.floor(Math.random() * 0xffffffff).toString(16).padStart(8, "0");

@@ -35,19 +35,25 @@ export const BACKOFF_CLOSE_CODES = new Set([4009, 4029]);
 /**
  * Why not to reconnect after a connection closed with `code`, or null to reconnect.
  *
- * 4001 means the credentials are bad: an `AuthenticationError`. Codes outside
- * `RECONNECT_CLOSE_CODES` (1000 normal, 1008 policy, 1009 too big, 4003 forbidden, ...) say
- * that reconnecting would be refused or repeat the same mistake.
+ * 4001 means the credentials are bad or expired: retrying with them cannot succeed, so it
+ * is an `AuthenticationError`, unless the client has a token provider (`renewableToken`)
+ * that the next attempt asks for a new token; then it reconnects like after 1006, within
+ * the same attempt limit (and gives up with an `AuthenticationError`). Codes outside
+ * `RECONNECT_CLOSE_CODES` (1000 normal, 1008 policy, 1009 too big, 4003 forbidden, ...)
+ * say that reconnecting would be refused or repeat the same mistake.
  * @param {number} code
  * @param {string} reason
- * @param {{autoReconnect: boolean, attempts: number, maxAttempts: number | null}} options
+ * @param {{autoReconnect: boolean, attempts: number, maxAttempts: number | null,
+ *   renewableToken?: boolean}} options
  * @returns {ConnectionClosedError | null}
  */
-export function reconnectRefusal(code, reason, { autoReconnect, attempts, maxAttempts }) {
-  if (code === CloseCode.AUTH_FAILED) {
-    return new AuthenticationError(`authentication failed (4001) ${reason}`.trim(), { code, reason });
+export function reconnectRefusal(code, reason, { autoReconnect, attempts, maxAttempts, renewableToken = false }) {
+  const auth = code === CloseCode.AUTH_FAILED;
+  const failure = `authentication failed (4001) ${reason}`.trim();
+  if (auth && !(renewableToken && autoReconnect)) {
+    return new AuthenticationError(failure, { code, reason });
   }
-  if (!RECONNECT_CLOSE_CODES.has(/** @type {ReconnectCloseCode} */ (code))) {
+  if (!auth && !RECONNECT_CLOSE_CODES.has(/** @type {ReconnectCloseCode} */ (code))) {
     return new ConnectionClosedError(`the gateway closed the connection with ${code} ${reason}`.trim(), {
       code,
       reason,
@@ -57,10 +63,9 @@ export function reconnectRefusal(code, reason, { autoReconnect, attempts, maxAtt
     return new ConnectionClosedError(`connection lost (${code}) and autoReconnect is off`, { code, reason });
   }
   if (maxAttempts !== null && attempts >= maxAttempts) {
-    return new ConnectionClosedError(
-      `gave up after ${attempts} reconnection attempt(s) (last close code ${code})`,
-      { code, reason },
-    );
+    const message = `gave up after ${attempts} reconnection attempt(s)`;
+    if (auth) return new AuthenticationError(`${message}: ${failure}`, { code, reason });
+    return new ConnectionClosedError(`${message} (last close code ${code})`, { code, reason });
   }
   return null;
 }

@@ -17,6 +17,7 @@ import { ConnectionClosedError, ServerError, SubscriptionError } from "./errors.
 import { positionOf } from "./dedupe.js";
 import { HeartbeatTracker } from "./heartbeat.js";
 import { Router } from "./routing.js";
+import { parseExpiry } from "./tokens.js";
 
 /** @import { Subscription } from "./subscription.js" */
 /** @import { ResyncMarker } from "./resync.js" */
@@ -39,6 +40,7 @@ export const REPLY_TYPES = new Set([
 /**
  * @typedef {object} DispatchHooks what the dispatcher tells its client
  * @property {() => void} established `connection_established` arrived: send the backlog now
+ * @property {() => void} authenticated `auth_ok` arrived (`userId`, `expiresAt` updated)
  * @property {(subscription: Subscription, reply: Record<string, any>) => void} confirmed
  * @property {(subscription: Subscription, info: ResyncMarker) => void} resync
  * @property {(message: Record<string, any>) => void} message every message, after routing
@@ -90,6 +92,12 @@ export class Dispatcher {
     this.serverLimits = null;
     /** @type {number | null} seconds of silence after which the gateway sends `heartbeat` */
     this.serverHeartbeatInterval = null;
+    /** @type {string | null} the user the connection's token names (`user_id`) */
+    this.userId = null;
+    /** @type {number | null} epoch ms at which the connection's token expires */
+    this.expiresAt = null;
+    /** True when the gateway waits for an `auth` message on this connection. */
+    this.authRequired = false;
     /** @type {number | null} round trip of the last heartbeat, in milliseconds */
     this.messageLatency = null;
     /** Messages received (a batch counts its messages). */
@@ -249,6 +257,7 @@ export class Dispatcher {
     else if (type === "subscription_confirmed" || type === "subscription_error") {
       this._onSubscriptionReply(type, message);
     } else if (type === "heartbeat_response") this._onHeartbeatResponse(message);
+    else if (type === "auth_ok") this._onAuthOk(message);
     const correlationId = message.correlation_id;
     if (typeof correlationId !== "string") {
       if (type === "error") this._hooks.error(ServerError.fromReply(message));
@@ -274,8 +283,19 @@ export class Dispatcher {
     this.serverVersion = typeof message.server_version === "string" ? message.server_version : null;
     this.serverLimits = message.limits !== null && typeof message.limits === "object" ? { ...message.limits } : null;
     if (typeof message.heartbeat_interval === "number") this.serverHeartbeatInterval = message.heartbeat_interval;
+    this.userId = typeof message.user_id === "string" ? message.user_id : null;
+    this.expiresAt = parseExpiry(message.expires_at);
+    this.authRequired = message.auth_required === true;
     this.established = true;
     this._hooks.established();
+  }
+
+  /** @param {Record<string, any>} message an `auth_ok`: the token now in force */
+  _onAuthOk(message) {
+    if (typeof message.user_id === "string") this.userId = message.user_id;
+    this.expiresAt = parseExpiry(message.expires_at);
+    this.authRequired = false;
+    this._hooks.authenticated();
   }
 
   /** @param {string} type @param {Record<string, any>} message */
