@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tidewire.core.entitlements import portfolio_keyed
 from tidewire.protocol.streams import STREAMS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
@@ -37,3 +38,17 @@ def test_stream_table_matches_the_catalogue() -> None:
         for spec in STREAMS.values()
     }
     assert documented == expected
+
+
+def test_readers_table_covers_every_stream_and_its_key() -> None:
+    text = DOC.read_text()
+    table = text.split("<!-- readers-table:start -->")[1].split("<!-- readers-table:end -->")[0]
+    rows = {
+        re.findall(r"`([^`]+)`", line)[0]: line
+        for line in table.splitlines()
+        if line.startswith("| `")
+    }
+    assert set(rows) == set(STREAMS)
+    for name, row in rows.items():
+        # Portfolio-keyed streams are exactly those whose subscriptions are narrowed.
+        assert ("narrowed" in row) == portfolio_keyed(STREAMS[name]), name
