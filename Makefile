@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	@echo "Dashboard: http://127.0.0.1:8766/   API: http://127.0.0.1:8766/docs   WebSocket: ws://127.0.0.1:8765/ws"
+	@echo "Tokens: off unless TIDEWIRE_JWT_SECRET (or a public key) is set; see README, Securing a deployment"
 	$(BIN)/tidewire serve --demo
 
 # NautilusTrader (optional extra, ~680 MB): the integration test and demo-nautilus need it.

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -243,6 +244,7 @@ def _forwarded_flags(security: dict[str, Any]) -> list[str]:
     for name, value in security.items():
         flag = "--" + name.replace("_", "-")
         if name == "jwt_secret":
+            os.environ["TIDEWIRE_JWT_SECRET"] = value  # inherited by the workers
             continue
         if isinstance(value, bool):
             flags.append(flag if value else "--no-" + name.replace("_", "-"))

@@ -42,12 +42,11 @@
 import { Backoff } from "./client/backoff.js";
 import { ABNORMAL_CLOSURE, CloseCode, reconnectRefusal, throttled } from "./client/closecodes.js";
 import { Dispatcher, safeCall } from "./client/dispatch.js";
-import { ConnectionClosedError, RequestTimeout, ServerError, SubscriptionError } from "./client/errors.js";
+import { ConnectionClosedError, RequestTimeout, ServerError, SubscriptionError, TokenError } from "./client/errors.js";
 import { OutboundQueue } from "./client/outbound.js";
 import { Subscription, normalizeFilters } from "./client/subscription.js";
 import {
   RefreshTimer,
-  TokenError,
   checkTokenSource,
   redactToken,
   refreshDelay,
@@ -67,6 +66,7 @@ export {
   ServerError,
   SubscriptionError,
   TidewireError,
+  TokenError,
 } from "./client/errors.js";
 export { HeartbeatTracker } from "./client/heartbeat.js";
 export { NOT_RECOVERED, RESYNC, isResync } from "./client/resync.js";
@@ -75,7 +75,6 @@ export { STREAMS, STREAM_NAMES, isReliable, keepsLastValues, resolveStream } fro
 export { Subscription } from "./client/subscription.js";
 export {
   TOKEN_SUBPROTOCOL_PREFIX,
-  TokenError,
   redactToken,
   refreshDelay,
   refreshRetryDelay,
@@ -238,11 +237,22 @@ export class TidewireClient {
     const WebSocketClass = options.WebSocket ?? globalThis.WebSocket;
     if (WebSocketClass === undefined) throw new TypeError("no WebSocket class: pass options.WebSocket");
     this._WebSocket = WebSocketClass;
+    /** @type {TokenSource | null} checked here: a fixed token that cannot travel fails now */
+    this._tokenSource = checkTokenSource(options.token);
+    /** @type {string | null} the token the current connection was opened with */
+    this._connectionToken = null;
+    const debug = options.debug ?? false;
+    /** @type {((line: string) => void) | null} */
+    this._debug = typeof debug === "function" ? debug : debug ? (line) => console.debug(line) : null;
+    this._refreshTimer = new RefreshTimer(() => void this._scheduledRefresh());
+    /** @type {object | null} the scheduled refresh in flight (its own marker object) */
+    this._refreshing = null;
     this._outbound = new OutboundQueue(options.messageQueueSize ?? 1000);
     /** @type {Map<keyof ClientEvents, Set<(...args: any[]) => void>>} */
     this._listeners = new Map();
     this._inbound = new Dispatcher({
       established: () => this._onEstablished(),
+      authenticated: () => this._onAuthenticated(),
       confirmed: (subscription, reply) => this._emit("confirmed", subscription, reply),
       resync: (subscription, info) => this._emit("resync", subscription, info),
       message: (message) => this._emit("message", message),
@@ -254,6 +264,9 @@ export class TidewireClient {
     this._ws = null;
     /** Number of the current socket; subscriptions remember the one they were sent on. */
     this._generation = 0;
+    /** Number of the current connection attempt: a token provider answering late for an
+     * attempt given up meanwhile (timeout, disconnect) is ignored. */
+    this._attempt = 0;
     this._ready = false;
     this._reconnectAttempts = 0;
     /** @type {ConnectionClosedError | null} */
@@ -319,6 +332,21 @@ export class TidewireClient {
   /** Seconds of silence after which the gateway sends `heartbeat`, as it announced. */
   get serverHeartbeatInterval() {
     return this._inbound.serverHeartbeatInterval;
+  }
+
+  /** `user_id` the gateway gave the current connection's token (null without one). */
+  get userId() {
+    return this._inbound.userId;
+  }
+
+  /** Epoch ms at which the current connection's token expires (null: no token, or never). */
+  get tokenExpiresAt() {
+    return this._inbound.expiresAt;
+  }
+
+  /** True when a provider supplies the token (it is renewed); false for a fixed one or none. */
+  get renewableToken() {
+    return typeof this._tokenSource === "function";
   }
 
   /** Why the client closed by itself (authentication failed, attempts exhausted, ...). */
@@ -638,30 +666,168 @@ export class TidewireClient {
     }
   }
 
+  // ------------------------------------------------------------------ token
+
+  /**
+   * Replace the token (a JWT, a provider, or null). Later connections use it; while
+   * connected it is sent at once as `refresh` and the promise resolves with the `auth_ok`
+   * (rejects with `ServerError` when the gateway refuses it: a token of another user, an
+   * invalid one; the connection keeps its current token until that expires).
+   * @param {TokenSource | null} token
+   * @param {{timeout?: number | undefined}} [options]
+   * @returns {Promise<Record<string, any> | null>} null when not connected
+   */
+  async setToken(token, options = {}) {
+    this._tokenSource = checkTokenSource(token);
+    if (!this.renewableToken) this._refreshTimer.cancel();
+    if (this._tokenSource === null || this._state !== ConnectionState.CONNECTED) return null;
+    return this.refreshToken(options);
+  }
+
+  /**
+   * Send `refresh` now with the current token (a provider is asked for a new one) and
+   * return the gateway's `auth_ok`. Rejects with `TokenError` when the provider fails,
+   * `ServerError` when the gateway refuses the token, `ConnectionClosedError` when not
+   * connected or the connection is lost meanwhile. Nothing is queued: a new connection
+   * presents its token in the handshake anyway.
+   * @param {{timeout?: number | undefined}} [options]
+   * @returns {Promise<Record<string, any>>}
+   */
+  async refreshToken(options = {}) {
+    const source = this._tokenSource;
+    if (source === null) throw new TokenError("no token to refresh with (option token)");
+    const ws = this._ws;
+    if (ws === null || this._state !== ConnectionState.CONNECTED) throw new ConnectionClosedError("not connected");
+    const token = await this._withTimeout(resolveToken(source), options.timeout, "the token provider did not answer");
+    if (this._ws !== ws || ws.readyState !== ws.OPEN) throw new ConnectionClosedError("connection lost before the refresh");
+    const message = { type: "refresh", token, message_id: newMessageId() };
+    const reply = this._inbound.expectReply(message.message_id);
+    try {
+      this._write(ws, message);
+      this._inbound.sent(message);
+      return await this._withTimeout(reply, options.timeout, "no reply to refresh");
+    } finally {
+      this._inbound.release(message.message_id);
+    }
+  }
+
+  /** `auth_ok` arrived: a refresh of ours (which schedules the next itself) or another. */
+  _onAuthenticated() {
+    if (this._refreshing === null) this._scheduleRefresh();
+    this._emit("authenticated", { userId: this._inbound.userId, expiresAt: this._inbound.expiresAt });
+  }
+
+  /**
+   * Arm the next refresh: `delayMs` from now, or by the shared rule from the expiry the
+   * gateway announced. Only a provider can give a newer token, so only then.
+   * @param {number | null} [delayMs]
+   */
+  _scheduleRefresh(delayMs = null) {
+    const expiresAt = this._inbound.expiresAt;
+    if (!this.renewableToken || expiresAt === null || this._ws === null) {
+      this._refreshTimer.cancel();
+      return;
+    }
+    this._refreshTimer.arm(delayMs ?? refreshDelay((expiresAt - Date.now()) / 1000) * 1000);
+  }
+
+  /** The timer fired: refresh, then arm the next one; a failure is reported and retried. */
+  async _scheduledRefresh() {
+    const ws = this._ws;
+    if (ws === null || this._state !== ConnectionState.CONNECTED) return;
+    const marker = {};
+    this._refreshing = marker;
+    const before = this._inbound.expiresAt;
+    try {
+      await this.refreshToken({ timeout: this._connectTimeout });
+      const after = this._inbound.expiresAt;
+      // A provider that hands back the same token would otherwise be asked again at once.
+      if (before !== null && (after === null || after <= before)) {
+        throw new TokenError("the token provider returned a token that expires no later than the current one");
+      }
+      if (this._ws === ws) this._scheduleRefresh();
+    } catch (error) {
+      // Lost with the connection: the next one asks the provider in its handshake.
+      if (this._ws !== ws || error instanceof ConnectionClosedError) return;
+      const failure = error instanceof TokenError ? error : new TokenError(`token refresh failed: ${/** @type {Error} */ (error).message}`, error);
+      this._emit("error", failure);
+      const left = (this._inbound.expiresAt ?? Date.now()) - Date.now();
+      this._scheduleRefresh(refreshRetryDelay(left));
+    } finally {
+      if (this._refreshing === marker) this._refreshing = null;
+    }
+  }
+
   // ------------------------------------------------------------------ connection
 
+  /** A connection attempt: ask for the token (a provider may answer later), then open. */
   _open() {
     this._clearTimers();
     this._nextAttemptAt = null;
-    this._generation += 1;
     this._ready = false;
+    this._inbound.established = false;
+    const attempt = ++this._attempt;
+    // The attempt's deadline covers the provider's answer too.
+    this._connectTimer = setTimeout(() => this._attemptTimedOut(attempt), this._connectTimeout);
+    const source = this._tokenSource;
+    if (typeof source !== "function") {
+      this._openSocket(attempt, source);
+      return;
+    }
+    resolveToken(source).then(
+      (token) => this._openSocket(attempt, token),
+      (/** @type {Error} */ error) => this._attemptFailed(attempt, error),
+    );
+  }
+
+  /**
+   * @param {number} attempt
+   * @param {string | null} token
+   */
+  _openSocket(attempt, token) {
+    if (attempt !== this._attempt) return; // given up meanwhile
+    this._generation += 1;
+    this._connectionToken = token;
     /** @type {WebSocket} */
     let ws;
     try {
-      ws = new this._WebSocket(this._wsUrl, SUBPROTOCOL_JSON);
+      ws = new this._WebSocket(this._wsUrl, subprotocols(SUBPROTOCOL_JSON, token));
     } catch (error) {
-      // A malformed URL will not get better by retrying.
-      this._stop(new ConnectionClosedError(`invalid gateway URL: ${String(error)}`));
+      // A malformed URL will not get better by retrying. The browser's message may quote
+      // the subprotocol entries, so it is not shown when one carries a token.
+      const why = token === null ? String(error) : "the URL or the token entry was refused";
+      this._stop(new ConnectionClosedError(`cannot open a WebSocket to ${this.url}: ${why}`));
       return;
     }
     this._ws = ws;
-    this._inbound.established = false;
-    this._connectTimer = setTimeout(() => this._abort(ws, "connect timeout"), this._connectTimeout);
     ws.onmessage = (event) => {
       if (this._ws === ws) this._onFrame(ws, event.data);
     };
     ws.onclose = (event) => this._connectionEnded(ws, event.code || ABNORMAL_CLOSURE, event.reason || "");
     ws.onerror = () => {}; // a close event always follows
+  }
+
+  /**
+   * The token provider failed: report it, then retry like a failed connection.
+   * @param {number} attempt
+   * @param {Error} error
+   */
+  _attemptFailed(attempt, error) {
+    if (attempt !== this._attempt) return;
+    this._attempt += 1;
+    this._emit("error", error);
+    this._clearTimers();
+    this._retryOrStop(ABNORMAL_CLOSURE, error.message);
+  }
+
+  /** @param {number} attempt */
+  _attemptTimedOut(attempt) {
+    if (attempt !== this._attempt) return;
+    if (this._ws !== null) {
+      this._abort(this._ws, "connect timeout");
+      return;
+    }
+    this._attemptFailed(attempt, new TokenError("the token provider did not answer before the connect timeout"));
   }
 
   /**
@@ -671,6 +837,7 @@ export class TidewireClient {
   _onFrame(ws, data) {
     this._lastReceived = performance.now();
     if (typeof data !== "string") return; // JSON subprotocol only: binary frames are not ours
+    if (this._debug !== null) this._debug(`tidewire < ${data}`);
     /** @type {Record<string, any>} */
     let frame;
     try {
@@ -695,6 +862,12 @@ export class TidewireClient {
     this._connectTimer = null;
     this._reconnectAttempts = 0;
     this._backoff.reset();
+    // A proxy may have dropped the token entry of the handshake: present it as `auth`
+    // first (the gateway serves commands in order, so the rest follows authenticated).
+    const token = this._connectionToken;
+    if (this._inbound.authRequired && token !== null) {
+      this._write(ws, { type: "auth", token, message_id: newMessageId() });
+    }
     // Subscriptions first (queued commands may refer to them), then queued commands in order.
     for (const subscription of this._inbound.subscriptions.values()) {
       if (subscription._generation !== this._generation) this._sendSubscribe(ws, subscription);
@@ -710,6 +883,10 @@ export class TidewireClient {
     this._ready = true;
     this._connectedAt = Date.now();
     this._setState(ConnectionState.CONNECTED);
+    this._scheduleRefresh();
+    if (this._inbound.userId !== null || this._inbound.expiresAt !== null) {
+      this._emit("authenticated", { userId: this._inbound.userId, expiresAt: this._inbound.expiresAt });
+    }
     if (this._heartbeatInterval !== null) {
       const timeout = this._heartbeatTimeout;
       this._write(ws, this._inbound.heartbeats.start());
@@ -741,8 +918,14 @@ export class TidewireClient {
   _write(ws, message) {
     const text = JSON.stringify(message);
     ws.send(text);
-    if (this._listeners.get("frame")?.size) {
-      this._emit("frame", { direction: "out", time: Date.now(), size: utf8Length(text), text, message });
+    const viewers = this._listeners.get("frame")?.size;
+    if (!viewers && this._debug === null) return;
+    // What is shown or logged never carries a token (auth, refresh): "***" instead.
+    const shown = redactToken(message);
+    const shownText = shown === message ? text : JSON.stringify(shown);
+    if (this._debug !== null) this._debug(`tidewire > ${shownText}`);
+    if (viewers) {
+      this._emit("frame", { direction: "out", time: Date.now(), size: utf8Length(text), text: shownText, message: shown });
     }
   }
 
@@ -775,10 +958,20 @@ export class TidewireClient {
     const wasReady = this._ready;
     this._detach(code);
     if (wasReady) this._closeCode = code;
+    this._retryOrStop(code, reason);
+  }
+
+  /**
+   * An attempt or a connection ended with `code`: schedule the next attempt, or stop.
+   * @param {number} code
+   * @param {string} reason
+   */
+  _retryOrStop(code, reason) {
     const refusal = reconnectRefusal(code, reason, {
       autoReconnect: this.autoReconnect,
       attempts: this._reconnectAttempts,
       maxAttempts: this._maxReconnectAttempts,
+      renewableToken: this.renewableToken,
     });
     if (refusal !== null) {
       this._stop(refusal);
@@ -799,6 +992,7 @@ export class TidewireClient {
    * @param {string} reason
    */
   _stopConnection(code, reason) {
+    this._attempt += 1; // a provider still answering is no longer waited for
     const ws = this._ws;
     if (ws !== null) {
       ws.onclose = null;
@@ -819,6 +1013,7 @@ export class TidewireClient {
   /** @param {number} code */
   _detach(code) {
     this._ws = null;
+    this._connectionToken = null;
     this._ready = false;
     this._connectedAt = null;
     this._clearTimers();
@@ -830,6 +1025,7 @@ export class TidewireClient {
     if (this._reconnectTimer !== null) clearTimeout(this._reconnectTimer);
     if (this._heartbeatTimer !== null) clearInterval(this._heartbeatTimer);
     this._connectTimer = this._reconnectTimer = this._heartbeatTimer = null;
+    this._refreshTimer.cancel();
   }
 
   /**

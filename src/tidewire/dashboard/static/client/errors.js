@@ -99,3 +99,18 @@ export class SubscriptionError extends ServerError {
     this.subscriptionId = null;
   }
 }
+
+/** The token provider failed, returned no usable token, or a refresh was refused. */
+export class TokenError extends TidewireError {
+  /**
+   * @param {string} message
+   * @param {unknown} [cause] the provider's error, or the gateway's refusal (`ServerError`)
+   */
+  constructor(message, cause) {
+    super(message);
+    this.name = "TokenError";
+    if (cause !== undefined) this.cause = cause;
+    /** `error_code` of the gateway's refusal, when it refused. */
+    this.errorCode = cause instanceof Error && "errorCode" in cause ? String(cause.errorCode) : null;
+  }
+}

@@ -9,7 +9,7 @@
  * `tests/vectors/token_refresh.json`, shared with the Python SDK.
  */
 
-import { TidewireError } from "./errors.js";
+import { TokenError } from "./errors.js";
 
 /** @typedef {() => string | PromiseLike<string>} TokenProvider */
 /** @typedef {string | TokenProvider} TokenSource */
@@ -30,15 +30,6 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 // A subprotocol entry must be an HTTP token (RFC 9110 tchar). JWTs (base64url and dots)
 // always are; anything else would make `new WebSocket` throw a SyntaxError quoting it.
 const TCHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
-/** The token provider failed, returned no usable token, or a refresh was refused. */
-export class TokenError extends TidewireError {
-  /** @param {string} message */
-  constructor(message) {
-    super(message);
-    this.name = "TokenError";
-  }
-}
 
 /**
  * Seconds to wait before refreshing a token that expires in `secondsLeft`: a fifth of the
@@ -105,7 +96,7 @@ export async function resolveToken(source) {
   try {
     value = await source();
   } catch (error) {
-    throw new TokenError(`the token provider failed: ${error instanceof Error ? error.message : String(error)}`);
+    throw new TokenError(`the token provider failed: ${error instanceof Error ? error.message : String(error)}`, error);
   }
   try {
     return checkToken(value);
