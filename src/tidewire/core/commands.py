@@ -16,12 +16,12 @@ from typing import Any
 from tidewire.brokers.base import Broker, BrokerUnavailable
 from tidewire.core import recovery
 from tidewire.core.auth import Authenticator
+from tidewire.core.authentication import accept_token
 from tidewire.core.connection import Connection
 from tidewire.core.entitlements import (
     authorize_publish,
     authorize_subscribe,
     message_check,
-    still_covers,
 )
 from tidewire.core.hub import Hub
 from tidewire.core.quotas import PublishRates
@@ -33,7 +33,6 @@ from tidewire.protocol.ingest import build_data_message
 from tidewire.protocol.messages import (
     Ack,
     Auth,
-    AuthOk,
     ClientCommand,
     DataMessage,
     ErrorReply,
@@ -51,7 +50,6 @@ from tidewire.protocol.messages import (
     Subscriptions,
     Unsubscribe,
     UnsubscriptionConfirmed,
-    iso_of,
     now_iso,
 )
 from tidewire.protocol.streams import resolve_stream
@@ -71,21 +69,6 @@ class CommandLimits:
     max_subscriptions_per_user: int = 1000
     max_connections_per_user: int = 200
     jwt_leeway: float = 0.0
-
-
-def rate_limited(rates: PublishRates, wait: float) -> ProtocolError:
-    """The error of a publish past its publisher's budget (REST: 429 with Retry-After)."""
-    if wait == float("inf"):
-        return ProtocolError(
-            ErrorCode.RATE_LIMITED,
-            f"more messages at once than the publish burst of {rates.burst}",
-            {"limit": rates.burst},
-        )
-    return ProtocolError(
-        ErrorCode.RATE_LIMITED,
-        f"publish rate above {rates.rate:g} messages/s; retry in {wait:.3f} s",
-        {"retry_after": round(wait, 3), "limit": rates.rate},
-    )
 
 
 class CommandHandler:
@@ -395,7 +378,7 @@ class CommandHandler:
             publisher = connection.user_id or f"address:{connection.address}"
             wait = self.publish_rates.take(publisher, 1, self._clock())
             if wait:
-                raise rate_limited(self.publish_rates, wait)
+                raise self.publish_rates.refusal(wait)
         self._spawn(self._publish_and_ack(connection, command.message_id, message))
 
     async def _publish_and_ack(
@@ -423,66 +406,9 @@ class CommandHandler:
         )
 
     def _auth(self, connection: Connection, command: Auth | Refresh) -> None:
-        """`auth` (the first token of a connection) and `refresh` (a newer one).
-
-        A failed `auth` on a connection without a token closes it with 4001; a failed
-        `refresh` is an error reply and the current token stays until it expires. A new
-        token must name the same user; subscriptions it no longer grants end, each with a
-        `subscription_error` (forbidden).
-        """
-        if not self.authenticator.required:
-            self.hub.send(
-                connection, AuthOk(correlation_id=command.message_id, user_id="anonymous")
-            )
-            return
-        current = connection.principal
-        try:
-            principal = self.authenticator.authenticate(command.token)
-        except ProtocolError as exc:
-            if not current.authenticated:
-                self.hub.close(connection, CloseCode.AUTH_FAILED, exc.message)
-                return
-            raise
-        assert principal.user_id is not None
-        if current.authenticated and principal.user_id != current.user_id:
-            raise ProtocolError(
-                ErrorCode.FORBIDDEN, "a new token must be for the connection's own user"
-            )
-        if not current.authenticated:
-            limit = self.limits.max_connections_per_user
-            if self.hub.ledger.user_count(principal.user_id) >= limit:
-                self.hub.close(
-                    connection,
-                    CloseCode.TOO_MANY_CONNECTIONS,
-                    f"more than {limit} connections for this user",
-                )
-                return
-        ended = [
-            s
-            for s in connection.subscriptions.values()
-            if not still_covers(principal, current, s.spec, s.filters)
-        ]
-        self.hub.identify(connection, principal)
-        self.hub.send(
-            connection,
-            AuthOk(
-                correlation_id=command.message_id,
-                user_id=principal.user_id,
-                expires_at=iso_of(principal.expires_at),
-            ),
+        accept_token(
+            self.hub, self.authenticator, self.limits.max_connections_per_user, connection, command
         )
-        for subscription in ended:
-            self.hub.remove_subscription(subscription)
-            self.hub.send(
-                connection,
-                SubscriptionError(
-                    subscription_id=subscription.subscription_id,
-                    error_code=ErrorCode.FORBIDDEN.value,
-                    error_message=f"the new token no longer grants subscription "
-                    f"{subscription.subscription_id} ({subscription.spec.name}): it ended",
-                    retryable=False,
-                ),
-            )
 
     def _error(
         self, connection: Connection, exc: ProtocolError, correlation_id: str | None

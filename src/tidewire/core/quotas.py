@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tidewire.core.ratelimit import TokenBucket
+from tidewire.protocol.errors import ErrorCode, ProtocolError
 
 if TYPE_CHECKING:
     from tidewire.core.connection import Connection
@@ -99,6 +100,20 @@ class PublishRates:
         if count > self.burst:
             return float("inf")
         return max(0.001, (count - bucket.tokens(now)) / self.rate)
+
+    def refusal(self, wait: float) -> ProtocolError:
+        """The error of a publish that `take` refused with `wait` (REST: 429 + Retry-After)."""
+        if wait == float("inf"):
+            return ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"more messages at once than the publish burst of {self.burst}",
+                {"limit": self.burst},
+            )
+        return ProtocolError(
+            ErrorCode.RATE_LIMITED,
+            f"publish rate above {self.rate:g} messages/s; retry in {wait:.3f} s",
+            {"retry_after": round(wait, 3), "limit": self.rate},
+        )
 
     def _forget_idle(self, now: float) -> None:
         for publisher, bucket in list(self._buckets.items()):

@@ -25,7 +25,6 @@ from litestar.static_files import create_static_files_router
 
 from tidewire import __version__
 from tidewire.brokers.base import BrokerUnavailable
-from tidewire.core.commands import rate_limited
 from tidewire.core.entitlements import authorize_publish
 from tidewire.dashboard import STATIC_DIR
 from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
@@ -286,7 +285,7 @@ def create_app(gateway: Gateway) -> Litestar:
             principal.user_id or f"address:{client}", len(messages), gateway.clock()
         )
         if wait:
-            refusal = rate_limited(gateway.publish_rates, wait)
+            refusal = gateway.publish_rates.refusal(wait)
             answer = error_response(429, refusal.code, refusal.message, refusal.details)
             if math.isfinite(wait):
                 answer.headers["Retry-After"] = str(max(1, math.ceil(wait)))

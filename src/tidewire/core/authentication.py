@@ -1,0 +1,80 @@
+"""The `auth` and `refresh` commands: a connection's first token, and newer ones.
+
+Pure apart from the replies and closes it makes through the hub.
+"""
+
+from __future__ import annotations
+
+from tidewire.core.auth import Authenticator
+from tidewire.core.connection import Connection
+from tidewire.core.entitlements import still_covers
+from tidewire.core.hub import Hub
+from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
+from tidewire.protocol.messages import Auth, AuthOk, Refresh, SubscriptionError, iso_of
+
+
+def accept_token(
+    hub: Hub,
+    authenticator: Authenticator,
+    max_connections_per_user: int,
+    connection: Connection,
+    command: Auth | Refresh,
+) -> None:
+    """Apply `auth` or `refresh` to `connection`; raises ProtocolError for the error reply.
+
+    A failed token on a connection without one closes it with 4001; a failed `refresh` is
+    an error reply and the current token stays until it expires. A new token must name the
+    same user; subscriptions it no longer grants end, each with a `subscription_error`
+    (forbidden). While authentication is off, every token is answered for `anonymous`.
+    """
+    if not authenticator.required:
+        hub.send(connection, AuthOk(correlation_id=command.message_id, user_id="anonymous"))
+        return
+    current = connection.principal
+    try:
+        principal = authenticator.authenticate(command.token)
+    except ProtocolError as exc:
+        if not current.authenticated:
+            hub.close(connection, CloseCode.AUTH_FAILED, exc.message)
+            return
+        raise
+    assert principal.user_id is not None
+    if current.authenticated and principal.user_id != current.user_id:
+        raise ProtocolError(
+            ErrorCode.FORBIDDEN, "a new token must be for the connection's own user"
+        )
+    if not current.authenticated and hub.ledger.user_count(principal.user_id) >= (
+        max_connections_per_user
+    ):
+        hub.close(
+            connection,
+            CloseCode.TOO_MANY_CONNECTIONS,
+            f"more than {max_connections_per_user} connections for this user",
+        )
+        return
+    ended = [
+        s
+        for s in connection.subscriptions.values()
+        if not still_covers(principal, current, s.spec, s.filters)
+    ]
+    hub.identify(connection, principal)
+    hub.send(
+        connection,
+        AuthOk(
+            correlation_id=command.message_id,
+            user_id=principal.user_id,
+            expires_at=iso_of(principal.expires_at),
+        ),
+    )
+    for subscription in ended:
+        hub.remove_subscription(subscription)
+        hub.send(
+            connection,
+            SubscriptionError(
+                subscription_id=subscription.subscription_id,
+                error_code=ErrorCode.FORBIDDEN.value,
+                error_message=f"the new token no longer grants subscription "
+                f"{subscription.subscription_id} ({subscription.spec.name}): it ended",
+                retryable=False,
+            ),
+        )
