@@ -151,3 +151,14 @@ async def test_tls_on_both_ports_with_a_self_signed_certificate(
         stranger = TidewireClient(url, max_reconnect_attempts=0, **FAST, **options)
         with pytest.raises(Exception):  # noqa: B017 (the handshake error differs per case)
             await stranger.connect(timeout=TIMEOUT)
+
+
+async def test_whoami_says_what_the_token_grants(make_gateway: MakeGateway) -> None:
+    gateway = await make_gateway(**SECURE)
+    alice = token("alice", portfolios=["PF-B", "PF-A"], streams=["orders"])
+    async with httpx.AsyncClient(base_url=gateway.internal_url, timeout=TIMEOUT) as http:
+        body = (await http.get("/api/whoami", headers=bearer(alice))).json()
+        assert (await http.get("/api/whoami")).status_code == 401
+    assert body["user_id"] == "alice" and body["roles"] == ["subscriber"]
+    assert body["portfolio_ids"] == ["PF-A", "PF-B"] and body["streams"] == ["order_updates"]
+    assert body["auth_required"] is True and body["expires_at"].endswith("Z")

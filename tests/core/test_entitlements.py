@@ -149,6 +149,10 @@ def test_a_refreshed_token_covers_what_it_still_grants() -> None:
     assert not still_covers(narrower, old, events, Filters())
     assert still_covers(user(portfolios=None), old, events, Filters())
     assert not still_covers(user(streams=frozenset({"market_data"})), old, orders, only_a)
+    # An unnarrowed subscription of a ["*"] token is covered only by another ["*"] token.
+    everything = user(portfolios=None)
+    assert not still_covers(narrower, everything, orders, Filters())
+    assert still_covers(user(portfolios=None), everything, orders, Filters())
 
 
 # ------------------------------------------------------------------ publishing

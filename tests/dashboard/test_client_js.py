@@ -156,6 +156,20 @@ def test_every_module_import_resolves() -> None:
             assert (module.parent / target).resolve().is_file(), f"{module.name}: {target}"
 
 
+def test_static_files_need_nothing_the_policy_refuses() -> None:
+    """The control plane's CSP has no 'unsafe-inline' nor 'unsafe-eval': no inline script,
+    handler or style attribute in the HTML, none written as HTML by a module, no eval.
+    (Styles set through CSSOM, `el.style.width = ...`, are allowed.)"""
+    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline <script>"
+    assert not re.search(r"\s(style|on[a-z]+)=", html), "inline style or event handler"
+    modules = [p for p in STATIC_DIR.rglob("*.js") if "vendor" not in p.parts]
+    for module in modules:
+        text = module.read_text(encoding="utf-8")
+        assert not re.search(r"\beval\(|new Function\(|setTimeout\(\s*[\"'`]", text), module.name
+        assert not re.search(r"\sstyle=|\bstyle:\s", text), f"{module.name}: inline style"
+
+
 async def test_control_plane_serves_the_dashboard(gateway: Gateway) -> None:
     async with httpx.AsyncClient(base_url=gateway.internal_url, timeout=5) as http:
         index = await http.get("/")
@@ -175,3 +189,4 @@ async def test_control_plane_serves_the_dashboard(gateway: Gateway) -> None:
         assert css.headers["content-type"].startswith("text/css")
         config = (await http.get("/api/config")).json()
         assert config["ws_url"] == f"ws://127.0.0.1:{gateway.port}/ws"
+        assert config["auth_required"] is False  # the dashboard shows no token field

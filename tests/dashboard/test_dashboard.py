@@ -57,6 +57,15 @@ LiveGateway = Any
 LiveFactory = Callable[..., Any]
 
 
+def wait_until(page: Page, condition: str) -> None:
+    """Wait (bounded by Playwright's timeout) until the JavaScript `condition` holds.
+
+    Always as a function: Playwright evaluates a bare expression with `eval` on every poll,
+    which the dashboard's Content-Security-Policy (no 'unsafe-eval') refuses.
+    """
+    page.wait_for_function(f"() => ({condition})")
+
+
 def js_number(page: Page, expression: str) -> float:
     value = page.evaluate(expression)
     assert isinstance(value, int | float), (expression, value)
@@ -79,7 +88,7 @@ def test_every_panel_shows_live_data(browser_page: Page, live_gateway: LiveFacto
     expect(page.get_by_test_id("conn-latency")).to_contain_text("ms")
     expect(page.get_by_test_id("conn-id")).to_have_text(re.compile(r"\w+-\d+"))
     expect(page.get_by_test_id("conn-uptime")).to_contain_text("s")
-    page.wait_for_function("window.tidewire.client.messagesReceived > 50")
+    wait_until(page, "window.tidewire.client.messagesReceived > 50")
 
     # 2. Subscription manager: the dashboard's subscription to each stream, live
     page.get_by_test_id("tab-subscriptions").click()
@@ -102,7 +111,7 @@ def test_every_panel_shows_live_data(browser_page: Page, live_gateway: LiveFacto
     # 4. Statistics: latency, throughput, quality
     page.get_by_test_id("tab-statistics").click()
     expect(page.get_by_test_id("stat-latency")).to_contain_text("ms")
-    page.wait_for_function("window.tidewire.telemetry.rates.msgsIn > 0")
+    wait_until(page, "window.tidewire.telemetry.rates.msgsIn > 0")
     expect(page.get_by_test_id("chart-throughput").locator("canvas")).to_have_count(1)
     expect(page.get_by_test_id("chart-latency").locator("canvas")).to_have_count(1)
     quality = int(page.get_by_test_id("stat-quality").inner_text())
@@ -200,7 +209,7 @@ def test_viewer_captures_and_exports(
     page.get_by_test_id("viewer-pause").click()
     first = rows.first.get_attribute("data-n")
     captured = js_number(page, "window.tidewire.client.messagesReceived")
-    page.wait_for_function(f"window.tidewire.client.messagesReceived > {captured + 20}")
+    wait_until(page, f"window.tidewire.client.messagesReceived > {captured + 20}")
     assert rows.first.get_attribute("data-n") == first
     page.get_by_test_id("viewer-pause").click()
     expect(rows.first).not_to_have_attribute("data-n", first or "")
@@ -235,7 +244,7 @@ def test_viewer_captures_and_exports(
     page.get_by_test_id("viewer-max").dispatch_event("change")
     page.wait_for_timeout(300)
     size = js_number(page, "window.tidewire.client.messagesReceived")
-    page.wait_for_function(f"window.tidewire.client.messagesReceived > {size + 100}")
+    wait_until(page, f"window.tidewire.client.messagesReceived > {size + 100}")
     expect(page.get_by_test_id("viewer-stats")).to_contain_text("/ 50 messages captured")
     page.get_by_test_id("viewer-record").click()
     page.get_by_test_id("viewer-clear").click()
@@ -252,9 +261,7 @@ def test_gateway_restart_shows_reconnecting_then_recovered(
     status = page.get_by_test_id("status")
     recovery = page.get_by_test_id("recovery")
     expect(recovery).to_have_attribute("data-phase", "idle")
-    page.wait_for_function(
-        "[...window.tidewire.client.subscriptions.values()].every(s => s.confirmed)"
-    )
+    wait_until(page, "[...window.tidewire.client.subscriptions.values()].every(s => s.confirmed)")
 
     live.stop()
     expect(status).to_have_attribute("data-state", "reconnecting")
@@ -268,7 +275,7 @@ def test_gateway_restart_shows_reconnecting_then_recovered(
     # A new gateway has new epochs: nothing to replay, every subscription resynced.
     expect(recovery).to_contain_text("recovered 12 subscriptions")
     expect(recovery).to_contain_text("12 resynced from snapshot")
-    page.wait_for_function(f"window.tidewire.client.messagesReceived > {before + 100}")
+    wait_until(page, f"window.tidewire.client.messagesReceived > {before + 100}")
     assert js_number(page, "window.tidewire.client.reconnectAttempts") == 0
     page.get_by_test_id("tab-subscriptions").click()
     expect(page.locator("tr[data-id='dash-order_updates'] [data-c=state]")).to_have_text("resynced")
@@ -283,7 +290,7 @@ def test_stays_responsive_at_thousands_of_messages_per_second(
     live = live_gateway(simulator=True, simulator_rate=250)
     page = browser_page
     open_dashboard(page, live, "?panel=streaming")
-    page.wait_for_function("window.tidewire.client.messagesReceived > 1000")
+    wait_until(page, "window.tidewire.client.messagesReceived > 1000")
     sample = (
         "({frames: window.tidewire.scheduler.frames,"
         " messages: window.tidewire.client.messagesReceived, t: performance.now()})"

@@ -35,6 +35,8 @@ logger = logging.getLogger("tidewire.client")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 REFRESH_RETRY_SECONDS = 5.0
 """After a failed token refresh, the next try comes this much later (or sooner, near exp)."""
+MIN_REFRESH_RETRY_SECONDS = 1.0
+"""...but never sooner than this: a provider stuck on an old token must not flood."""
 
 
 def redacted(message: dict[str, Any]) -> dict[str, Any]:
@@ -222,17 +224,22 @@ class Link:
             await asyncio.sleep(refresh_delay(left))
             message_id = new_message_id()
             future = self.inbound.expect_reply(message_id)
+            before = self.inbound.expires_at
             try:
                 token = await resolve_token(self.token)
                 await self.send(ws, {"type": "refresh", "token": token, "message_id": message_id})
                 async with asyncio.timeout(self.connect_timeout):
                     await future
+                if self.inbound.expires_at == before:
+                    raise ValueError("the provider returned a token that expires no later")
             except ConnectionClosed:
                 return
             except Exception as exc:  # the provider's or the gateway's refusal: try again
                 logger.warning("token refresh failed: %s", exc)
                 left = seconds_until(self.inbound.expires_at, time.time()) or 0.0
-                await asyncio.sleep(min(REFRESH_RETRY_SECONDS, max(0.1, left / 2)))
+                await asyncio.sleep(
+                    min(REFRESH_RETRY_SECONDS, max(MIN_REFRESH_RETRY_SECONDS, left / 2))
+                )
             finally:
                 self.inbound.release(message_id)
 

@@ -119,8 +119,12 @@ def still_covers(new: Principal, old: Principal, spec: StreamSpec, filters: Filt
         authorize_subscribe(new, spec, filters)
     except ProtocolError:
         return False
-    if new.open_access or portfolio_keyed(spec):
+    if new.open_access:
         return True
+    if portfolio_keyed(spec):
+        # An unnarrowed subscription (made under `["*"]`) reads every portfolio: only a
+        # token that still grants all of them covers it.
+        return filters.portfolio_ids is not None or new.portfolios is None
     if new.portfolios is not None and (old.portfolios is None or old.portfolios - new.portfolios):
         return False
     return new.admin or not old.admin  # admins read other users' messages

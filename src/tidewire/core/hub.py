@@ -26,6 +26,7 @@ import msgspec
 
 from tidewire.core.auth import Principal
 from tidewire.core.connection import Connection
+from tidewire.core.entitlements import readable
 from tidewire.core.flusher import Flusher, Scheduler
 from tidewire.core.frames import build_frame
 from tidewire.core.quotas import IdentityLedger
@@ -280,7 +281,8 @@ class Hub:
     def broadcast(self, message: DataMessage) -> int:
         """Queue `message` for every open connection, subscribed or not; returns the count.
 
-        Connections that have not authenticated yet get nothing.
+        Connections that have not authenticated yet get nothing, and neither do those whose
+        token may not read the message (`entitlements.readable`).
 
         Connections with a subscription that matches get it through `dispatch` when the
         broker delivers it, so they are skipped here: each connection gets it once.
@@ -291,6 +293,8 @@ class Hub:
             principal = connection.principal
             if connection.closed or not (principal.authenticated or principal.open_access):
                 continue
+            if not readable(principal, message):
+                continue  # e.g. a token whose `streams` claim leaves out events
             recipients += 1
             if any(
                 s.spec.name == message.stream and s.matches_all(message)

@@ -1,10 +1,11 @@
 """Who may call which control-plane endpoint: Bearer tokens and role guards.
 
 `/healthz`, `/readyz`, `/api/config`, the API docs and the dashboard's files are open;
-`/api/stats` and `/api/streams` need any valid token; publishing needs `publisher` (or
-`admin`); `/api/broadcast`, `/api/connections`, `/api/subscriptions` and `/api/users/...`
-need `admin`. While authentication is off (no key configured) every caller is the open
-anonymous principal and every endpoint answers, as on a desk's own machine.
+`/api/whoami`, `/api/stats` and `/api/streams` need any valid token; publishing needs
+`publisher` (or `admin`); `/api/broadcast`, `/api/connections`, `/api/subscriptions` and
+`/api/users/...` need `admin`. While authentication is off (no key configured) every
+caller is the open anonymous principal and every endpoint answers, as on a desk's own
+machine.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from tidewire.protocol.messages import (
     PublishResponse,
     PublishResult,
     StreamPosition,
+    iso_of,
 )
 from tidewire.protocol.streams import STREAMS
 from tidewire.security.browser import (
@@ -107,6 +108,19 @@ class BroadcastResponse(msgspec.Struct, kw_only=True):
     recipients: int
 
 
+class WhoAmI(msgspec.Struct, kw_only=True):
+    """What the caller's token grants (so a client can check a token and show it)."""
+
+    user_id: str | None
+    roles: list[str]
+    portfolio_ids: list[str] | None
+    """None: every portfolio (`["*"]`, or authentication off)."""
+    streams: list[str] | None
+    """None: every stream."""
+    expires_at: str | None
+    auth_required: bool
+
+
 class UserDisconnected(msgspec.Struct, kw_only=True):
     user_id: str
     closed_here: int
@@ -170,6 +184,18 @@ def create_app(gateway: Gateway) -> Litestar:
     @get("/api/stats", summary="Counters of this gateway node", guards=[authenticated])
     async def stats() -> dict[str, Any]:
         return {**gateway.stats(), "broker_lag": await gateway.broker_lag()}
+
+    @get("/api/whoami", summary="What the caller's token grants", guards=[authenticated])
+    async def whoami(request: Request[Any, Any, Any]) -> WhoAmI:
+        principal = principal_of(request)
+        return WhoAmI(
+            user_id=principal.user_id,
+            roles=sorted(principal.roles),
+            portfolio_ids=None if principal.portfolios is None else sorted(principal.portfolios),
+            streams=None if principal.streams is None else sorted(principal.streams),
+            expires_at=iso_of(principal.expires_at),
+            auth_required=gateway.authenticator.required,
+        )
 
     @get("/api/connections", summary="Open client connections", guards=[admin])
     async def connections() -> list[ConnectionInfo]:
@@ -384,6 +410,7 @@ def create_app(gateway: Gateway) -> Litestar:
             healthz,
             readyz,
             config,
+            whoami,
             stats,
             connections,
             disconnect,

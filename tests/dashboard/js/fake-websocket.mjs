@@ -13,7 +13,10 @@ export class FakeWebSocket {
     this.CLOSING = 2;
     this.CLOSED = 3;
     this.url = url;
-    this.protocol = protocol;
+    /** Every subprotocol offered (the token entry included); like the gateway, the fake
+     * answers with the first, the protocol entry. */
+    this.offered = protocol === undefined ? [] : Array.isArray(protocol) ? [...protocol] : [protocol];
+    this.protocol = this.offered[0] ?? "";
     this.readyState = FakeWebSocket.OPEN;
     this.sent = [];
     this.closedWith = null;
@@ -42,13 +45,19 @@ export class FakeWebSocket {
     this.onmessage?.({ data: JSON.stringify(message) });
   }
 
-  establish(id = "c-1") {
-    this.receive({ type: "connection_established", connection_id: id, server_version: "t", heartbeat_interval: 15, limits: {} });
+  establish(id = "c-1", extra = {}) {
+    this.receive({ type: "connection_established", connection_id: id, server_version: "t", heartbeat_interval: 15, limits: {}, ...extra });
   }
 
   drop(code = 1006, reason = "") {
     this.readyState = FakeWebSocket.CLOSED;
     this.onclose?.({ code, reason });
+  }
+
+  /** The token offered as a `tidewire.token.<jwt>` entry, or null. */
+  get offeredToken() {
+    const entry = this.offered.find((p) => p.startsWith("tidewire.token."));
+    return entry === undefined ? null : entry.slice("tidewire.token.".length);
   }
 
   sentOfType(type) {

@@ -4,8 +4,11 @@
 // (Store, Telemetry, the viewer's capture buffer) -> panels drawn by the Scheduler once per
 // animation frame. Options come from the page URL: ?batch_ms=50 (batch frames, 0 for none),
 // heartbeat_ms=2000, reconnect_ms=500 (backoff base), max_messages=2000 (viewer), ws=<url>.
+// When the gateway needs tokens (`auth_required` of /api/config) the connection panel asks
+// for one (lib/auth.js); nothing connects before.
 
 import { STREAM_NAMES, TidewireClient } from "./tidewire-client.js";
+import { AuthSession, apiFetch } from "./lib/auth.js";
 import { h, setText } from "./lib/dom.js";
 import { fmtInt, fmtMs } from "./lib/format.js";
 import { RecoveryTracker } from "./lib/recovery.js";
@@ -24,7 +27,7 @@ const params = new URLSearchParams(location.search);
 const option = (name, fallback) => (params.has(name) ? Number(params.get(name)) : fallback);
 
 async function loadConfig() {
-  const response = await fetch("/api/config");
+  const response = await apiFetch("/api/config");
   if (!response.ok) throw new Error(`/api/config answered ${response.status}`);
   return response.json();
 }
@@ -56,7 +59,17 @@ async function main() {
   client.on("resync", (subscription, info) => note("resync", `${subscription.subscriptionId} (${info.stream}): ${info.reason}${info.snapshot ? ", snapshot follows" : ""}`));
   client.on("error", (error) => note("error", error.message));
 
-  const ctx = { client, config, store, telemetry, subscriptions, recovery, scheduler, log, note, batchMs, maxMessages: option("max_messages", 2000) };
+  // Connect, and (re)create the dashboard's subscription to each stream: they resume by
+  // themselves after a reconnection, but a client closed (a refused or expired token)
+  // ended them.
+  const start = () => {
+    client.connect().catch((error) => note("error", `connect: ${error.message}`));
+    const missing = STREAM_NAMES.filter((stream) => !client.subscriptions.has(`dash-${stream}`));
+    return Promise.allSettled(missing.map((stream) => subscriptions.create(stream, { subscriptionId: `dash-${stream}` })));
+  };
+  const auth = new AuthSession(client, { required: config.auth_required === true, start, note });
+
+  const ctx = { client, config, auth, store, telemetry, subscriptions, recovery, scheduler, log, note, batchMs, maxMessages: option("max_messages", 2000) };
   const panels = [
     new ConnectionPanel(ctx),
     new SubscriptionPanel(ctx),
@@ -67,16 +80,15 @@ async function main() {
   mountPanels(panels, params.get("panel") ?? "connection");
   for (const panel of panels) scheduler.add(panel);
   scheduler.add(topBar(ctx));
+  const authDue = throttle(2);
+  scheduler.add({ visible: () => auth.required, draw: (now) => authDue(now) && auth.tick() });
   scheduler.start();
   // For tests and the curious: `window.tidewire.client` in the console.
   window.tidewire = ctx;
 
   setText(document.getElementById("server-version"), `v${config.server_version}`);
-  note("info", `gateway ${client.url}, batch ${batchMs || "off"} ms`);
-  client.connect().catch((error) => note("error", `connect: ${error.message}`));
-  // One subscription per stream feeds the streaming panel; they resume by themselves after a
-  // reconnection, like any other.
-  await Promise.allSettled(STREAM_NAMES.map((stream) => subscriptions.create(stream, { subscriptionId: `dash-${stream}` })));
+  note("info", `gateway ${client.url}, batch ${batchMs || "off"} ms${auth.required ? ", token required" : ""}`);
+  await auth.begin();
 }
 
 function mountPanels(panels, initial) {
@@ -102,14 +114,17 @@ function mountPanels(panels, initial) {
   select(panels.some((p) => p.id === initial) ? initial : panels[0].id);
 }
 
-/** The status strip at the top: state, latency, inbound rate, quality, UI frame rate. */
-function topBar({ client, telemetry, scheduler }) {
+/** The status strip at the top: state, latency, inbound rate, quality, UI frame rate, and
+ * a word when the token needs attention (whichever panel is open). */
+function topBar({ client, telemetry, scheduler, auth }) {
   const status = document.querySelector("[data-testid=status]");
   const latency = document.getElementById("top-latency");
   const rate = document.getElementById("top-rate");
   const quality = document.getElementById("top-quality");
   const fps = document.getElementById("top-fps");
   const clock = document.getElementById("clock");
+  const authHint = document.getElementById("top-auth");
+  const hints = { missing: "token needed", refused: "token refused", expired: "token expired", expiring: "token expiring" };
   const due = throttle(4);
   return {
     visible: () => true,
@@ -119,6 +134,9 @@ function topBar({ client, telemetry, scheduler }) {
         setText(status, client.state);
       }
       if (!due(now)) return;
+      const hint = hints[auth.phase] ?? "";
+      authHint.hidden = hint === "";
+      setText(authHint, hint);
       setText(latency, fmtMs(client.messageLatency));
       setText(rate, `${fmtInt(telemetry.rates.msgsIn)} msg/s`);
       setText(quality, String(telemetry.quality()));

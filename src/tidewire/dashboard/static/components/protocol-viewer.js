@@ -57,7 +57,8 @@ export class ProtocolViewer {
       h("div", { class: "viewer" },
         h("div", { class: "card scroll list" },
           h("table", { class: "grid fixed" },
-            h("colgroup", {}, [56, 96, 52, 130, 130, 90, 70, 64, 52].map((w) => h("col", { style: `width:${w}px` }))),
+            // Column widths live in dashboard.css (.viewer-cols): no inline styles under the CSP.
+            h("colgroup", { class: "viewer-cols" }, Array.from({ length: 9 }, () => h("col"))),
             h("thead", {}, h("tr", {}, ["#", "Time", "Dir", "Type", "Stream", "Key", "Seq", "Frame", "Size"].map((t, i) => h("th", { class: i >= 6 ? "num" : "" }, t)))),
             this.body)),
         h("div", { class: "card" }, h("h3", {}, "Structure"), this.tree)),

@@ -64,7 +64,7 @@ export class StatisticsPanel {
           h("h3", {}, "Latency: heartbeat round trip (ms)",
             // The gateway holds replies for the batch interval like any message, so with
             // batching a round trip includes up to that much waiting on the server.
-            batchMs > 0 ? h("span", { class: "muted", style: "text-transform:none;letter-spacing:0" }, `includes up to ${batchMs} ms of batching`) : null),
+            batchMs > 0 ? h("span", { class: "muted plain" }, `includes up to ${batchMs} ms of batching`) : null),
           latencyBox),
         h("div", { class: "card grow" }, h("h3", {}, "Throughput"), throughputBox)),
       h("div", { class: "card" }, h("h3", {}, "Errors by code"),

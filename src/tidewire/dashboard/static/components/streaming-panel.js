@@ -121,7 +121,7 @@ export class StreamingPanel {
   }
 
   _view(name) {
-    const info = h("div", { class: "muted", style: "margin-bottom:6px" });
+    const info = h("div", { class: "muted info-line" });
     if (name === "market_data") {
       const grid = h("div", { class: "charts", "data-testid": "market-charts" });
       return { el: h("div", {}, info, grid), info, grid };
@@ -137,7 +137,7 @@ export class StreamingPanel {
     const spec = TABLES[name];
     const body = h("tbody", { "data-testid": `rows-${name}` });
     const table = h("table", { class: "grid" }, h("thead", {}, h("tr", {}, spec.columns.map((c) => h("th", { class: c.cls }, c.label)))), body);
-    return { el: h("div", {}, info, h("div", { class: "scroll", style: "max-height:600px" }, table)), info, body };
+    return { el: h("div", {}, info, h("div", { class: "scroll tall" }, table)), info, body };
   }
 
   draw(now) {

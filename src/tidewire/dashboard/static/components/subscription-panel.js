@@ -34,7 +34,7 @@ export class SubscriptionPanel {
       snapshot: h("input", { type: "checkbox", checked: true, "data-testid": "sub-snapshot" }),
     });
     f.streams.options[0].selected = true;
-    this.allowedText = h("div", { class: "muted", style: "grid-column: 1 / -1" });
+    this.allowedText = h("div", { class: "muted full-row" });
     this.errorText = h("div", { class: "error-text", "data-testid": "sub-error" });
     const form = h(
       "form",
@@ -58,14 +58,14 @@ export class SubscriptionPanel {
       "section",
       {},
       h("div", { class: "row" },
-        h("div", { class: "card", style: "width: 330px" }, h("h3", {}, "New subscription"), form, this.errorText),
+        h("div", { class: "card sub-form-card" }, h("h3", {}, "New subscription"), form, this.errorText),
         h("div", { class: "card grow" },
           h("h3", {}, "Subscriptions ", this.summary),
           h("div", { class: "toolbar" },
             h("button", { class: "btn danger", "data-testid": "sub-unsubscribe-selected", onclick: () => this._unsubscribeSelected() }, "Unsubscribe selected"),
             h("button", { class: "btn", "data-testid": "sub-subscribe-all", onclick: () => this._subscribeAll() }, "Subscribe every stream"),
           ),
-          h("div", { class: "scroll", style: "max-height: 620px" },
+          h("div", { class: "scroll taller" },
             h("table", { class: "grid", "data-testid": "sub-table" },
               h("thead", {}, h("tr", {},
                 h("th", {}, this.selectAll), h("th", {}, "Id"), h("th", {}, "Stream"), h("th", {}, "Filters"), h("th", {}, "Rate limit"),

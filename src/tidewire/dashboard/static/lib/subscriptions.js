@@ -1,6 +1,7 @@
 // The dashboard's subscriptions: created through the client, fed into the store, with the
 // per-subscription bookkeeping the subscription manager shows (keys seen, errors, health).
 
+import { resolveStream } from "../tidewire-client.js";
 import { RingBuffer } from "./ring.js";
 
 const KEYS_SHOWN = 24;
@@ -13,14 +14,20 @@ export class SubscriptionRegistry {
   constructor(client, store) {
     this.client = client;
     this.store = store;
-    /** @type {Map<string, {createdAt: number, keys: Set<string>}>} */
+    /** @type {Map<string, {createdAt: number, stream: string, keys: Set<string>}>} */
     this.meta = new Map();
     /** Subscription errors (refusals), newest last. */
     this.errors = new RingBuffer(50);
     /** Bumped on every subscribe/unsubscribe, so the table rebuilds its rows. */
     this.version = 0;
+    // A subscription the gateway ended (a refreshed token no longer grants it) or refused
+    // on resubscription: the client has dropped it already; show why, forget its data.
     client.on("error", (error) => {
-      if (error.name === "SubscriptionError") this._error(error.subscriptionId, error);
+      if (error.name !== "SubscriptionError") return;
+      this._error(error.subscriptionId, error);
+      const meta = this.meta.get(error.subscriptionId);
+      this.meta.delete(error.subscriptionId);
+      if (meta && !this.list().some((s) => s.stream === meta.stream)) this.store.clear(meta.stream);
     });
   }
 
@@ -36,7 +43,7 @@ export class SubscriptionRegistry {
    * @param {{filters?: object, rateLimit?: number | null, snapshot?: boolean | null, subscriptionId?: string}} [options]
    */
   async create(stream, options = {}) {
-    const meta = { createdAt: Date.now(), keys: new Set() };
+    const meta = { createdAt: Date.now(), stream: resolveStream(stream) ?? stream, keys: new Set() };
     try {
       const subscription = await this.client.subscribe(stream, {
         ...options,
