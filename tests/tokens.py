@@ -1,7 +1,7 @@
 """Tokens for tests: one HMAC secret, and `token(...)` minting a JWT with Tidewire's claims.
 
-    gateway = await make_gateway(**SECURE)           # authentication on (jwt_secret)
-    client = await connect(gateway, token=token("alice", portfolios=["PF-A"]))
+gateway = await make_gateway(**SECURE)           # authentication on (jwt_secret)
+client = await connect(gateway, token=token("alice", portfolios=["PF-A"]))
 """
 
 from __future__ import annotations

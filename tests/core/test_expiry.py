@@ -28,3 +28,14 @@ def test_a_connection_is_closed_when_its_token_expires_past_the_leeway() -> None
     # A refreshed token moves the deadline: nothing more to close.
     world.hub.identify(holder, Principal(user_id="alice", expires_at=9000.0, authenticated=True))
     assert expiry.sweep(world.hub, 0.0, 2010.0, leeway=5.0) == 0
+
+
+def test_a_connection_is_closed_when_its_token_is_revoked() -> None:
+    world = World()
+    listed = connection(principal=Principal(user_id="a", token_id="t-1", authenticated=True))
+    other = connection(principal=Principal(user_id="b", token_id="t-2", authenticated=True))
+    for c in (listed, other):
+        world.hub.add_connection(c)
+    assert expiry.sweep(world.hub, 0.0, 0.0, 0.0, lambda p: p.token_id == "t-1") == 1
+    assert transport(listed).closes == [(4001, "token revoked")]
+    assert transport(other).closes == []

@@ -72,6 +72,10 @@ class Authenticator(Protocol):
         """
         ...
 
+    def revoked(self, principal: Principal) -> bool:
+        """Whether `principal`'s token was revoked since it was accepted (denylist)."""
+        ...
+
 
 class AnonymousAuthenticator:
     """Authentication off: every caller is anonymous with the configured roles."""
@@ -85,3 +89,6 @@ class AnonymousAuthenticator:
 
     def authenticate(self, token: str | None) -> Principal:
         return self.principal
+
+    def revoked(self, principal: Principal) -> bool:
+        return False

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tidewire.core.auth import Authenticator
 from tidewire.core.connection import Connection
-from tidewire.core.entitlements import still_covers
+from tidewire.core.entitlements import message_check, still_covers
 from tidewire.core.hub import Hub
 from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from tidewire.protocol.messages import Auth, AuthOk, Refresh, SubscriptionError, iso_of
@@ -25,7 +25,8 @@ def accept_token(
     A failed token on a connection without one closes it with 4001; a failed `refresh` is
     an error reply and the current token stays until it expires. A new token must name the
     same user; subscriptions it no longer grants end, each with a `subscription_error`
-    (forbidden). While authentication is off, every token is answered for `anonymous`.
+    (forbidden), and the others check messages against the new token from now on. While
+    authentication is off, every token is answered for `anonymous`.
     """
     if not authenticator.required:
         hub.send(connection, AuthOk(correlation_id=command.message_id, user_id="anonymous"))
@@ -52,20 +53,19 @@ def accept_token(
             f"more than {max_connections_per_user} connections for this user",
         )
         return
-    ended = [
-        s
-        for s in connection.subscriptions.values()
-        if not still_covers(principal, current, s.spec, s.filters)
-    ]
-    hub.identify(connection, principal)
-    hub.send(
-        connection,
-        AuthOk(
-            correlation_id=command.message_id,
-            user_id=principal.user_id,
-            expires_at=iso_of(principal.expires_at),
-        ),
+    reply = AuthOk(
+        correlation_id=command.message_id,
+        user_id=principal.user_id,
+        expires_at=iso_of(principal.expires_at),
     )
+    ended = []
+    for subscription in connection.subscriptions.values():
+        if still_covers(principal, subscription.spec, subscription.filters):
+            subscription.set_reader(message_check(principal, subscription.spec))
+        else:
+            ended.append(subscription)
+    hub.identify(connection, principal)
+    hub.send(connection, reply)
     for subscription in ended:
         hub.remove_subscription(subscription)
         hub.send(

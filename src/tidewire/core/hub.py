@@ -290,11 +290,8 @@ class Hub:
         encoded = EncodedMessage(message)
         recipients = 0
         for connection in self.connections.values():
-            principal = connection.principal
-            if connection.closed or not (principal.authenticated or principal.open_access):
+            if not self.reaches(connection, message):
                 continue
-            if not readable(principal, message):
-                continue  # e.g. a token whose `streams` claim leaves out events
             recipients += 1
             if any(
                 s.spec.name == message.stream and s.matches_all(message)
@@ -304,6 +301,16 @@ class Hub:
             self._queue(connection, encoded)
             self.counters.deliveries += 1
         return recipients
+
+    @staticmethod
+    def reaches(connection: Connection, message: DataMessage) -> bool:
+        """Whether a broadcast of `message` is for `connection`: open, authenticated (or
+        authentication off), and its token may read the message (e.g. a `streams` claim
+        without events may not)."""
+        principal = connection.principal
+        if connection.closed or not (principal.authenticated or principal.open_access):
+            return False
+        return readable(principal, message)
 
     def send(self, connection: Connection, reply: msgspec.Struct) -> None:
         """Queue a reply (confirmation, error, heartbeat) for one connection.

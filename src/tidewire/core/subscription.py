@@ -63,6 +63,7 @@ class Subscription:
     """One subscription of one connection to one stream, with its filters compiled."""
 
     __slots__ = (
+        "_filters_plain",
         "_max_price",
         "_min_price",
         "_min_severity",
@@ -135,14 +136,19 @@ class Subscription:
         )
         self._min_price = filters.min_price
         self._max_price = filters.max_price
-        self.reader = reader
-        self.plain = (
-            reader is None
-            and not checks
+        self._filters_plain = (
+            not checks
             and self._min_severity is None
             and (self._min_price is None and self._max_price is None)
         )
+        self.reader = reader
+        self.plain = reader is None and self._filters_plain
         """True when the index alone decides: no per-message check is needed."""
+
+    def set_reader(self, reader: Principal | None) -> None:
+        """Check messages against `reader` from now on (the connection refreshed its token)."""
+        self.reader = reader
+        self.plain = reader is None and self._filters_plain
 
     def matches(self, message: DataMessage) -> bool:
         """Whether `message` passes the filters the index does not cover.

@@ -50,8 +50,16 @@ _ENCODERS: tuple[msgspec.json.Encoder | msgspec.msgpack.Encoder, ...] = (
 ENCODE = tuple(encoder.encode for encoder in _ENCODERS)
 """`ENCODE[wire_format](obj)`: the encoder of each wire format."""
 
+
 _json_decoder = msgspec.json.Decoder()
 _msgpack_decoder = msgspec.msgpack.Decoder()
+
+UNDECODABLE: tuple[type[Exception], ...] = (
+    msgspec.DecodeError,
+    ValueError,  # invalid UTF-8 in a string
+    RecursionError,  # nesting deeper than the decoder's stack
+)
+"""What decoding untrusted bytes may raise: each is the sender's mistake, never ours."""
 
 
 def encode(obj: Any, wire_format: WireFormat) -> bytes:
@@ -74,10 +82,11 @@ def decode_object(payload: bytes, binary: bool, wire_format: WireFormat) -> dict
         )
     try:
         value = _msgpack_decoder.decode(payload) if binary else _json_decoder.decode(payload)
-    except msgspec.DecodeError as exc:
+    except UNDECODABLE as exc:
+        reason = str(exc)[:200] or type(exc).__name__
         if binary:
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"not msgpack: {exc}") from None
-        raise ProtocolError(ErrorCode.INVALID_JSON, f"not JSON: {exc}") from None
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"not msgpack: {reason}") from None
+        raise ProtocolError(ErrorCode.INVALID_JSON, f"not JSON: {reason}") from None
     if not isinstance(value, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be an object")
     return value

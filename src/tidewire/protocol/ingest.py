@@ -22,6 +22,7 @@ from tidewire.protocol.streams import (
 )
 
 MAX_ID_LENGTH = 200
+_json_check = msgspec.json.Encoder()
 # Accepted on input and ignored: the broker assigns sequencing, the gateway the version.
 _IGNORED = frozenset({"seq", "sequence", "epoch", "version", "key", "message_type", "topic"})
 _KNOWN = frozenset(
@@ -84,6 +85,16 @@ def build_data_message(raw: Any, default_source: str = "api") -> DataMessage:
             ErrorCode.INVALID_MESSAGE,
             f"invalid `data` for {message_type}: {exc}",
             {"field": "data", "type": message_type},
+        ) from None
+    try:
+        # One publish may be encoded for JSON and msgpack subscribers alike: refuse what
+        # either cannot carry (a msgpack extension, an object of a Python producer).
+        _json_check.encode(data)
+    except (TypeError, ValueError, RecursionError, OverflowError) as exc:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"`data` holds a value JSON cannot carry: {str(exc)[:120]}",
+            {"field": "data"},
         ) from None
     key = source if spec.key_field == "source" else fields.get(spec.key_field)
     if key is None:

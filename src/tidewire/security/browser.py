@@ -25,6 +25,7 @@ from tidewire.protocol.errors import ErrorCode
 from tidewire.protocol.messages import ErrorBody
 
 LOCAL_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 Scope = MutableMapping[str, Any]
@@ -136,8 +137,10 @@ class HttpGuard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host")
+        path = scope.get("path", "")
         refusal: tuple[int, bytes] | None = None
-        if not host_allowed(host, self.allowed_hosts):
+        # Probes are exempt: they carry no data, and orchestrators call them by pod IP.
+        if path not in PROBE_PATHS and not host_allowed(host, self.allowed_hosts):
             shown = (host or "")[:100]
             refusal = _error(
                 421,
@@ -150,7 +153,6 @@ class HttpGuard:
             refusal = _error(
                 415, ErrorCode.INVALID_MESSAGE, "request bodies must be application/json"
             )
-        path = scope.get("path", "")
         extra = [
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"no-referrer"),

@@ -47,6 +47,8 @@ MAX_TOKEN_BYTES = 8192
 MAX_SUBJECT_LENGTH = 200
 MAX_CLAIM_VALUES = 10_000
 DENYLIST_CHECK_SECONDS = 1.0
+MAX_EXP = 253_402_300_799
+"""9999-12-31T23:59:59Z: a later `exp` has no date (and no sensible meaning)."""
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
@@ -196,6 +198,9 @@ class JwtAuthenticator:
             raise unauthorized(f"invalid token ({type(exc).__name__})") from None
         return self._principal(claims)
 
+    def revoked(self, principal: Principal) -> bool:
+        return principal.token_id is not None and principal.token_id in self._denylist
+
     def _key_for(self, alg: str, kid: Any) -> bytes | PublicKey:
         if alg in HMAC_ALGORITHMS:
             assert self._secret is not None  # checked at start-up
@@ -248,12 +253,15 @@ class JwtAuthenticator:
             raise unauthorized(
                 f"roles claim: unknown role(s) {', '.join(r[:32] for r in unknown[:5])}"
             )
+        exp = claims["exp"]  # PyJWT checked that it is a number in the future
+        if not isinstance(exp, int | float) or exp > MAX_EXP:
+            raise unauthorized("exp is beyond the year 9999")
         return Principal(
             user_id=sub,
             roles=roles,
             portfolios=portfolios,
             streams=streams,
-            expires_at=float(claims["exp"]),
+            expires_at=float(exp),
             token_id=jti,
             authenticated=True,
         )

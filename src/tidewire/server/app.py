@@ -309,4 +309,6 @@ class Gateway:
             now = self.clock()
             sweep(self.hub, now, settings.heartbeat_interval, settings.heartbeat_timeout)
             if self.authenticator.required:
-                expiry.sweep(self.hub, now, time.time(), settings.jwt_leeway)
+                expiry.sweep(
+                    self.hub, now, time.time(), settings.jwt_leeway, self.authenticator.revoked
+                )

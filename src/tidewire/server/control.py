@@ -20,13 +20,14 @@ from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath
 from litestar.static_files import create_static_files_router
 
 from tidewire import __version__
 from tidewire.brokers.base import BrokerUnavailable
 from tidewire.core.entitlements import authorize_publish
 from tidewire.dashboard import STATIC_DIR
+from tidewire.protocol.codec import UNDECODABLE
 from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from tidewire.protocol.ingest import build_data_message
 from tidewire.protocol.messages import (
@@ -279,8 +280,10 @@ def create_app(gateway: Gateway) -> Litestar:
         body = await request.body()
         try:
             raw = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
-            return error_response(400, ErrorCode.INVALID_JSON, f"body is not JSON: {exc}")
+        except UNDECODABLE as exc:
+            return error_response(
+                400, ErrorCode.INVALID_JSON, f"body is not JSON: {str(exc)[:200]}"
+            )
         items = raw if isinstance(raw, list) else [raw]
         if not items:
             return error_response(400, ErrorCode.INVALID_MESSAGE, "empty list: nothing to publish")
@@ -339,7 +342,15 @@ def create_app(gateway: Gateway) -> Litestar:
         summary="Send a notice to every connected client",
         guards=[admin],
     )
-    async def broadcast(data: JSONBody[BroadcastRequest]) -> Response[Any]:
+    async def broadcast(request: Request[Any, Any, Any]) -> Response[Any]:
+        try:
+            data = msgspec.json.decode(await request.body(), type=BroadcastRequest)
+        except msgspec.ValidationError as exc:
+            return error_response(400, ErrorCode.INVALID_MESSAGE, f"invalid notice: {exc}")
+        except UNDECODABLE as exc:
+            return error_response(
+                400, ErrorCode.INVALID_JSON, f"body is not JSON: {str(exc)[:200]}"
+            )
         raw = {
             "type": data.type,
             "source": "operator",
@@ -363,7 +374,9 @@ def create_app(gateway: Gateway) -> Litestar:
             return error_response(503, ErrorCode.UNAVAILABLE, f"broker unavailable: {exc}")
         # Each node shows the notice to its own clients when the broker delivers it; this
         # counts the clients of the node that answers.
-        recipients = sum(1 for c in gateway.hub.connections.values() if not c.closed)
+        recipients = sum(
+            1 for c in gateway.hub.connections.values() if gateway.hub.reaches(c, message)
+        )
         return Response(
             BroadcastResponse(
                 message_id=outcome.message.message_id,
@@ -373,12 +386,17 @@ def create_app(gateway: Gateway) -> Litestar:
         )
 
     @post(
-        "/api/users/{user_id:str}/disconnect",
+        # A `path` parameter, so that user ids with slashes (SPIFFE ids, team/alice) work:
+        # `%2F` is decoded before routing.
+        "/api/users/{target:path}",
         status_code=200,
         summary="Close every connection of a user on every node (4003)",
         guards=[admin],
     )
-    async def disconnect_user(user_id: FromPath[str]) -> Response[Any]:
+    async def disconnect_user(target: FromPath[str]) -> Response[Any]:
+        user_id, _, action = target.lstrip("/").rpartition("/")
+        if action != "disconnect" or not user_id:
+            raise NotFoundException("use POST /api/users/{user_id}/disconnect")
         try:
             closed = await gateway.disconnect_user(user_id)
         except BrokerUnavailable as exc:

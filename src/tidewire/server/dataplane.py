@@ -332,6 +332,7 @@ class DataPlane:
                 else 0.0
             ),
         )
+        expires_at = iso_of(principal.expires_at)  # before the hub holds the connection
         over = None
         if ledger.address_count(address) >= settings.max_connections_per_address:
             over = f"more than {settings.max_connections_per_address} connections from {address}"
@@ -358,7 +359,7 @@ class DataPlane:
                 ),
                 user_id=connection.user_id,
                 auth_required=connection.auth_deadline > 0,
-                expires_at=iso_of(principal.expires_at),
+                expires_at=expires_at,
             ),
         )
         return connection
