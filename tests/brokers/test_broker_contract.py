@@ -324,6 +324,21 @@ async def test_duplicate_returns_the_original_and_is_not_delivered(
     assert following.message.seq == 3
 
 
+async def test_idempotency_is_per_scope(harness: Harness, broker: Broker) -> None:
+    # A publisher cannot claim another's message_id: the same id in another scope is
+    # another message, and each scope still deduplicates its own repeats.
+    mine = await broker.publish(make("order_updates", "PF-1", message_id="n-1"), scope="alice")
+    theirs = await broker.publish(make("order_updates", "PF-2", message_id="n-1"))
+    again = await broker.publish_many(
+        [make("order_updates", "PF-1", message_id="n-1")], scope="alice"
+    )
+    assert (mine.duplicate, theirs.duplicate, again[0].duplicate) == (False, False, True)
+    assert theirs.message.portfolio_id == "PF-2" and theirs.message.seq == 2
+    assert again[0].message == mine.message
+    await harness.settle()
+    assert [m.portfolio_id for m in harness.seen(broker)] == ["PF-1", "PF-2"]
+
+
 async def test_duplicate_in_one_publish_many_is_flagged(harness: Harness, broker: Broker) -> None:
     a = make("events", message_id="same")
     outcomes = await broker.publish_many([a, make("events"), make("events", message_id="same")])

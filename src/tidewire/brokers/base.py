@@ -21,6 +21,7 @@ __all__ = [
     "HistoryLimit",
     "PublishOutcome",
     "Snapshot",
+    "idempotency_key",
     "keeps_last_values",
     "snapshot_key",
 ]
@@ -59,6 +60,16 @@ class Snapshot:
     """In seq order; empty for streams that keep no last values."""
 
 
+def idempotency_key(message_id: str, scope: str) -> str:
+    """The key a publish is deduplicated under: its message_id within its scope.
+
+    The gateway scopes the messages of authenticated publishers by their user, so a
+    publisher can never claim another's message_id (a claimed id would turn the owner's
+    message into a "duplicate" and drop it). In-process producers use the empty scope.
+    """
+    return f"{scope}\x1f{message_id}" if scope else message_id
+
+
 class BrokerUnavailable(Exception):
     """The broker cannot take or serve messages right now (e.g. Redis is down).
 
@@ -79,8 +90,9 @@ class Broker(Protocol):
       from `(old_epoch, 41)` is told to resync instead of getting messages that are not
       the ones after its seq 41. Example: epoch "a1" reaches seq 41, the process restarts,
       the new epoch "b7" starts at seq 1; `history(since=("a1", 41))` returns None.
-    * Idempotency: a message whose `message_id` was published within the window is not
-      sequenced or delivered again; `publish` returns the original with `duplicate=True`.
+    * Idempotency: a message whose `message_id` was published within the window in the
+      same `scope` is not sequenced or delivered again; `publish` returns the original with
+      `duplicate=True`. Ids of different scopes never collide (`idempotency_key`).
     * Reliable streams keep history within their HistoryLimit; latest-value streams keep
       the newest message per key (position_updates: per portfolio and symbol) instead.
     """
@@ -111,11 +123,13 @@ class Broker(Protocol):
 
     async def close(self) -> None: ...
 
-    async def publish(self, message: DataMessage) -> PublishOutcome:
+    async def publish(self, message: DataMessage, scope: str = "") -> PublishOutcome:
         """Sequence, store and deliver one message. Raises BrokerUnavailable."""
         ...
 
-    async def publish_many(self, messages: Sequence[DataMessage]) -> list[PublishOutcome]:
+    async def publish_many(
+        self, messages: Sequence[DataMessage], scope: str = ""
+    ) -> list[PublishOutcome]:
         """Publish several messages in order; on BrokerUnavailable none was published."""
         ...
 

@@ -20,6 +20,7 @@ from tidewire.brokers.base import (
     HistoryLimit,
     PublishOutcome,
     Snapshot,
+    idempotency_key,
     keeps_last_values,
     snapshot_key,
 )
@@ -100,17 +101,20 @@ class MemoryBroker:
     async def close(self) -> None:
         return None
 
-    async def publish(self, message: DataMessage) -> PublishOutcome:
-        return self.publish_now(message)
+    async def publish(self, message: DataMessage, scope: str = "") -> PublishOutcome:
+        return self.publish_now(message, scope)
 
-    async def publish_many(self, messages: Sequence[DataMessage]) -> list[PublishOutcome]:
-        return [self.publish_now(message) for message in messages]
+    async def publish_many(
+        self, messages: Sequence[DataMessage], scope: str = ""
+    ) -> list[PublishOutcome]:
+        return [self.publish_now(message, scope) for message in messages]
 
-    def publish_now(self, message: DataMessage) -> PublishOutcome:
+    def publish_now(self, message: DataMessage, scope: str = "") -> PublishOutcome:
         """Synchronous publish, for in-process producers on the gateway's loop."""
         now = self._clock()
         self._expire_ids(now)
-        seen = self._seen.get(message.message_id)
+        key = idempotency_key(message.message_id, scope)
+        seen = self._seen.get(key)
         if seen is not None:
             return PublishOutcome(seen[1], duplicate=True)
         stream = self._streams[message.stream]
@@ -120,7 +124,7 @@ class MemoryBroker:
             stream.history.append((now, sequenced))
         if stream.last_values is not None:
             stream.last_values[snapshot_key(STREAMS[message.stream], sequenced)] = sequenced
-        self._seen[message.message_id] = (now + self._window, sequenced)
+        self._seen[key] = (now + self._window, sequenced)
         if len(self._seen) > self._max_ids:
             self._seen.popitem(last=False)
         if self._consumer is not None:

@@ -47,6 +47,7 @@ from tidewire.brokers.base import (
     HistoryLimit,
     PublishOutcome,
     Snapshot,
+    idempotency_key,
     keeps_last_values,
     snapshot_key,
 )
@@ -189,10 +190,12 @@ class RedisBroker:
 
     # ------------------------------------------------------------------ publishing
 
-    async def publish(self, message: DataMessage) -> PublishOutcome:
-        return (await self.publish_many([message]))[0]
+    async def publish(self, message: DataMessage, scope: str = "") -> PublishOutcome:
+        return (await self.publish_many([message], scope))[0]
 
-    async def publish_many(self, messages: Sequence[DataMessage]) -> list[PublishOutcome]:
+    async def publish_many(
+        self, messages: Sequence[DataMessage], scope: str = ""
+    ) -> list[PublishOutcome]:
         if not messages:
             return []
         args: list[Any] = [self.prefix, self._window, _new_epoch(), len(messages)]
@@ -200,7 +203,7 @@ class RedisBroker:
             spec = STREAMS[message.stream]
             args += [
                 message.stream,
-                message.message_id,
+                idempotency_key(message.message_id, scope),
                 snapshot_key(spec, message) if keeps_last_values(spec) else "",
                 self._limits[message.stream].max_messages,
                 _encoder.encode(message),

@@ -22,6 +22,7 @@ from tidewire.core.entitlements import (
     authorize_publish,
     authorize_subscribe,
     message_check,
+    publish_scope,
 )
 from tidewire.core.hub import Hub
 from tidewire.core.quotas import PublishRates
@@ -385,7 +386,7 @@ class CommandHandler:
         self, connection: Connection, request_id: str | None, message: DataMessage
     ) -> None:
         try:
-            outcome = await self.broker.publish(message)
+            outcome = await self.broker.publish(message, scope=publish_scope(connection.principal))
         except BrokerUnavailable as exc:
             self._error(
                 connection,

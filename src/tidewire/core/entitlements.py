@@ -158,3 +158,11 @@ def authorize_publish(principal: Principal, message: DataMessage) -> None:
             f"the token does not grant portfolio {portfolio}",
             {"portfolio_id": portfolio},
         )
+
+
+def publish_scope(principal: Principal) -> str:
+    """The idempotency scope of a principal's publishes (`brokers.base.idempotency_key`):
+    its user when authenticated, so one publisher cannot claim another's message ids."""
+    if principal.authenticated and principal.user_id is not None:
+        return principal.user_id
+    return ""

@@ -25,7 +25,7 @@ from litestar.static_files import create_static_files_router
 
 from tidewire import __version__
 from tidewire.brokers.base import BrokerUnavailable
-from tidewire.core.entitlements import authorize_publish
+from tidewire.core.entitlements import authorize_publish, publish_scope
 from tidewire.dashboard import STATIC_DIR
 from tidewire.protocol.codec import UNDECODABLE
 from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
@@ -320,7 +320,7 @@ def create_app(gateway: Gateway) -> Litestar:
                 answer.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             return answer
         try:
-            outcomes = await gateway.broker.publish_many(messages)
+            outcomes = await gateway.broker.publish_many(messages, publish_scope(principal))
         except BrokerUnavailable as exc:
             return error_response(503, ErrorCode.UNAVAILABLE, f"broker unavailable: {exc}")
         results = [
