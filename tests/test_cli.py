@@ -169,13 +169,19 @@ async def test_token_signs_rs256_with_a_private_key_and_refuses_without_a_key(
     assert code == 0, err
     assert jwt.get_unverified_header(out.strip()) == {"alg": "RS256", "typ": "JWT", "kid": "k1"}
     jwt.decode(out.strip(), key.public_key(), algorithms=["RS256"])
-    code, _, err = await run("token", "--sub", "svc", env={"TIDEWIRE_JWT_SECRET": ""})
+    code, _, err = await run("token", "--sub", "svc")
     assert code == 2 and "no key" in err
+    code, _, err = await run("token", "--sub", "svc", env={"TIDEWIRE_JWT_SECRET": ""})
+    assert code == 2 and "set but empty" in err
 
 
-async def test_serve_refuses_a_short_secret() -> None:
+async def test_serve_refuses_a_short_or_empty_secret() -> None:
     code, _, err = await run("serve", "--port", "0", "--internal-port", "0", "--jwt-secret", "x")
     assert code == 2 and "at least 32 bytes" in err and "x" not in err.split("error:")[0]
+    # A template that rendered nothing must not run the gateway open.
+    serve = ("serve", "--port", "0", "--internal-port", "0")
+    code, _, err = await run(*serve, env={"TIDEWIRE_JWT_SECRET": ""})
+    assert code == 2 and "set but empty" in err
 
 
 async def test_tail_and_publish_take_a_token(make_gateway: Any) -> None:

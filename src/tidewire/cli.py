@@ -280,9 +280,9 @@ def token(
     from tidewire.security.minting import load_private_key, mint_token, parse_ttl
     from tidewire.settings import GatewaySettings
 
-    settings = GatewaySettings()
     key: Any
     try:
+        settings = GatewaySettings()
         lifetime = parse_ttl(ttl)
         if private_key is not None:
             key = load_private_key(Path(private_key))

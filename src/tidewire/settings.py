@@ -147,6 +147,12 @@ class GatewaySettings(BaseSettings):
     max_connections_per_user: int = Field(
         200, ge=1, description="connections of one user (token `sub`); past it: close 4009"
     )
+    max_unauthenticated_connections: int = Field(
+        1000,
+        ge=1,
+        description="connections without a token yet (waiting for `auth`) per process; past "
+        "it a handshake without a token is answered 503",
+    )
     max_connections_per_address: int = Field(
         10_000, ge=1, description="connections from one remote IP address; past it: close 4009"
     )
@@ -202,9 +208,12 @@ class GatewaySettings(BaseSettings):
         mode="before",
     )
     @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # TIDEWIRE_JWT_SECRET= (empty) must mean "no key", not an empty key.
-        return None if value == "" else value
+    def _empty_is_an_error(cls, value: object) -> object:
+        # TIDEWIRE_JWT_SECRET= (a template that rendered nothing) must not run the gateway
+        # open, nor with an empty key: unset the variable to run without authentication.
+        if value == "":
+            raise ValueError("is set but empty; unset it to leave it off")
+        return value
 
     @field_validator("jwt_algorithms", mode="after")
     @classmethod

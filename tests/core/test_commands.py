@@ -931,3 +931,18 @@ def test_publish_with_the_publisher_role_is_acked_once() -> None:
     assert replies[0]["seq"] == 1
     assert replies[0]["duplicate"] is True
     assert replies[0]["status"] == "duplicate"
+
+
+class BrokenBroker(MemoryBroker):
+    async def snapshot(self, stream: str) -> Snapshot:
+        raise RuntimeError("a bug in the broker")
+
+
+def test_a_failed_setup_ends_the_subscription_with_an_answer() -> None:
+    # Anything but BrokerUnavailable, too: the subscription must not stay gated and buffer.
+    c = Client(broker=BrokenBroker)
+    reply = c.request({"type": "subscribe", "stream": "market_data", "message_id": REQ})
+    assert reply["type"] == "subscription_error" and reply["error_code"] == "internal_error"
+    assert reply["correlation_id"] == REQ and reply["retryable"] is True
+    assert c.connection.subscriptions == {}
+    assert c.hub.subscriber_count("market_data") == 0

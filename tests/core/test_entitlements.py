@@ -168,3 +168,17 @@ def test_publishing_needs_the_role_the_stream_and_the_portfolio() -> None:
     authorize_publish(user(roles=("admin",), portfolios=None), sequenced(order("PF-Z"), 1))
     with pytest.raises(ProtocolError, match="anonymous_roles"):
         authorize_publish(OPEN, message)
+
+
+def test_firm_wide_messages_need_a_firm_wide_publisher() -> None:
+    restricted = user(roles=("publisher",))
+    alerts = (system_alert("high", source="risk"), system_alert("low", source="oms", user_id="b"))
+    for firm_wide in (quote("AAPL"), *alerts):
+        with pytest.raises(ProtocolError, match="names no portfolio"):
+            authorize_publish(restricted, sequenced(firm_wide, 1))
+        authorize_publish(user(roles=("publisher",), portfolios=None), sequenced(firm_wide, 1))
+    with pytest.raises(ProtocolError, match="reserved"):
+        authorize_publish(
+            user(roles=("publisher",), portfolios=None),
+            sequenced(system_alert("high", source="operator"), 1),
+        )

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from fakes import World, seqs
+from fakes import World, received, seqs
 from messages import bar, quote, sequenced
+from tidewire.core.auth import Principal
+from tidewire.core.entitlements import message_check
 from tidewire.core.throttle import Throttle
+from tidewire.protocol.streams import STREAMS
 
 # ------------------------------------------------------------------ Throttle alone
 
@@ -227,3 +230,34 @@ def test_overlapping_throttled_and_plain_subscriptions_deliver_each_message_once
     world.release(0.5)
     world.flush()
     assert seqs(connection) == [("AAPL", 1), ("MSFT", 2), ("AAPL", 3)]
+
+
+def test_messages_held_under_a_wider_token_are_not_released_after_a_narrower_one(
+    world: World,
+) -> None:
+    def alice(*portfolios: str) -> Principal:
+        return Principal(
+            user_id="alice",
+            roles=frozenset({"subscriber"}),
+            portfolios=frozenset(portfolios),
+            authenticated=True,
+        )
+
+    reader = world.connect()
+    spec = STREAMS["strategy_performance"]
+    held = world.subscribe(reader, "strategy_performance", rate_limit=1.0)
+    held.set_reader(message_check(alice("PF-A", "PF-B"), spec))
+    update = {
+        "type": "strategy_performance",
+        "strategy_id": "S-1",
+        "portfolio_id": "PF-B",
+        "data": {"strategy_id": "S-1", "pnl": 1.0, "trades": 1},
+    }
+    first, second = sequenced(update, 1), sequenced(update, 2)
+    world.hub.dispatch(first)
+    world.hub.dispatch(second)  # held by the throttle
+    world.flush()
+    assert [m["seq"] for m in received(reader)] == [1]
+    held.set_reader(message_check(alice("PF-A"), spec))  # a refresh narrowed the token
+    world.release(1.0)
+    assert [m["seq"] for m in received(reader)] == [1], "PF-B is no longer granted"

@@ -425,16 +425,23 @@ async def test_producer_messages_named_like_broadcasts_reach_only_subscribers(
     subscribed = await connect(gateway, token=token("alice") if on else None)
     await subscribed.subscribe("events")
     idle = await connect(gateway, token=token("bob") if on else None)
-    publisher = await connect(gateway, token=token("pat", roles=["publisher"]) if on else None)
+    firm_wide = token("pat", portfolios=["*"], roles=["publisher"])
+    publisher = await connect(gateway, token=firm_wide if on else None)
     forged = system_alert(message_id="broadcast-1", source="operator", priority=3)
     await gateway.publish(forged)
     async with http_client(gateway) as http:
-        headers = bearer(token("pat", roles=["publisher"])) if on else {}
-        forged_rest = system_alert(message_id="broadcast-2", source="operator")
+        headers = bearer(firm_wide) if on else {}
+        forged_rest = system_alert(message_id="broadcast-2", source="ops-bot")
         answer = await http.post("/api/publish", json=forged_rest, headers=headers)
         assert answer.status_code == 200
+        if on:  # nor may a producer pass itself off as the operator
+            claimed = system_alert(source="operator")
+            answer = await http.post("/api/publish", json=claimed, headers=headers)
+            assert answer.status_code == 403 and answer.json()["details"]["field"] == "source"
     ack = await publisher.request(
-        {"type": "publish", "message": system_alert(message_id="broadcast-3")}, "ack", "error"
+        {"type": "publish", "message": system_alert(message_id="broadcast-3", source="ops-bot")},
+        "ack",
+        "error",
     )
     assert ack["type"] == "ack", ack
     got = await subscribed.data(3)

@@ -205,7 +205,9 @@ async def cluster(redis_server: RedisProcess, make_gateway: MakeGateway) -> Asyn
         "publish_burst": 1_000_000,
     }
     nodes = (await make_gateway(**settings), await make_gateway(**settings))
-    headers = {"Authorization": f"Bearer {token('feed', portfolios=['*'], roles=['publisher'])}"}
+    headers = {
+        "Authorization": f"Bearer {token('feed', portfolios=['*'], roles=['publisher', 'admin'])}"
+    }
     headers["Content-Type"] = "application/json"
     async with (
         httpx.AsyncClient(

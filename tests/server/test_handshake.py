@@ -43,7 +43,8 @@ def test_the_token_comes_from_the_header_first() -> None:
     assert both.token == "from-header"
     assert both.subprotocol == JSON  # the token entry is never echoed
     assert negotiate("/ws", f"tidewire.token.abc.def, {JSON}", 1000).token == "abc.def"
-    assert refused("/ws", None, 1000, authorization="Basic dXNlcg==").status == 401
+    # A proxy's Basic credentials are not a token: the client may still send `auth`.
+    assert negotiate("/ws", None, 1000, authorization="Basic dXNlcg==").token is None
 
 
 def test_a_token_entry_alone_is_refused_clearly() -> None:
@@ -55,3 +56,11 @@ def test_query_tokens_only_when_turned_on() -> None:
     error = refused("/ws?token=abc", None, 1000)
     assert error.status == 400 and "auth_query_token" in error.reason and "abc" not in error.reason
     assert negotiate("/ws?token=abc", None, 1000, query_token=True).token == "abc"
+
+
+def test_close_reasons_fit_a_close_frame() -> None:
+    from tidewire.server.dataplane import MAX_CLOSE_REASON_BYTES, close_reason
+
+    assert close_reason("token expired") == b"token expired"
+    long = close_reason("é" * 100)  # 200 bytes of two-byte characters
+    assert len(long) <= MAX_CLOSE_REASON_BYTES and long.decode() == "é" * 61

@@ -69,7 +69,6 @@ class CommandLimits:
     max_filter_values: int
     max_subscriptions_per_user: int = 1000
     max_connections_per_user: int = 200
-    jwt_leeway: float = 0.0
 
 
 class CommandHandler:
@@ -226,6 +225,23 @@ class CommandHandler:
                     subscription_id=subscription.subscription_id,
                     error_code=ErrorCode.UNAVAILABLE.value,
                     error_message=f"broker unavailable: {exc}",
+                    retryable=True,
+                ),
+            )
+            return
+        except Exception:
+            # A bug must not leave the subscription gated (buffering forever, never confirmed).
+            log.exception(
+                "setting up %s on %s failed", subscription.spec.name, connection.connection_id
+            )
+            self.hub.remove_subscription(subscription)
+            self.hub.send(
+                connection,
+                SubscriptionError(
+                    correlation_id=command.message_id,
+                    subscription_id=subscription.subscription_id,
+                    error_code=ErrorCode.INTERNAL_ERROR.value,
+                    error_message="internal error while preparing the snapshot or replay",
                     retryable=True,
                 ),
             )

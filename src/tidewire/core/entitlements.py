@@ -26,6 +26,9 @@ from tidewire.protocol.errors import ErrorCode, ProtocolError
 from tidewire.protocol.messages import DataMessage, Filters
 from tidewire.protocol.streams import StreamSpec
 
+OPERATOR_SOURCE = "operator"
+"""The `source` of operator notices (POST /api/broadcast); producers may not claim it."""
+
 
 def portfolio_keyed(spec: StreamSpec) -> bool:
     """Streams partitioned by portfolio: their every message names one."""
@@ -40,7 +43,7 @@ def readable(principal: Principal, message: DataMessage) -> bool:
         return False
     portfolio = message.portfolio_id
     if portfolio is not None:
-        return principal.portfolios is None or portfolio in principal.portfolios
+        return principal.reads_portfolio(portfolio)
     user = message.user_id
     if user is not None:
         return user == principal.user_id or principal.admin
@@ -68,11 +71,7 @@ def authorize_subscribe(principal: Principal, spec: StreamSpec, filters: Filters
     a `user_id` filter names another user (admins excepted).
     """
     if not principal.has_role(ROLE_SUBSCRIBER, ROLE_ADMIN):
-        raise ProtocolError(
-            ErrorCode.FORBIDDEN,
-            "subscribing needs the subscriber role"
-            + ("" if principal.authenticated or principal.open_access else ": authenticate first"),
-        )
+        raise ProtocolError(ErrorCode.FORBIDDEN, "subscribing needs the subscriber role")
     if principal.open_access:
         return filters
     if principal.streams is not None and spec.name not in principal.streams:
@@ -131,7 +130,9 @@ def authorize_publish(principal: Principal, message: DataMessage) -> None:
     """Raise ProtocolError(forbidden) unless `principal` may publish `message`.
 
     Publishing needs the publisher (or admin) role, a stream inside the token's `streams`,
-    and, for a message that names a portfolio, that portfolio in the token.
+    and, for a message that names a portfolio, that portfolio in the token; a message that
+    names none is firm-wide and needs `["*"]` (or admin). `source: "operator"` is the
+    control plane's.
     """
     if not principal.has_role(ROLE_PUBLISHER, ROLE_ADMIN):
         raise ProtocolError(
@@ -152,11 +153,25 @@ def authorize_publish(principal: Principal, message: DataMessage) -> None:
             {"stream": message.stream},
         )
     portfolio = message.portfolio_id
-    if portfolio is not None and not principal.reads_portfolio(portfolio):
+    if portfolio is not None:
+        if not principal.reads_portfolio(portfolio):
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"the token does not grant portfolio {portfolio}",
+                {"portfolio_id": portfolio},
+            )
+    elif principal.portfolios is not None and not principal.admin:
+        # A message naming no portfolio reaches every tenant (or a user of any tenant).
         raise ProtocolError(
             ErrorCode.FORBIDDEN,
-            f"the token does not grant portfolio {portfolio}",
-            {"portfolio_id": portfolio},
+            "a message that names no portfolio is firm-wide: publishing it needs "
+            'portfolio_ids ["*"] or the admin role',
+        )
+    if message.source == OPERATOR_SOURCE and not principal.admin:
+        raise ProtocolError(
+            ErrorCode.FORBIDDEN,
+            f"source {OPERATOR_SOURCE!r} is reserved for operator notices (/api/broadcast)",
+            {"field": "source"},
         )
 
 

@@ -134,9 +134,9 @@ class Hub:
         """Give `connection` a new principal (after `auth` or `refresh`; same user)."""
         first = connection.user_id is None and principal.user_id is not None
         connection.principal = principal
-        connection.auth_deadline = 0.0
         if first and not connection.closed:
             self.ledger.identified(connection)
+        connection.auth_deadline = 0.0
 
     def remove_connection(self, connection: Connection) -> None:
         """Forget a connection that went away (idempotent)."""
@@ -273,7 +273,12 @@ class Hub:
             self._drop_held_duplicates(token)
 
     def deliver(self, subscription: Subscription, message: DataMessage) -> None:
-        """Queue one data message for a subscription's connection (snapshots, replays)."""
+        """Queue one data message for a subscription's connection (snapshots, replays, the
+        live messages buffered meanwhile). Checked against the subscription's reader again:
+        the connection may have refreshed to a narrower token since they were matched."""
+        reader = subscription.reader
+        if reader is not None and not readable(reader, message):
+            return
         subscription.messages_delivered += 1
         self._queue(subscription.connection, EncodedMessage(message))
         self.counters.deliveries += 1
@@ -415,7 +420,10 @@ class Hub:
             return
         self.counters.conflated += throttle.conflated - subscription.conflated_seen
         subscription.conflated_seen = throttle.conflated
+        reader = subscription.reader
         for encoded in throttle.release(self._clock()):
+            if reader is not None and not readable(reader, encoded.message):
+                continue  # held under an earlier, wider token
             subscription.messages_delivered += 1
             self._queue(subscription.connection, encoded)
             self.counters.deliveries += 1

@@ -28,6 +28,8 @@ class IdentityLedger:
         """Open connections of each user (also used to disconnect a user)."""
         self.by_address: dict[str, int] = {}
         self.subscriptions_by_user: dict[str, int] = {}
+        self.unauthenticated = 0
+        """Open connections still waiting to authenticate (an `auth_deadline`)."""
 
     def connections_of(self, user_id: str) -> list[Connection]:
         return list(self.by_user.get(user_id, ()))
@@ -43,15 +45,22 @@ class IdentityLedger:
 
     def opened(self, connection: Connection) -> None:
         self.by_address[connection.address] = self.by_address.get(connection.address, 0) + 1
+        if connection.auth_deadline:
+            self.unauthenticated += 1
         if connection.user_id is not None:
             self.by_user.setdefault(connection.user_id, {})[connection] = None
 
     def identified(self, connection: Connection) -> None:
-        """`connection` authenticated after it opened (an `auth` message)."""
+        """`connection` authenticated after it opened (an `auth` message); called while its
+        `auth_deadline` is still set."""
+        if connection.auth_deadline:
+            self.unauthenticated -= 1
         if connection.user_id is not None:
             self.by_user.setdefault(connection.user_id, {})[connection] = None
 
     def closed(self, connection: Connection) -> None:
+        if connection.auth_deadline:
+            self.unauthenticated -= 1
         count = self.by_address.get(connection.address, 0) - 1
         if count > 0:
             self.by_address[connection.address] = count

@@ -158,7 +158,8 @@ class HttpGuard:
             (b"referrer-policy", b"no-referrer"),
             (b"x-frame-options", b"DENY"),
         ]
-        if refusal is None and not path.startswith(self.unguarded):
+        unguarded = any(path == p or path.startswith(p + "/") for p in self.unguarded)
+        if refusal is None and not unguarded:
             extra.append((b"content-security-policy", self.csp(host or "").encode("latin-1")))
 
         async def send_with_headers(message: Message) -> None:

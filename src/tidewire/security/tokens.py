@@ -6,7 +6,8 @@ The algorithm family picks the key, never the token: HS* tokens are checked only
 never accepted, and an algorithm outside `jwt_algorithms` is refused before any key is used.
 
 Claims: `sub` and `exp` are required; `nbf` and `iat` are honoured (with `jwt_leeway`);
-`aud` and `iss` are checked when configured. Tidewire's own: `portfolio_ids` (list, `["*"]`
+`iss` is checked when configured; `aud` must name `jwt_audience` when that is set, and a
+token with an `aud` is refused when it is not. Tidewire's own: `portfolio_ids` (list, `["*"]`
 = all), `streams` (optional allowlist), `roles` (subscriber, publisher, admin; default
 subscriber), `jti` (checked against the denylist). Error messages never quote the token.
 """
@@ -51,6 +52,17 @@ MAX_EXP = 253_402_300_799
 """9999-12-31T23:59:59Z: a later `exp` has no date (and no sensible meaning)."""
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None for no header or another
+    scheme (a proxy's Basic credentials are not ours to judge)."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
 
 
 def unauthorized(message: str) -> ProtocolError:
@@ -140,6 +152,11 @@ class JwtAuthenticator:
                 "nor jwt_jwks_file is set"
             )
         self._denylist = _Denylist(settings.jwt_denylist, settings.jwt_denylist_file, clock)
+        if (self._public_key is not None or self._jwks) and not (self._audience or self._issuer):
+            log.warning(
+                "a public key / JWKS is configured without jwt_audience or jwt_issuer: every "
+                "token its issuer signs without an aud claim is accepted; set jwt_audience"
+            )
 
     def _default_algorithms(self) -> set[str]:
         algorithms: set[str] = set()
@@ -177,10 +194,9 @@ class JwtAuthenticator:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={
-                    "require": ["sub", "exp"],
-                    "verify_aud": self._audience is not None,
-                },
+                # With no jwt_audience a token that names an audience is refused: it was
+                # issued for another service (PyJWT's default, kept on purpose).
+                options={"require": ["sub", "exp"]},
             )
         except jwt.ExpiredSignatureError:
             raise ProtocolError(ErrorCode.TOKEN_EXPIRED, "token expired") from None

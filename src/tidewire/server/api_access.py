@@ -1,9 +1,10 @@
 """Who may call which control-plane endpoint: Bearer tokens and role guards.
 
 `/healthz`, `/readyz`, `/api/config`, the API docs and the dashboard's files are open;
-`/api/whoami`, `/api/stats` and `/api/streams` need any valid token; publishing needs
-`publisher` (or `admin`); `/api/broadcast`, `/api/connections`, `/api/subscriptions` and
-`/api/users/...` need `admin`. While authentication is off (no key configured) every
+`/api/whoami` needs any valid token; publishing needs `publisher` (or `admin`);
+`/api/stats`, `/api/streams` (their counts and positions span every tenant),
+`/api/broadcast`, `/api/connections`, `/api/subscriptions` and `/api/users/...` need
+`admin`. While authentication is off (no key configured) every
 caller is the open anonymous principal and every endpoint answers, as on a desk's own
 machine.
 """
@@ -19,18 +20,10 @@ from litestar.handlers.base import BaseRouteHandler
 
 from tidewire.core.auth import ROLE_ADMIN, ROLE_PUBLISHER, Authenticator, Principal
 from tidewire.protocol.errors import ErrorCode, ProtocolError
+from tidewire.security.tokens import bearer_token
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
 PRINCIPAL_KEY = "tidewire_principal"
-
-
-def _bearer(header: str | None) -> str | None:
-    if not header:
-        return None
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return value.strip() or None
 
 
 def authenticate_request(
@@ -40,7 +33,7 @@ def authenticate_request(
     required and missing or invalid (never quoting the token)."""
     if not authenticator.required:
         return authenticator.authenticate(None)
-    token = _bearer(connection.headers.get("authorization"))
+    token = bearer_token(connection.headers.get("authorization"))
     try:
         return authenticator.authenticate(token)
     except ProtocolError as exc:

@@ -91,6 +91,7 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._background: list[Any] = []
+        self._probing: asyncio.Task[list[str]] | None = None
         self.nautilus: NautilusSource | None = None
         """The NautilusTrader source, when `settings.nautilus_url` is set."""
         self.hub: Hub
@@ -196,6 +197,8 @@ class Gateway:
         if not self.running:
             return
         self.running = False
+        if self._probing is not None:
+            self._probing.cancel()
         for source in self._background:
             await source.stop()
         self._background.clear()
@@ -242,7 +245,17 @@ class Gateway:
             self._close_user(command["user_id"])
 
     async def readiness_problems(self) -> list[str]:
-        """Why this node should not get traffic now; empty when it is ready."""
+        """Why this node should not get traffic now; empty when it is ready.
+
+        One probe at a time: callers that ask while one is under way share its answer.
+        /readyz is open to anyone, and each probe is a write to the broker that every node
+        reads, so a burst of requests costs one probe.
+        """
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.get_running_loop().create_task(self._check_readiness())
+        return await asyncio.shield(self._probing)
+
+    async def _check_readiness(self) -> list[str]:
         problems = []
         if not self.running or self.data_plane.port == 0:
             problems.append("data plane not listening")

@@ -25,7 +25,7 @@ from litestar.static_files import create_static_files_router
 
 from tidewire import __version__
 from tidewire.brokers.base import BrokerUnavailable
-from tidewire.core.entitlements import authorize_publish, publish_scope
+from tidewire.core.entitlements import OPERATOR_SOURCE, authorize_publish, publish_scope
 from tidewire.dashboard import STATIC_DIR
 from tidewire.protocol.codec import UNDECODABLE
 from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
@@ -182,7 +182,7 @@ def create_app(gateway: Gateway) -> Litestar:
             "auth_required": gateway.authenticator.required,
         }
 
-    @get("/api/stats", summary="Counters of this gateway node", guards=[authenticated])
+    @get("/api/stats", summary="Counters of this gateway node", guards=[admin])
     async def stats() -> dict[str, Any]:
         return {**gateway.stats(), "broker_lag": await gateway.broker_lag()}
 
@@ -253,7 +253,7 @@ def create_app(gateway: Gateway) -> Litestar:
     @get(
         "/api/streams",
         summary="The stream catalogue with positions and subscriber counts",
-        guards=[authenticated],
+        guards=[admin],
     )
     async def streams() -> list[StreamInfo]:
         return [
@@ -353,13 +353,13 @@ def create_app(gateway: Gateway) -> Litestar:
             )
         raw = {
             "type": data.type,
-            "source": "operator",
+            "source": OPERATOR_SOURCE,
             "severity": data.severity,
             "priority": PRIORITY_HIGH,
             "data": {"message": data.message, **({"title": data.title} if data.title else {})},
         }
         try:
-            message = build_data_message(raw, default_source="operator")
+            message = build_data_message(raw, default_source=OPERATOR_SOURCE)
             if message.stream != "events":
                 raise ProtocolError(
                     ErrorCode.INVALID_MESSAGE, "type must be an events type (system_alert, ...)"

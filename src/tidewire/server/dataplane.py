@@ -60,6 +60,19 @@ READ_BUFFER_INIT_SIZE = 2048
 CLOSE_GRACE_SECONDS = 5.0
 
 
+MAX_CLOSE_REASON_BYTES = 123
+"""RFC 6455: a close frame's payload is at most 125 bytes, two of them the code."""
+
+
+def close_reason(reason: str) -> bytes:
+    """`reason` as UTF-8, cut at a character boundary to fit a close frame: a longer one
+    makes clients fail the connection (1002/1006) and lose the close code."""
+    data = reason.encode()
+    if len(data) <= MAX_CLOSE_REASON_BYTES:
+        return data
+    return data[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore").encode()
+
+
 class _ClientListener(WSListener):
     """picows callbacks of one client; also the core's `Transport` for it."""
 
@@ -157,7 +170,7 @@ class _ClientListener(WSListener):
         ws = self._ws
         if ws is None or ws.is_disconnected:
             return
-        ws.send_close(WSCloseCode(code), reason.encode())
+        ws.send_close(WSCloseCode(code), close_reason(reason))
         ws.disconnect(graceful=True)
         # A peer that does not read would keep a graceful close (and its buffer) forever.
         asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, self._abort)
@@ -268,6 +281,13 @@ class DataPlane:
                 query_token=self.settings.auth_query_token,
             )
             principal = self._principal(handshake.token)
+            if (
+                not principal.authenticated
+                and self.authenticator.required
+                and self.hub.ledger.unauthenticated >= self.settings.max_unauthenticated_connections
+            ):
+                # Strangers must not fill the process: those with tokens still get in.
+                raise HandshakeRefused(503, "too many connections waiting to authenticate")
         except HandshakeRefused as exc:
             extra = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             return WSUpgradeResponseWithListener(

@@ -2,7 +2,8 @@
 
 Pure: header values in, a `Handshake` (or `HandshakeRefused` with an HTTP status) out.
 
-Where a token may come from, first match wins: `Authorization: Bearer <jwt>`; a
+Where a token may come from, first match wins: `Authorization: Bearer <jwt>` (another
+scheme is ignored); a
 `Sec-WebSocket-Protocol` entry `tidewire.token.<jwt>` offered beside the protocol entry
 (browsers cannot set headers; the answer names only the protocol, never the token); the
 `token` query parameter, only when the `auth_query_token` setting is on (URLs end up in
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from tidewire.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOLS, WireFormat
+from tidewire.security.tokens import bearer_token
 
 TOKEN_SUBPROTOCOL_PREFIX = "tidewire.token."
 QUERY_OPTIONS = frozenset({"batch_ms", "decimals", "token"})
@@ -82,7 +84,7 @@ def negotiate(
             raise HandshakeRefused(400, "batch_ms must be an integer") from None
         if not 0 <= batch_ms <= max_batch_ms:
             raise HandshakeRefused(400, f"batch_ms must be between 0 and {max_batch_ms}")
-    token = _bearer(authorization)
+    token = bearer_token(authorization)
     if token is None and token_entries:
         token = token_entries[0][len(TOKEN_SUBPROTOCOL_PREFIX) :]
     if "token" in query:
@@ -96,12 +98,3 @@ def negotiate(
         token = token or query["token"][-1]
     fmt = WireFormat.of(chosen or SUBPROTOCOL_JSON, decimals == "string")
     return Handshake(parts.path, chosen, fmt, batch_ms, token or None)
-
-
-def _bearer(header: str | None) -> str | None:
-    if not header:
-        return None
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        raise HandshakeRefused(401, "the Authorization header must be 'Bearer <token>'")
-    return value.strip()
