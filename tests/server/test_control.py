@@ -205,3 +205,24 @@ async def test_dashboard_and_its_config(gateway: Gateway, http: httpx.AsyncClien
     assert page.status_code == 200 and "<html" in page.text
     config = (await http.get("/api/config")).json()
     assert config["ws_url"] == f"ws://127.0.0.1:{gateway.port}/ws"
+
+
+async def test_a_burst_of_readiness_probes_costs_one_broker_round_trip() -> None:
+    from tidewire.brokers.memory import MemoryBroker
+    from tidewire.settings import GatewaySettings
+
+    class CountingBroker(MemoryBroker):
+        probes = 0
+
+        async def probe(self) -> None:
+            CountingBroker.probes += 1
+            await asyncio.sleep(0)  # a round trip takes a while: callers meanwhile share it
+
+    gateway = Gateway(GatewaySettings(port=0, internal_port=0), broker=CountingBroker())
+    await gateway.start()
+    try:
+        answers = await asyncio.gather(*(gateway.readiness_problems() for _ in range(20)))
+        assert answers == [[]] * 20 and CountingBroker.probes == 1
+        assert await gateway.readiness_problems() == [] and CountingBroker.probes == 2
+    finally:
+        await gateway.stop()
