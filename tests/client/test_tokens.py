@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tidewire.client.tokens import refresh_delay, resolve_token, seconds_until
+from tidewire.client.tokens import refresh_delay, refresh_retry_delay, resolve_token, seconds_until
 
 VECTORS = Path(__file__).parents[1] / "vectors" / "token_refresh.json"
 
@@ -15,6 +15,11 @@ VECTORS = Path(__file__).parents[1] / "vectors" / "token_refresh.json"
 @pytest.mark.parametrize("case", json.loads(VECTORS.read_text())["cases"])
 def test_refresh_schedule_follows_the_shared_vectors(case: dict[str, float]) -> None:
     assert refresh_delay(case["seconds_left"]) == pytest.approx(case["delay"])
+
+
+@pytest.mark.parametrize("case", json.loads(VECTORS.read_text())["retries"])
+def test_refresh_retries_follow_the_shared_vectors(case: dict[str, float]) -> None:
+    assert refresh_retry_delay(case["seconds_left"]) == pytest.approx(case["delay"])
 
 
 async def test_fixed_tokens_and_providers_of_both_kinds() -> None:

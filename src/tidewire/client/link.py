@@ -25,7 +25,13 @@ from tidewire.client.errors import AuthenticationError, ConnectionClosedError
 from tidewire.client.outbound import OutboundQueue
 from tidewire.client.reconnect import ABNORMAL_CLOSURE
 from tidewire.client.subscription import Subscription
-from tidewire.client.tokens import TokenSource, refresh_delay, resolve_token, seconds_until
+from tidewire.client.tokens import (
+    TokenSource,
+    refresh_delay,
+    refresh_retry_delay,
+    resolve_token,
+    seconds_until,
+)
 from tidewire.protocol.codec import SUBPROTOCOL_MSGPACK
 from tidewire.protocol.messages import new_message_id
 
@@ -33,10 +39,6 @@ logger = logging.getLogger("tidewire.client")
 
 # Server frames can be batches of many messages; the gateway bounds what it sends.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
-REFRESH_RETRY_SECONDS = 5.0
-"""After a failed token refresh, the next try comes this much later (or sooner, near exp)."""
-MIN_REFRESH_RETRY_SECONDS = 1.0
-"""...but never sooner than this: a provider stuck on an old token must not flood."""
 
 
 def redacted(message: dict[str, Any]) -> dict[str, Any]:
@@ -237,9 +239,7 @@ class Link:
             except Exception as exc:  # the provider's or the gateway's refusal: try again
                 logger.warning("token refresh failed: %s", exc)
                 left = seconds_until(self.inbound.expires_at, time.time()) or 0.0
-                await asyncio.sleep(
-                    min(REFRESH_RETRY_SECONDS, max(MIN_REFRESH_RETRY_SECONDS, left / 2))
-                )
+                await asyncio.sleep(refresh_retry_delay(left))
             finally:
                 self.inbound.release(message_id)
 

@@ -2,8 +2,9 @@
 
 `token=` of `TidewireClient` is a string, or a function (plain or async) returning one: the
 provider is called before every connection attempt and again before the current token
-expires, and the new token goes to the gateway as `refresh {token}`. The schedule is the
-rule of `tests/vectors/token_refresh.json`, which the JavaScript client follows too.
+expires, and the new token goes to the gateway as `refresh {token}`. The schedule and the
+retries after a failed refresh are the rules of `tests/vectors/token_refresh.json`, which
+the JavaScript client follows too.
 """
 
 from __future__ import annotations
@@ -17,12 +18,20 @@ TokenSource = str | TokenProvider
 
 MAX_REFRESH_LEAD = 60.0
 MIN_REFRESH_LEAD = 1.0
+MAX_REFRESH_RETRY = 5.0
+MIN_REFRESH_RETRY = 1.0
 
 
 def refresh_delay(seconds_left: float) -> float:
     """Seconds to wait before refreshing a token that expires in `seconds_left`."""
     lead = min(MAX_REFRESH_LEAD, max(MIN_REFRESH_LEAD, seconds_left / 5))
     return max(0.0, seconds_left - lead)
+
+
+def refresh_retry_delay(seconds_left: float) -> float:
+    """Seconds before the next try after a failed refresh: another chance before expiry,
+    never a tight loop (a provider stuck on an old token, a gateway refusing it)."""
+    return min(MAX_REFRESH_RETRY, max(MIN_REFRESH_RETRY, seconds_left / 2))
 
 
 async def resolve_token(source: TokenSource | None) -> str | None:

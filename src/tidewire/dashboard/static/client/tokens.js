@@ -23,7 +23,7 @@ export const MIN_REFRESH_LEAD = 1;
 /** After a failed refresh the next try comes this much later (or sooner, near expiry), ms. */
 export const REFRESH_RETRY_MS = 5000;
 /** ... but never sooner than this, so a broken provider is not called in a tight loop. */
-export const MIN_REFRESH_RETRY_MS = 500;
+export const MIN_REFRESH_RETRY_MS = 1000;
 /** setTimeout fires at once for longer delays (a 32-bit millisecond count). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -43,7 +43,8 @@ export function refreshDelay(secondsLeft) {
 
 /**
  * Milliseconds before the next try after a failed refresh, `leftMs` before expiry: soon
- * enough to get another chance before the gateway closes the connection.
+ * enough to get another chance before the gateway closes the connection (the `retries` of
+ * tests/vectors/token_refresh.json, shared with the Python SDK).
  * @param {number} leftMs
  */
 export function refreshRetryDelay(leftMs) {
