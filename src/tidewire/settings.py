@@ -231,10 +231,6 @@ class GatewaySettings(BaseSettings):
             or self.jwt_jwks_file is not None
         )
 
-    @property
-    def tls_enabled(self) -> bool:
-        return self.tls_cert_file is not None
-
     def history_limit(self, stream: str) -> HistoryLimit:
         override = self.history_overrides.get(stream)
         if override is not None:

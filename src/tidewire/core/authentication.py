@@ -44,15 +44,11 @@ def accept_token(
         raise ProtocolError(
             ErrorCode.FORBIDDEN, "a new token must be for the connection's own user"
         )
-    if not current.authenticated and hub.ledger.user_count(principal.user_id) >= (
-        max_connections_per_user
-    ):
-        hub.close(
-            connection,
-            CloseCode.TOO_MANY_CONNECTIONS,
-            f"more than {max_connections_per_user} connections for this user",
-        )
-        return
+    if not current.authenticated:
+        over = hub.ledger.over_user_limit(principal.user_id, max_connections_per_user)
+        if over is not None:
+            hub.close(connection, CloseCode.TOO_MANY_CONNECTIONS, over)
+            return
     reply = AuthOk(
         correlation_id=command.message_id,
         user_id=principal.user_id,

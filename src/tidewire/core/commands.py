@@ -25,7 +25,7 @@ from tidewire.core.entitlements import (
     publish_scope,
 )
 from tidewire.core.hub import Hub
-from tidewire.core.quotas import PublishRates
+from tidewire.core.quotas import PublishRates, publisher_key
 from tidewire.core.subscription import Subscription
 from tidewire.protocol.codec import decode_object, message_id_of, to_command
 from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
@@ -183,16 +183,7 @@ class CommandHandler:
             subscription = self._new_subscription(connection, command)
         except ProtocolError as exc:
             connection.errors += 1
-            self.hub.send(
-                connection,
-                SubscriptionError(
-                    correlation_id=command.message_id,
-                    subscription_id=command.subscription_id,
-                    error_code=exc.code.value,
-                    error_message=exc.message,
-                    retryable=exc.retryable,
-                ),
-            )
+            self._refuse(connection, command, command.subscription_id, exc)
             return
         if not recovery.needs_setup(subscription, command.since, command.snapshot):
             self.hub.add_subscription(subscription)
@@ -218,15 +209,11 @@ class CommandHandler:
                 # hand this error to: send it to reconnect and recover once the broker is back.
                 self.hub.close(connection, CloseCode.SERVICE_RESTART, "broker unavailable")
                 return
-            self.hub.send(
+            self._refuse(
                 connection,
-                SubscriptionError(
-                    correlation_id=command.message_id,
-                    subscription_id=subscription.subscription_id,
-                    error_code=ErrorCode.UNAVAILABLE.value,
-                    error_message=f"broker unavailable: {exc}",
-                    retryable=True,
-                ),
+                command,
+                subscription.subscription_id,
+                ProtocolError(ErrorCode.UNAVAILABLE, f"broker unavailable: {exc}"),
             )
             return
         except Exception:
@@ -235,14 +222,13 @@ class CommandHandler:
                 "setting up %s on %s failed", subscription.spec.name, connection.connection_id
             )
             self.hub.remove_subscription(subscription)
-            self.hub.send(
+            self._refuse(
                 connection,
-                SubscriptionError(
-                    correlation_id=command.message_id,
-                    subscription_id=subscription.subscription_id,
-                    error_code=ErrorCode.INTERNAL_ERROR.value,
-                    error_message="internal error while preparing the snapshot or replay",
-                    retryable=True,
+                command,
+                subscription.subscription_id,
+                ProtocolError(
+                    ErrorCode.INTERNAL_ERROR,
+                    "internal error while preparing the snapshot or replay",
                 ),
             )
             return
@@ -253,6 +239,25 @@ class CommandHandler:
             self.hub.deliver(subscription, message)
         for message in recovery.after(setup, self.hub.open_gate(subscription)):
             self.hub.deliver(subscription, message)
+
+    def _refuse(
+        self,
+        connection: Connection,
+        command: Subscribe,
+        subscription_id: str | None,
+        exc: ProtocolError,
+    ) -> None:
+        """Answer a subscribe with `subscription_error` (retryable as its code says)."""
+        self.hub.send(
+            connection,
+            SubscriptionError(
+                correlation_id=command.message_id,
+                subscription_id=subscription_id,
+                error_code=exc.code.value,
+                error_message=exc.message,
+                retryable=exc.retryable,
+            ),
+        )
 
     def _confirm(
         self,
@@ -392,7 +397,7 @@ class CommandHandler:
         message = build_data_message(command.message, default_source="ws")
         authorize_publish(connection.principal, message)
         if self.publish_rates is not None:
-            publisher = connection.user_id or f"address:{connection.address}"
+            publisher = publisher_key(connection.user_id, connection.address)
             wait = self.publish_rates.take(publisher, 1, self._clock())
             if wait:
                 raise self.publish_rates.refusal(wait)

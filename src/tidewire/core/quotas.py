@@ -16,6 +16,12 @@ MAX_IDLE_BUCKETS = 10_000
 """Publisher buckets kept before full (idle) ones are forgotten: memory stays bounded."""
 
 
+def publisher_key(user_id: str | None, address: str) -> str:
+    """Whose publish budget a publish spends: its user's, or (authentication off) its
+    remote address's."""
+    return user_id if user_id is not None else f"address:{address}"
+
+
 class IdentityLedger:
     """Who holds how many connections and subscriptions on this node.
 
@@ -39,6 +45,12 @@ class IdentityLedger:
 
     def user_count(self, user_id: str) -> int:
         return len(self.by_user.get(user_id, ()))
+
+    def over_user_limit(self, user_id: str, limit: int) -> str | None:
+        """The close reason (4009) when `user_id` already holds `limit` connections."""
+        if self.user_count(user_id) >= limit:
+            return f"more than {limit} connections for this user"
+        return None
 
     def subscription_count(self, user_id: str) -> int:
         return self.subscriptions_by_user.get(user_id, 0)

@@ -35,6 +35,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[..., Awaitable[None]]
 
 
+def url_host(host: str) -> str:
+    """A host as it stands in a URL or an Origin: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 def default_hosts(internal_host: str) -> frozenset[str]:
     """127.0.0.1, localhost, ::1 and the control plane's own interface (when it is one)."""
     hosts = set(LOCAL_HOSTS)
@@ -67,10 +72,9 @@ def default_origins(hosts: Iterable[str], port: int, tls: bool) -> frozenset[str
     for host in hosts:
         if host == "*":
             continue
-        name = f"[{host}]" if ":" in host else host
-        origins.add(f"{scheme}://{name}:{port}")
+        origins.add(f"{scheme}://{url_host(host)}:{port}")
         if port == (443 if tls else 80):
-            origins.add(f"{scheme}://{name}")
+            origins.add(f"{scheme}://{url_host(host)}")
     return frozenset(origins)
 
 
@@ -106,8 +110,7 @@ def content_security_policy(ws_origins: Iterable[str]) -> str:
 def data_plane_origins(host_header: str, port: int, tls: bool, data_host: str) -> list[str]:
     """Where the dashboard served under `host_header` may open its WebSocket."""
     host = host_of(host_header) if data_host in WILDCARD_HOSTS | set(LOCAL_HOSTS) else data_host
-    name = f"[{host}]" if ":" in host else host
-    return [f"{'wss' if tls else 'ws'}://{name}:{port}"]
+    return [f"{'wss' if tls else 'ws'}://{url_host(host)}:{port}"]
 
 
 def _error(status: int, code: ErrorCode, message: str) -> tuple[int, bytes]:

@@ -92,6 +92,12 @@ class Gateway:
         self._tick_task: asyncio.Task[None] | None = None
         self._background: list[Any] = []
         self._probing: asyncio.Task[list[str]] | None = None
+        configured = self.settings.allowed_origins
+        self._origins: frozenset[str] = (
+            frozenset(o.rstrip("/").lower() for o in configured)
+            if configured is not None
+            else frozenset()
+        )
         self.nautilus: NautilusSource | None = None
         """The NautilusTrader source, when `settings.nautilus_url` is set."""
         self.hub: Hub
@@ -119,12 +125,12 @@ class Gateway:
         return f"{scheme}://{self.settings.internal_host}:{self.internal_port}"
 
     def allowed_origins(self) -> frozenset[str]:
-        """Origins whose pages may open WebSocket connections (see `allowed_origins`)."""
-        configured = self.settings.allowed_origins
-        if configured is not None:
-            return frozenset(o.rstrip("/").lower() for o in configured)
-        port = self.control_plane.port if hasattr(self, "control_plane") else 0
-        return default_origins(self.allowed_hosts, port, self.ssl is not None)
+        """Origins whose pages may open WebSocket connections (see `allowed_origins`).
+
+        The default names the control plane's port, known once it listens: until then
+        (the data plane starts first) no browser page of the dashboard can exist, and only
+        programs without an Origin get in."""
+        return self._origins
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -163,6 +169,10 @@ class Gateway:
         await self.data_plane.start()
         self.control_plane = ControlPlane(self)
         await self.control_plane.start()
+        if settings.allowed_origins is None:
+            self._origins = default_origins(
+                self.allowed_hosts, self.control_plane.port, self.ssl is not None
+            )
         self._tick_task = loop.create_task(self._heartbeats())
         self.started_at = self.clock()
         self.running = True

@@ -26,6 +26,7 @@ from litestar.static_files import create_static_files_router
 from tidewire import __version__
 from tidewire.brokers.base import BrokerUnavailable
 from tidewire.core.entitlements import OPERATOR_SOURCE, authorize_publish, publish_scope
+from tidewire.core.quotas import publisher_key
 from tidewire.dashboard import STATIC_DIR
 from tidewire.protocol.codec import UNDECODABLE
 from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
@@ -44,6 +45,7 @@ from tidewire.security.browser import (
     HttpGuard,
     content_security_policy,
     data_plane_origins,
+    url_host,
 )
 from tidewire.server.api_access import access_guards, principal_of
 
@@ -137,6 +139,11 @@ def error_response(
     )
 
 
+def not_json(exc: Exception) -> Response[Any]:
+    """The 400 of a body that does not decode (bad JSON, invalid UTF-8, too deep)."""
+    return error_response(400, ErrorCode.INVALID_JSON, f"body is not JSON: {str(exc)[:200]}")
+
+
 _STATUS_OF_CODE = {ErrorCode.UNAVAILABLE: 503, ErrorCode.MESSAGE_TOO_LARGE: 413}
 _CODE_OF_STATUS = {
     400: ErrorCode.INVALID_MESSAGE,
@@ -174,9 +181,8 @@ def create_app(gateway: Gateway) -> Litestar:
         if settings.host not in ("0.0.0.0", "::", "127.0.0.1", "localhost"):
             host = settings.host
         scheme = "wss" if gateway.ssl else "ws"
-        name = f"[{host}]" if ":" in host else host
         return {
-            "ws_url": f"{scheme}://{name}:{gateway.port}/ws",
+            "ws_url": f"{scheme}://{url_host(host)}:{gateway.port}/ws",
             "server_version": __version__,
             "heartbeat_interval": settings.heartbeat_interval,
             "auth_required": gateway.authenticator.required,
@@ -281,9 +287,7 @@ def create_app(gateway: Gateway) -> Litestar:
         try:
             raw = msgspec.json.decode(body)
         except UNDECODABLE as exc:
-            return error_response(
-                400, ErrorCode.INVALID_JSON, f"body is not JSON: {str(exc)[:200]}"
-            )
+            return not_json(exc)
         items = raw if isinstance(raw, list) else [raw]
         if not items:
             return error_response(400, ErrorCode.INVALID_MESSAGE, "empty list: nothing to publish")
@@ -311,7 +315,7 @@ def create_app(gateway: Gateway) -> Litestar:
                     return error_response(403, exc.code, exc.message, details)
         client = request.client.host if request.client else "unknown"
         wait = gateway.publish_rates.take(
-            principal.user_id or f"address:{client}", len(messages), gateway.clock()
+            publisher_key(principal.user_id, client), len(messages), gateway.clock()
         )
         if wait:
             refusal = gateway.publish_rates.refusal(wait)
@@ -348,9 +352,7 @@ def create_app(gateway: Gateway) -> Litestar:
         except msgspec.ValidationError as exc:
             return error_response(400, ErrorCode.INVALID_MESSAGE, f"invalid notice: {exc}")
         except UNDECODABLE as exc:
-            return error_response(
-                400, ErrorCode.INVALID_JSON, f"body is not JSON: {str(exc)[:200]}"
-            )
+            return not_json(exc)
         raw = {
             "type": data.type,
             "source": OPERATOR_SOURCE,

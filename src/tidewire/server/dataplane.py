@@ -198,8 +198,9 @@ class DataPlane:
         allowed_origins: Callable[[], frozenset[str]] = frozenset,
         ssl: Any = None,
     ) -> None:
-        """`allowed_origins()`: the Origins a browser may connect from (asked per handshake:
-        the default depends on the control plane's bound port); `ssl`: an SSLContext."""
+        """`allowed_origins()`: the Origins a browser may connect from (a callable: the
+        default names the control plane's port, bound after this plane); `ssl`: an
+        SSLContext."""
         self.settings = settings
         self.allowed_origins = allowed_origins
         self._ssl = ssl
@@ -356,11 +357,8 @@ class DataPlane:
         over = None
         if ledger.address_count(address) >= settings.max_connections_per_address:
             over = f"more than {settings.max_connections_per_address} connections from {address}"
-        elif (
-            principal.user_id is not None
-            and ledger.user_count(principal.user_id) >= settings.max_connections_per_user
-        ):
-            over = f"more than {settings.max_connections_per_user} connections for this user"
+        elif principal.user_id is not None:
+            over = ledger.over_user_limit(principal.user_id, settings.max_connections_per_user)
         self.hub.add_connection(connection)
         if over is not None:
             self.hub.close(connection, CloseCode.TOO_MANY_CONNECTIONS, over)
