@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import msgspec
@@ -352,3 +352,13 @@ class World:
             self.hub.pause(connection)
         elif size <= self.high_water and connection.write_paused:
             self.hub.resume(connection)
+
+
+def run_to_completion(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a command's asynchronous part at once: the memory broker never suspends."""
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    coroutine.close()
+    raise AssertionError("the coroutine suspended: it needs a real event loop")

@@ -14,7 +14,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from fakes import FakeClock, FakeScheduler, FakeTransport, connection, decode_writes
+from fakes import (
+    FakeClock,
+    FakeScheduler,
+    FakeTransport,
+    connection,
+    decode_writes,
+    run_to_completion,
+)
 from messages import order, quote, risk_alert
 from tidewire.brokers.base import BrokerUnavailable, Snapshot
 from tidewire.brokers.memory import MemoryBroker
@@ -26,16 +33,6 @@ from tidewire.protocol.ingest import build_data_message
 from tidewire.protocol.messages import DataMessage, StreamPosition
 
 # ------------------------------------------------------------------ fakes
-
-
-def run_to_completion(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run a command's asynchronous part at once: the memory broker never suspends."""
-    try:
-        coroutine.send(None)
-    except StopIteration:
-        return
-    coroutine.close()
-    raise AssertionError("the coroutine suspended: it needs a real event loop")
 
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]

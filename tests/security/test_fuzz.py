@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -28,7 +28,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from conftest import TIMEOUT, WsClient
-from fakes import FakeClock, FakeScheduler, connection, decode_writes, transport
+from fakes import FakeClock, FakeScheduler, connection, decode_writes, run_to_completion, transport
 from messages import engine_status, order, position, quote, risk_alert, system_alert
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core.auth import UNAUTHENTICATED, AnonymousAuthenticator, Principal
@@ -246,16 +246,6 @@ def frames(draw: st.DrawFn, fmt: WireFormat, kinds: list[str] = FRAME_KINDS) -> 
 
 
 # ------------------------------------------------------------------ the harness
-
-
-def run_to_completion(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run a command's asynchronous part at once: the memory broker never suspends."""
-    try:
-        coroutine.send(None)
-    except StopIteration:
-        return
-    coroutine.close()
-    raise AssertionError("the coroutine suspended: it needs a real event loop")
 
 
 class Harness:
