@@ -367,7 +367,7 @@ def expected_correlation(payload: bytes, binary: bool, fmt: WireFormat) -> str |
 def check_answer(
     h: Harness, replies: list[Any], payload: bytes, binary: bool, was_authenticated: bool
 ) -> None:
-    """The rules every answer follows (PROTOCOL.md sections 3 and 6)."""
+    """The rules every answer follows (docs/protocol.md: commands, replies and errors)."""
     answers = [r for r in replies if not is_data(r)]
     if h.victim.closed:
         # Only a failed first `auth` (4001) or the user's connection quota (4009) closes.

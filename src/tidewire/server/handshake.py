@@ -1,4 +1,4 @@
-"""The WebSocket handshake's rules (PROTOCOL.md section 1): path, subprotocol, options, token.
+"""The WebSocket handshake's rules (docs/protocol.md): path, subprotocol, options, token.
 
 Pure: header values in, a `Handshake` (or `HandshakeRefused` with an HTTP status) out.
 
