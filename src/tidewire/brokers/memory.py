@@ -119,7 +119,7 @@ class MemoryBroker:
             return PublishOutcome(seen[1], duplicate=True)
         stream = self._streams[message.stream]
         stream.seq += 1
-        sequenced = msgspec.structs.replace(message, seq=stream.seq, epoch=stream.epoch)
+        sequenced = message.sequenced(stream.seq, stream.epoch)
         if stream.history is not None:
             stream.history.append((now, sequenced))
         if stream.last_values is not None:

@@ -217,7 +217,7 @@ class RedisBroker:
             # still in the log; after that, the repeat with the original's seq and epoch).
             original = result[4] if duplicate and len(result) > 4 and result[4] else None
             source = _decoder.decode(original) if original is not None else message
-            sequenced = msgspec.structs.replace(source, seq=seq, epoch=epoch)
+            sequenced = source.sequenced(seq, epoch)
             outcomes.append(PublishOutcome(sequenced, duplicate=duplicate))
         return outcomes
 
@@ -286,9 +286,7 @@ class RedisBroker:
         messages = []
         for value in last.values():
             raw_seq, _, body = value.partition(b"\n")
-            messages.append(
-                msgspec.structs.replace(_decoder.decode(body), seq=int(raw_seq), epoch=_text(epoch))
-            )
+            messages.append(_decoder.decode(body).sequenced(int(raw_seq), _text(epoch)))
         messages.sort(key=lambda m: m.seq)
         position = StreamPosition(_text(epoch), int(seq or 0))
         # Redis may be ahead of this node: the caller goes live right after the snapshot, so
@@ -492,9 +490,7 @@ class RedisBroker:
             raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
 
     def _decode(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> DataMessage:
-        return msgspec.structs.replace(
-            _decoder.decode(fields[b"m"]), seq=_seq_of(entry_id), epoch=_text(fields[b"e"])
-        )
+        return _decoder.decode(fields[b"m"]).sequenced(_seq_of(entry_id), _text(fields[b"e"]))
 
     def _require_client(self) -> aioredis.Redis:
         if self._client is None:

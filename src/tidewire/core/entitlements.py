@@ -31,8 +31,9 @@ OPERATOR_SOURCE = "operator"
 
 
 def portfolio_keyed(spec: StreamSpec) -> bool:
-    """Streams partitioned by portfolio: their every message names one."""
-    return spec.key_field == "portfolio_id"
+    """Streams partitioned by portfolio: their every message names one. (Trades and orders
+    may name only a user, so theirs are checked message by message.)"""
+    return spec.key_field == "portfolio_id" and spec.key_fallback is None
 
 
 def readable(principal: Principal, message: DataMessage) -> bool:

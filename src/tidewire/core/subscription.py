@@ -32,7 +32,7 @@ def message_price(message: DataMessage) -> float | None:
         value = data.get(name)
         if value is not None:
             return _number(value)
-    raw_bid, raw_ask = data.get("bid"), data.get("ask")
+    raw_bid, raw_ask = data.get("bid_price"), data.get("ask_price")
     if isinstance(raw_bid, Decimal) and isinstance(raw_ask, Decimal):
         # Exact mid: float(1.1) + float(1.3) would land past a max_price of 1.2.
         return float((raw_bid + raw_ask) / 2)
@@ -115,7 +115,9 @@ class Subscription:
         self.removed = False
         self.conflated_seen = 0
         """The throttle's `conflated` count already added to the hub's counter."""
-        key_filter = KEY_FILTER_OF_FIELD.get(spec.key_field)
+        # A stream whose key may come from another field (a trade keyed by its user) is not
+        # indexed: a portfolio filter must never match a user's key.
+        key_filter = KEY_FILTER_OF_FIELD.get(spec.key_field) if spec.key_fallback is None else None
         key_values = getattr(filters, key_filter) if key_filter else None
         self.index_keys: frozenset[str] | None = (
             frozenset(key_values) if key_values is not None else None

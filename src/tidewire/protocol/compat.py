@@ -17,7 +17,7 @@ from typing import Any
 
 from tidewire.protocol.errors import ErrorCode, ProtocolError
 from tidewire.protocol.messages import ACCEPTED_VERSIONS, PROTOCOL_VERSION
-from tidewire.protocol.streams import STREAM_ALIASES
+from tidewire.protocol.streams import KEY_FILTER_OF_FIELD, STREAM_ALIASES, resolve_stream
 
 _FILTER_NAMES = frozenset(
     {
@@ -33,6 +33,10 @@ _FILTER_NAMES = frozenset(
     }
 )
 _ACTIONS = frozenset({"subscribe", "unsubscribe", "ping"})
+# Commands of the original hooks that Tidewire answers under another name.
+_TYPE_ALIASES = {"update_filters": "update_subscription"}
+# Commands that name a stream like `subscribe` does (`topic`, `message_type`, loose filters).
+_STREAM_COMMANDS = frozenset({"subscribe", "get_snapshot", "get_trade_history"})
 
 
 def normalize_command(raw: dict[str, Any]) -> dict[str, Any]:
@@ -60,27 +64,40 @@ def normalize_command(raw: dict[str, Any]) -> dict[str, Any]:
         cmd["type"] = action
     else:
         cmd.pop("action", None)
-    if cmd["type"] == "subscribe":
+    if isinstance(cmd["type"], str):
+        cmd["type"] = _TYPE_ALIASES.get(cmd["type"], cmd["type"])
+    if cmd["type"] in _STREAM_COMMANDS:
         _normalize_subscribe(cmd)
+    elif cmd["type"] == "update_subscription":
+        _merge_nested(cmd)
+        _gather_filters(cmd)
     elif cmd["type"] == "unsubscribe":
         _normalize_unsubscribe(cmd)
     return cmd
 
 
-def _normalize_subscribe(cmd: dict[str, Any]) -> None:
+def split_topic(name: str) -> tuple[str, str | None]:
+    """`market_data.AAPL` -> (`market_data`, `AAPL`); a name without a key suffix (or one
+    that is itself a stream name) -> (name, None). Stream names hold no dot; keys may
+    (`AAPL.NASDAQ`), so the first dot splits."""
+    if resolve_stream(name) is not None or "." not in name:
+        return name, None
+    stream, _, key = name.partition(".")
+    if resolve_stream(stream) is None or not key:
+        return name, None
+    return stream, key
+
+
+def _merge_nested(cmd: dict[str, Any]) -> None:
     nested = cmd.get("data")
     if isinstance(nested, dict):
         # The request nested in `data`, in full or only its filters: merge, top level wins.
         del cmd["data"]
         for name, value in nested.items():
             cmd.setdefault(name, value)
-    for alias in ("message_type", "topic", "subscription_type", "channel"):
-        if alias in cmd:
-            value = cmd.pop(alias)
-            cmd.setdefault("stream", value)
-    stream = cmd.get("stream")
-    if isinstance(stream, str):
-        cmd["stream"] = STREAM_ALIASES.get(stream, stream)
+
+
+def _gather_filters(cmd: dict[str, Any]) -> None:
     loose = {name: cmd.pop(name) for name in list(cmd) if name in _FILTER_NAMES}
     if loose:
         filters = cmd.get("filters")
@@ -88,11 +105,55 @@ def _normalize_subscribe(cmd: dict[str, Any]) -> None:
             cmd["filters"] = loose
         elif isinstance(filters, dict):
             cmd["filters"] = {**loose, **filters}
+
+
+def _normalize_subscribe(cmd: dict[str, Any]) -> None:
+    _merge_nested(cmd)
+    for alias in ("message_type", "topic", "subscription_type", "channel"):
+        if alias in cmd:
+            value = cmd.pop(alias)
+            cmd.setdefault("stream", value)
+    _gather_filters(cmd)
+    stream = cmd.get("stream")
+    if isinstance(stream, str):
+        name, key = split_topic(stream)
+        if key is not None:
+            cmd["topic"] = stream
+            _add_key_filter(cmd, name, key)
+        cmd["stream"] = STREAM_ALIASES.get(name, name)
     since = cmd.get("since")
     if isinstance(since, dict) and "sequence" in since and "seq" not in since:
         since = dict(since)
         since["seq"] = since.pop("sequence")
         cmd["since"] = since
+
+
+def _add_key_filter(cmd: dict[str, Any], stream: str, key: str) -> None:
+    """The key suffix of a topic as the stream's key filter (`symbols: [key]`, ...)."""
+    spec = resolve_stream(stream)
+    assert spec is not None
+    topic = cmd["topic"]
+    name = KEY_FILTER_OF_FIELD.get(spec.key_field)
+    if name is None:
+        raise ProtocolError(
+            ErrorCode.INVALID_FILTER,
+            f"stream {spec.name} is keyed by {spec.key_field}, which no filter selects: "
+            f"subscribe to {spec.name} without the suffix of {topic!r}",
+            {"topic": topic},
+        )
+    filters = cmd.get("filters")
+    if filters is None:
+        filters = {}
+    if not isinstance(filters, dict):
+        return  # validation reports it
+    current = filters.get(name)
+    if current not in (None, [], [key]):
+        raise ProtocolError(
+            ErrorCode.INVALID_FILTER,
+            f"topic {topic!r} names {key!r} but filters.{name} is {current!r}",
+            {"topic": topic, "filter": name},
+        )
+    cmd["filters"] = {**filters, name: [key]}
 
 
 def _normalize_unsubscribe(cmd: dict[str, Any]) -> None:

@@ -12,6 +12,9 @@ from tidewire.protocol.messages import Filters
 from tidewire.protocol.streams import StreamSpec
 
 DEFAULT_MAX_FILTER_VALUES = 1000
+# Values of a blank form field: no filter on it (0 and False are not blank: neither equals
+# any of these).
+_BLANK: tuple[object, ...] = ([], "", None)
 
 
 def validate_filters(
@@ -19,13 +22,16 @@ def validate_filters(
 ) -> Filters:
     """Check a subscribe's `filters` object for `spec` and return it typed.
 
-    Raises ProtocolError(invalid_filter) for an unknown filter, a filter that the stream's
-    messages never carry, a wrong type, an empty or too long list, or min_price > max_price.
+    An empty list, an empty string or null means "no filter on that field" (the original
+    subscription form sends `portfolio_ids: []` for a blank field). Raises
+    ProtocolError(invalid_filter) for an unknown filter, a filter that the stream's messages
+    never carry, a wrong type, a too long list, or min_price > max_price.
     """
     if raw is None:
         return Filters()
     if not isinstance(raw, dict):
         raise ProtocolError(ErrorCode.INVALID_FILTER, "`filters` must be an object")
+    raw = {name: value for name, value in raw.items() if value not in _BLANK}
     known = set(Filters.__struct_fields__)
     unknown = sorted(name for name in raw if name not in known)
     if unknown:
@@ -50,20 +56,11 @@ def validate_filters(
         values = getattr(filters, name)
         if values is None:
             continue
-        if not values:
-            raise ProtocolError(
-                ErrorCode.INVALID_FILTER, f"`{name}` must not be empty", {"filter": name}
-            )
         if len(values) > max_values:
             raise ProtocolError(
                 ErrorCode.INVALID_FILTER,
                 f"`{name}` has {len(values)} values; at most {max_values} are allowed",
                 {"filter": name, "limit": max_values},
-            )
-    for name in ("user_id", "venue", "asset_class"):
-        if getattr(filters, name) == "":
-            raise ProtocolError(
-                ErrorCode.INVALID_FILTER, f"`{name}` must not be empty", {"filter": name}
             )
     for name in ("min_price", "max_price"):
         price = getattr(filters, name)

@@ -11,13 +11,15 @@ from typing import Any
 
 import msgspec
 
+from tidewire.protocol import derived, legacy
 from tidewire.protocol.errors import ErrorCode, ProtocolError
-from tidewire.protocol.messages import TOP_LEVEL_FIELDS, DataMessage, new_message_id, now_iso
-from tidewire.protocol.payloads import MARKET_DATA_PAYLOADS, PAYLOAD_OF_TYPE, Payload
+from tidewire.protocol.messages import DataMessage, new_message_id, now_iso
+from tidewire.protocol.shapes import ROUTING_FIELDS, SHAPES, TOP_LEVEL_FIELDS, Shape
 from tidewire.protocol.streams import (
     SEVERITIES,
     SEVERITY_ALIASES,
     STREAM_OF_TYPE,
+    StreamSpec,
     resolve_stream,
 )
 
@@ -28,14 +30,30 @@ _IGNORED = frozenset({"seq", "sequence", "epoch", "version", "key", "message_typ
 _KNOWN = frozenset(
     {"type", "stream", "timestamp", "message_id", "correlation_id", "priority", "source", "data"}
 ) | frozenset(TOP_LEVEL_FIELDS)
+_SEVERITY_FIELDS = ("severity", "alert_level")
 
 
 def build_data_message(raw: Any, default_source: str = "api") -> DataMessage:
     """Validate a producer's message and return it as an unsequenced DataMessage.
 
     Raises ProtocolError with `invalid_message`, `unknown_type` or `unknown_stream`, and a
-    `details` dict naming the offending field.
+    `details` dict naming the offending field. A 0.1 message that maps onto several
+    canonical ones (risk metrics) is refused here: use `build_data_messages`.
     """
+    messages = build_data_messages(raw, default_source)
+    if len(messages) != 1:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            "this message holds several risk metrics: publish one per metric_type",
+            {"field": "metric_type"},
+        )
+    return messages[0]
+
+
+def build_data_messages(raw: Any, default_source: str = "api") -> list[DataMessage]:
+    """`build_data_message` for a message that may hold several (Tidewire 0.1's
+    `risk_metrics` with `var_95`, `exposure`, ... in one `data`: one message per metric,
+    message ids suffixed with `.<metric_type>`)."""
     if not isinstance(raw, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a JSON object")
     unknown = sorted(str(name) for name in raw if name not in _KNOWN and name not in _IGNORED)
@@ -46,40 +64,105 @@ def build_data_message(raw: Any, default_source: str = "api") -> DataMessage:
             {"fields": unknown},
         )
     message_type, stream = _type_and_stream(raw)
-    data = raw.get("data")
-    if not isinstance(data, dict):
+    raw_data = raw.get("data")
+    if not isinstance(raw_data, dict):
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE, "`data` must be an object", {"field": "data"}
         )
-    fields: dict[str, Any] = {}
-    for name in TOP_LEVEL_FIELDS:
-        value = raw.get(name)
-        if value is None:
-            value = data.get(name)
-        if value is not None:
-            if not isinstance(value, str) or not value:
-                raise ProtocolError(
-                    ErrorCode.INVALID_MESSAGE,
-                    f"`{name}` must be a non-empty string",
-                    {"field": name},
-                )
-            fields[name] = value
-    if "severity" in fields:
-        fields["severity"] = _severity(fields["severity"])
+    # Copies: a producer's dicts are never changed (the simulator reuses its own).
+    data = dict(raw_data)
+    top = {name: raw[name] for name in TOP_LEVEL_FIELDS if raw.get(name) is not None}
+    legacy.upgrade(message_type, top, data)
     source = raw.get("source", default_source)
     if not isinstance(source, str) or not source:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE, "`source` must be a non-empty string", {"field": "source"}
         )
+    priority = raw.get("priority", 2)
+    if type(priority) is not int or not 1 <= priority <= 4:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            "`priority` must be an integer from 1 to 4",
+            {"field": "priority"},
+        )
+    timestamp = _text(raw, "timestamp") or _data_timestamp(data) or now_iso()
+    message_id = _text(raw, "message_id") or new_message_id()
+    correlation_id = _text(raw, "correlation_id")
     spec = resolve_stream(stream)
     assert spec is not None  # _type_and_stream checked it
-    if message_type == "market_data":
-        fields["data_type"] = _market_data_type(fields.get("data_type"), data)
-        schema: type[Payload] = MARKET_DATA_PAYLOADS[fields["data_type"]]
-    else:
-        schema = PAYLOAD_OF_TYPE[message_type]
+    parts = [(top, data)]
+    if message_type == "risk_metrics":
+        parts = legacy.split_risk_metrics(top, data) or parts
+    return [
+        _complete(
+            spec,
+            SHAPES[message_type],
+            part_top,
+            part_data,
+            source=source,
+            priority=priority,
+            timestamp=timestamp,
+            message_id=message_id if len(parts) == 1 else f"{message_id}.{part_top['metric_type']}",
+            correlation_id=correlation_id,
+        )
+        for part_top, part_data in parts
+    ]
+
+
+def _complete(
+    spec: StreamSpec,
+    shape: Shape,
+    top: dict[str, Any],
+    data: dict[str, Any],
+    *,
+    source: str,
+    priority: int,
+    timestamp: str,
+    message_id: str,
+    correlation_id: str | None,
+) -> DataMessage:
+    """Check one canonical message, fill what is derivable, and build it."""
+    message_type = shape.type
+    for name in ROUTING_FIELDS:
+        # Filters and entitlements read these at the top level.
+        if top.get(name) is None and data.get(name) is not None:
+            top[name] = data[name]
+    if message_type == "market_data" and top.get("data_type") is None:
+        top["data_type"] = _market_data_type(data)
+    derived.fill(message_type, top, data, timestamp, message_id)
+    for name, value in top.items():
+        if not isinstance(value, str) or not value:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"`{name}` must be a non-empty string",
+                {"field": name},
+            )
+    for name in _SEVERITY_FIELDS:
+        if name in top:
+            top[name] = _severity(top[name], name)
+    for name, allowed in shape.enums.items():
+        value = top.get(name)
+        if value is not None and value not in allowed:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"`{name}` of {message_type} must be one of {', '.join(allowed)}",
+                {"field": name, "type": message_type},
+            )
+    missing = [name for name in shape.required if top.get(name) is None]
+    if missing:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"{message_type} messages need top-level {', '.join(f'`{n}`' for n in missing)}",
+            {"field": missing[0], "type": message_type},
+        )
+    if shape.any_of and all(top.get(name) is None for name in shape.any_of):
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"{message_type} messages need `{shape.any_of[0]}` (or `{shape.any_of[1]}`)",
+            {"field": shape.any_of[0], "type": message_type},
+        )
     try:
-        msgspec.convert(data, schema)
+        msgspec.convert(data, shape.payload)
     except msgspec.ValidationError as exc:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,
@@ -96,32 +179,39 @@ def build_data_message(raw: Any, default_source: str = "api") -> DataMessage:
             f"`data` holds a value JSON cannot carry: {str(exc)[:120]}",
             {"field": "data"},
         ) from None
-    key = source if spec.key_field == "source" else fields.get(spec.key_field)
+    key = _key(spec, top, source)
     if key is None:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,
-            f"{stream} messages need `{spec.key_field}` (the stream's key)",
+            f"{spec.name} messages need `{spec.key_field}` (the stream's key)",
             {"field": spec.key_field},
-        )
-    priority = raw.get("priority", 2)
-    if type(priority) is not int or not 1 <= priority <= 4:
-        raise ProtocolError(
-            ErrorCode.INVALID_MESSAGE,
-            "`priority` must be an integer from 1 to 4",
-            {"field": "priority"},
         )
     return DataMessage(
         type=message_type,
-        timestamp=_text(raw, "timestamp") or now_iso(),
-        message_id=_text(raw, "message_id") or new_message_id(),
-        correlation_id=_text(raw, "correlation_id"),
+        timestamp=timestamp,
+        message_id=message_id,
+        correlation_id=correlation_id,
         stream=spec.name,
         key=key,
         source=source,
         priority=priority,
         data=data,
-        **fields,
+        **top,
     )
+
+
+def _key(spec: StreamSpec, top: dict[str, Any], source: str) -> str | None:
+    for name in (spec.key_field, spec.key_fallback):
+        if name == "source":
+            return source
+        if name is not None and top.get(name) is not None:
+            return str(top[name])
+    return None
+
+
+def _data_timestamp(data: dict[str, Any]) -> str | None:
+    value = data.get("timestamp")
+    return value if isinstance(value, str) and value else None
 
 
 def _type_and_stream(raw: dict[str, Any]) -> tuple[str, str]:
@@ -165,29 +255,23 @@ def _type_and_stream(raw: dict[str, Any]) -> tuple[str, str]:
     return message_type, stream
 
 
-def _market_data_type(declared: str | None, data: dict[str, Any]) -> str:
-    if declared is not None:
-        if declared not in MARKET_DATA_PAYLOADS:
-            raise ProtocolError(
-                ErrorCode.INVALID_MESSAGE,
-                f"`data_type` must be one of {', '.join(MARKET_DATA_PAYLOADS)}",
-                {"field": "data_type"},
-            )
-        return declared
-    if "bid" in data and "ask" in data:
+def _market_data_type(data: dict[str, Any]) -> str:
+    if "bid_price" in data and "ask_price" in data:
         return "quote"
     if "open" in data and "close" in data:
         return "bar"
-    return "trade"
+    if "last_trade_size" in data or "last_trade_price" in data:
+        return "trade"
+    return "tick"
 
 
-def _severity(value: str) -> str:
+def _severity(value: str, name: str) -> str:
     level = SEVERITY_ALIASES.get(value.lower(), value.lower())
     if level not in SEVERITIES:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,
-            f"`severity` must be one of {', '.join(SEVERITIES)}",
-            {"field": "severity"},
+            f"`{name}` must be one of {', '.join(SEVERITIES)}",
+            {"field": name},
         )
     return level
 

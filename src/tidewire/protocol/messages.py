@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from tidewire.protocol.shapes import TOP_LEVEL_FIELDS
+
 PROTOCOL_VERSION = "3.0"
 # Versions a client may put in `version`; older ones are mapped by protocol.compat.
 ACCEPTED_VERSIONS: tuple[str, ...] = ("1.0", "1.1", "2.0", "3.0")
@@ -95,7 +97,10 @@ class DataMessage(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True)
     data: dict[str, Any]
     correlation_id: str | None = None
     priority: int = PRIORITY_NORMAL
-    # Type-specific top-level fields of the original protocol (filters read these).
+    sequence: int = 0
+    """The original protocol's name for `seq`; always equal to it."""
+    # Type-specific top-level fields of the original shapes (protocol.shapes); filters and
+    # entitlements read the routing ones.
     symbol: str | None = None
     venue: str | None = None
     data_type: str | None = None
@@ -107,24 +112,33 @@ class DataMessage(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True)
     risk_type: str | None = None
     engine_id: str | None = None
     component: str | None = None
+    alert_category: str | None = None
+    alert_level: str | None = None
+    alert_type: str | None = None
+    breach_type: str | None = None
+    command: str | None = None
+    command_id: str | None = None
+    event_id: str | None = None
+    event_type: str | None = None
+    execution_id: str | None = None
+    metric_type: str | None = None
+    order_id: str | None = None
+    order_status: str | None = None
+    position_side: str | None = None
+    status: str | None = None
+    strategy_name: str | None = None
+    trade_type: str | None = None
     broadcast: bool = False
     """An operator notice (POST /api/broadcast) that every connected client receives,
     subscribed or not. Only the control plane sets it: producers cannot."""
 
+    def sequenced(self, seq: int, epoch: str) -> DataMessage:
+        """This message at `seq` of `epoch` (`sequence` follows `seq`)."""
+        return msgspec.structs.replace(self, seq=seq, sequence=seq, epoch=epoch)
 
-TOP_LEVEL_FIELDS: tuple[str, ...] = (
-    "symbol",
-    "venue",
-    "data_type",
-    "asset_class",
-    "portfolio_id",
-    "strategy_id",
-    "user_id",
-    "severity",
-    "risk_type",
-    "engine_id",
-    "component",
-)
+
+if set(TOP_LEVEL_FIELDS) - set(DataMessage.__struct_fields__):  # pragma: no cover
+    raise AssertionError("DataMessage lacks a top-level field of protocol.shapes")
 
 
 # --------------------------------------------------------------------------- filters
@@ -160,8 +174,13 @@ class Command(
     priority: int = PRIORITY_NORMAL
 
 
+ClientTime = int | float | str
+"""A client's clock as it sent it (epoch milliseconds, or an ISO string): echoed unchanged."""
+
+
 class Subscribe(Command, tag="subscribe"):
-    stream: str
+    stream: str = ""
+    """The stream (or `topic`: a stream with a key suffix, `market_data.AAPL`)."""
     filters: Any = None
     """Validated separately (into `Filters`) so a bad filter reports `invalid_filter`."""
     subscription_id: str | None = None
@@ -169,6 +188,65 @@ class Subscribe(Command, tag="subscribe"):
     """Maximum messages per second for this subscription (latest-value streams only)."""
     since: StreamPosition | None = None
     snapshot: bool | None = None
+    topic: str | None = None
+    """The topic as the client named it, when it had a key suffix (set by protocol.compat)."""
+    event_types: list[str] | None = None
+    """The original trade-updates hook's form: one subscription per stream these events
+    travel on (`trade_executed`, `order_status`, `position_update`, `pnl_update`, or any
+    message type or stream name), ids `<subscription_id>.<stream>`."""
+
+
+class UpdateSubscription(Command, tag="update_subscription"):
+    """New filters and/or rate limit for an existing subscription (also `update_filters`).
+
+    Absent fields are kept; `filters: {}` removes every filter; `rate_limit: 0` removes the
+    limit. Takes effect between two messages: no gap, no duplicate. On streams with a
+    snapshot, the latest values of keys the old filters did not cover follow."""
+
+    subscription_id: str
+    filters: Any = None
+    rate_limit: float | None = None
+
+
+class GetSnapshot(Command, tag="get_snapshot"):
+    """The latest values of a stream for `filters`, as one `snapshot` reply."""
+
+    stream: str = ""
+    filters: Any = None
+    topic: str | None = None
+    limit: int | None = None
+    """At most this many messages (default and maximum: `max_snapshot_reply`)."""
+
+
+class GetTradeHistory(Command, tag="get_trade_history"):
+    """Recent trades readable by the caller, from the history of `trade_updates`."""
+
+    filters: Any = None
+    limit: int | None = None
+    """At most this many trades, newest last (default 100, at most 1000)."""
+
+
+class Sync(Command, tag="sync"):
+    """Clock synchronisation: answered with `sync_response` at once."""
+
+    client_timestamp: ClientTime | None = None
+
+
+class SubscribeOrderBook(Command, tag="subscribe_order_book"):
+    """The original order-book hook's subscribe; answered `unknown_stream` until order
+    books exist."""
+
+    symbol: str | None = None
+    venue: str | None = None
+    asset_class: str | None = None
+    currency: str | None = None
+    subscription_id: str | None = None
+
+
+class UnsubscribeOrderBook(Command, tag="unsubscribe_order_book"):
+    symbol: str | None = None
+    venue: str | None = None
+    subscription_id: str | None = None
 
 
 class Unsubscribe(Command, tag="unsubscribe"):
@@ -183,7 +261,7 @@ class ListSubscriptions(Command, tag="list_subscriptions"):
 class Heartbeat(Command, tag="heartbeat"):
     """Sent by clients (with `client_timestamp`) and by the server (with `counter`)."""
 
-    client_timestamp: float | None = None
+    client_timestamp: ClientTime | None = None
     counter: int | None = None
     server_timestamp: str | None = None
 
@@ -205,7 +283,20 @@ class Ping(Command, tag="ping"):
 
 
 ClientCommand = (
-    Subscribe | Unsubscribe | ListSubscriptions | Heartbeat | Auth | Refresh | Publish | Ping
+    Subscribe
+    | Unsubscribe
+    | ListSubscriptions
+    | Heartbeat
+    | Auth
+    | Refresh
+    | Publish
+    | Ping
+    | UpdateSubscription
+    | GetSnapshot
+    | GetTradeHistory
+    | Sync
+    | SubscribeOrderBook
+    | UnsubscribeOrderBook
 )
 
 
@@ -246,11 +337,16 @@ class ConnectionEstablished(Reply, tag="connection_established"):
 class SubscriptionConfirmed(Reply, tag="subscription_confirmed"):
     subscription_id: str
     stream: str
+    topic: str
+    """The original protocol's name of the subscription's target: the stream, with the key
+    suffix when the client named one (`market_data.AAPL`)."""
     filters: Filters
     position: StreamPosition
     """The stream's position when the subscription started: live messages follow it."""
     recovered: bool | None = None
     rate_limit: float | None = None
+    updated: bool = False
+    """True when this confirms an `update_subscription` (the subscription went on)."""
 
 
 class SubscriptionError(Reply, tag="subscription_error"):
@@ -278,7 +374,7 @@ class Subscriptions(Reply, tag="subscriptions"):
 
 
 class HeartbeatResponse(Reply, tag="heartbeat_response"):
-    client_timestamp: float | None
+    client_timestamp: ClientTime | None
     """Echoed unchanged so the client computes its round trip."""
     server_timestamp: str
     positions: dict[str, StreamPosition]
@@ -287,6 +383,33 @@ class HeartbeatResponse(Reply, tag="heartbeat_response"):
 class ServerHeartbeat(Reply, tag="heartbeat"):
     counter: int
     server_timestamp: str
+
+
+class Snapshot(Reply, tag="snapshot"):
+    """Answer to `get_snapshot`: the newest message per key, in seq order."""
+
+    stream: str
+    topic: str
+    position: StreamPosition
+    messages: list[DataMessage]
+    truncated: bool = False
+    """True when more messages matched than `limit` allowed (the newest are kept)."""
+
+
+class TradeHistory(Reply, tag="trade_history"):
+    """Answer to `get_trade_history`: `trade_updates` messages, oldest first."""
+
+    position: StreamPosition
+    trades: list[DataMessage]
+
+
+class SyncResponse(Reply, tag="sync_response"):
+    client_timestamp: ClientTime | None
+    """Echoed unchanged."""
+    server_timestamp: str
+    server_time: float
+    """The server's clock in epoch milliseconds (what the original client computed its
+    offset from)."""
 
 
 class AuthOk(Reply, tag="auth_ok"):
@@ -326,6 +449,9 @@ ServerReply = (
     | Ack
     | ErrorReply
     | Pong
+    | Snapshot
+    | TradeHistory
+    | SyncResponse
 )
 
 

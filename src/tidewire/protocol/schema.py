@@ -35,7 +35,7 @@ from tidewire.protocol.errors import (
     CloseCode,
     ErrorCode,
 )
-from tidewire.protocol.payloads import MARKET_DATA_PAYLOADS, PAYLOAD_OF_TYPE, Payload
+from tidewire.protocol.payloads import PAYLOAD_OF_TYPE, Payload
 from tidewire.protocol.streams import (
     SEVERITIES,
     SEVERITY_ALIASES,
@@ -86,7 +86,7 @@ REFINEMENTS: Final[dict[tuple[str, str], tuple[str, dict[str, Any]]]] = {
 
 def payload_types() -> list[type[Payload]]:
     """Every payload struct (the `data` of some message type), sorted by name."""
-    unique = {*PAYLOAD_OF_TYPE.values(), *MARKET_DATA_PAYLOADS.values()}
+    unique = set(PAYLOAD_OF_TYPE.values())
     return sorted(unique, key=lambda cls: cls.__name__)
 
 
@@ -118,8 +118,6 @@ def message_types() -> list[str]:
 
 
 def _payloads_of_type(message_type: str) -> list[type[Payload]]:
-    if message_type == MARKET_DATA:
-        return list(MARKET_DATA_PAYLOADS.values())
     return [PAYLOAD_OF_TYPE[message_type]]
 
 
@@ -235,12 +233,6 @@ def json_schema() -> dict[str, Any]:
             "description": "Any reply or notice the server sends, tagged by `type`.",
             **reply_schema,
         },
-        "MarketDataPayload": {
-            "title": "MarketDataPayload",
-            "description": "`data` of a `market_data` message; its top-level `data_type` says "
-            "which (" + ", ".join(MARKET_DATA_PAYLOADS) + ").",
-            "anyOf": [{"$ref": _ref(cls.__name__)} for cls in MARKET_DATA_PAYLOADS.values()],
-        },
         "StreamName": {
             "title": "StreamName",
             "description": "Canonical stream names (section 4).",
@@ -317,12 +309,7 @@ def _catalogue() -> dict[str, Any]:
     for spec in STREAMS.values():
         payloads: dict[str, Any] = {}
         for message_type in spec.message_types:
-            if message_type == MARKET_DATA:
-                payloads[message_type] = {
-                    data_type: _ref(cls.__name__) for data_type, cls in MARKET_DATA_PAYLOADS.items()
-                }
-            else:
-                payloads[message_type] = _ref(PAYLOAD_OF_TYPE[message_type].__name__)
+            payloads[message_type] = _ref(PAYLOAD_OF_TYPE[message_type].__name__)
         streams[spec.name] = {
             "key_field": spec.key_field,
             "class": spec.stream_class.value,

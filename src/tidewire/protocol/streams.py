@@ -36,10 +36,22 @@ class StreamSpec:
     """Message `type`s published on this stream; the first is the main one."""
     filters: frozenset[str]
     """Filter names a subscription to this stream may use (others are `invalid_filter`)."""
+    key_fallback: str | None = None
+    """Field that keys a message without `key_field` (the original shapes of trades and
+    orders name a user, not a portfolio; engines and components may go unnamed)."""
+    snapshot_fields: tuple[str, ...] = ()
+    """Fields that, with the key, make the unit of last values and conflation."""
+    snapshot: bool | None = None
+    """Whether the stream keeps the newest message per unit for snapshots; None: exactly
+    when it is latest-value."""
 
     @property
     def reliable(self) -> bool:
         return self.stream_class is StreamClass.RELIABLE
+
+    @property
+    def keeps_last_values(self) -> bool:
+        return not self.reliable if self.snapshot is None else self.snapshot
 
 
 _PORTFOLIO = frozenset({"portfolio_ids", "strategy_ids", "symbols", "user_id", "venue"})
@@ -54,6 +66,8 @@ STREAMS: dict[str, StreamSpec] = {
             StreamClass.LATEST_VALUE,
             ("market_data",),
             frozenset({"symbols", "venue", "asset_class"}) | _PRICED,
+            # A bar must not be replaced by a quote.
+            snapshot_fields=("data_type",),
         ),
         StreamSpec(
             "trade_updates",
@@ -61,6 +75,7 @@ STREAMS: dict[str, StreamSpec] = {
             StreamClass.RELIABLE,
             ("trade_updates",),
             _PORTFOLIO | _PRICED | {"asset_class"},
+            key_fallback="user_id",
         ),
         StreamSpec(
             "order_updates",
@@ -68,6 +83,7 @@ STREAMS: dict[str, StreamSpec] = {
             StreamClass.RELIABLE,
             ("order_update",),
             _PORTFOLIO | _PRICED | {"asset_class"},
+            key_fallback="user_id",
         ),
         StreamSpec(
             "position_updates",
@@ -75,6 +91,10 @@ STREAMS: dict[str, StreamSpec] = {
             StreamClass.RELIABLE,
             ("position_update",),
             _PORTFOLIO | {"asset_class"},
+            # A portfolio holds a position per symbol, and per strategy where several
+            # strategies trade one symbol in one account (NautilusTrader does).
+            snapshot_fields=("strategy_id", "symbol"),
+            snapshot=True,
         ),
         StreamSpec(
             "risk_alerts",
@@ -110,6 +130,8 @@ STREAMS: dict[str, StreamSpec] = {
             StreamClass.LATEST_VALUE,
             ("risk_metrics",),
             frozenset({"portfolio_ids", "user_id"}),
+            # One message per portfolio and metric: VaR must not replace leverage.
+            snapshot_fields=("metric_type",),
         ),
         StreamSpec(
             "engine_status",
@@ -117,6 +139,7 @@ STREAMS: dict[str, StreamSpec] = {
             StreamClass.LATEST_VALUE,
             ("engine_status",),
             frozenset({"severity"}),
+            key_fallback="source",
         ),
         StreamSpec(
             "system_health",
@@ -124,12 +147,13 @@ STREAMS: dict[str, StreamSpec] = {
             StreamClass.LATEST_VALUE,
             ("system_health",),
             frozenset({"severity"}),
+            key_fallback="source",
         ),
         StreamSpec(
             "events",
             "source",
             StreamClass.RELIABLE,
-            ("event", "alert", "system_alert", "notification"),
+            ("event", "alert", "system_alert", "notification", "command_response"),
             frozenset({"severity", "portfolio_ids", "user_id"}),
         ),
     )
@@ -161,6 +185,22 @@ STREAM_ALIASES: dict[str, str] = {
     "market_datas": "market_data",
     "quotes": "market_data",
 }
+
+
+# `subscribe {event_types: [...]}` of the original trade-updates hook: event names -> streams
+# (a message type or stream name is accepted too).
+EVENT_TYPE_STREAMS: dict[str, str] = {
+    "trade_executed": "trade_updates",
+    "order_status": "order_updates",
+    "position_update": "position_updates",
+    "pnl_update": "performance_updates",
+}
+
+
+def stream_of_event_type(name: str) -> StreamSpec | None:
+    """The stream an `event_types` entry names (event, message type or stream), or None."""
+    stream = EVENT_TYPE_STREAMS.get(name) or STREAM_OF_TYPE.get(name)
+    return STREAMS[stream] if stream is not None else resolve_stream(name)
 
 
 def resolve_stream(name: str) -> StreamSpec | None:
@@ -205,19 +245,19 @@ SEVERITY_ALIASES: dict[str, str] = {
 def snapshot_key(spec: StreamSpec, message: DataMessage) -> str:
     """The unit in which a stream keeps last values and conflates: newer replaces older.
 
-    Positions are kept per portfolio, strategy and symbol (a portfolio holds many positions);
-    market data per symbol *and* data_type (a bar must not be replaced by a quote).
+    The key, then the stream's `snapshot_fields` (top level first, then `data`).
     """
-    if spec.name == "position_updates":
-        # A portfolio holds a position per symbol, and per strategy where several
-        # strategies trade one symbol in one account (NautilusTrader does).
-        symbol = message.symbol or message.data.get("symbol")
-        return f"{message.key}\x1f{message.strategy_id or ''}\x1f{symbol}"
-    if message.data_type is not None:
-        return f"{message.key}\x1f{message.data_type}"
-    return message.key
+    if not spec.snapshot_fields:
+        return message.key
+    parts = [message.key]
+    for name in spec.snapshot_fields:
+        value = getattr(message, name, None)
+        if value is None:
+            value = message.data.get(name)
+        parts.append("" if value is None else str(value))
+    return "\x1f".join(parts)
 
 
 def keeps_last_values(spec: StreamSpec) -> bool:
     """Whether a stream keeps the newest message per snapshot key (for snapshots)."""
-    return not spec.reliable or spec.name == "position_updates"
+    return spec.keeps_last_values

@@ -24,7 +24,7 @@ from tidewire.protocol.errors import (
     CloseCode,
     ErrorCode,
 )
-from tidewire.protocol.payloads import MARKET_DATA_PAYLOADS, PAYLOAD_OF_TYPE
+from tidewire.protocol.payloads import PAYLOAD_OF_TYPE
 from tidewire.protocol.schema import (
     DEFAULT_FACTORIES_OMITTED,
     MARKET_DATA,
@@ -155,29 +155,14 @@ def typescript_declarations() -> str:
             ["ServerReply", "DataMessage", "Batch"],
             "Any frame the server sends.",
         ),
-        _ts_alias(
-            "MarketDataPayload",
-            [cls.__name__ for cls in MARKET_DATA_PAYLOADS.values()],
-            "`data` of a `market_data` message; its `data_type` says which.",
-        ),
         *_ts_section("Payloads by message type"),
         _ts_map(
             "PayloadByType",
             [
-                (t, "MarketDataPayload" if t == MARKET_DATA else PAYLOAD_OF_TYPE[t].__name__)
+                (t, PAYLOAD_OF_TYPE[t].__name__)
                 for t in message_types()
             ],
             "`data` of each message type.",
-        ),
-        _ts_alias(
-            "MarketDataType",
-            [_ts_literal(data_type) for data_type in MARKET_DATA_PAYLOADS],
-            "`data_type` of a `market_data` message.",
-        ),
-        _ts_map(
-            "MarketDataPayloadByDataType",
-            [(k, cls.__name__) for k, cls in MARKET_DATA_PAYLOADS.items()],
-            "`data` of a `market_data` message by its `data_type`.",
         ),
         _TYPED_HELPERS,
     ]
