@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import msgspec
-
 from tidewire.protocol.ingest import build_data_message
 from tidewire.protocol.messages import DataMessage
 
@@ -28,7 +26,7 @@ def quote(symbol: str, bid: float = 100.0, ask: float | None = None, **top: Any)
         "type": "market_data",
         "symbol": symbol,
         "data_type": "quote",
-        "data": {"bid": bid, "ask": bid + 0.1 if ask is None else ask},
+        "data": {"bid_price": bid, "ask_price": bid + 0.1 if ask is None else ask},
         **top,
     }
 
@@ -41,7 +39,8 @@ def bar(symbol: str, **top: Any) -> dict[str, Any]:
 
 def engine_status(engine_id: str, status: str, **top: Any) -> dict[str, Any]:
     """An engine_status message: a latest-value stream other than market_data."""
-    return {"type": "engine_status", "engine_id": engine_id, "data": {"status": status}, **top}
+    data = {"state": status, "uptime": 1.0}
+    return {"type": "engine_status", "engine_id": engine_id, "data": data, **top}
 
 
 # ------------------------------------------------------------------ reliable streams
@@ -63,14 +62,14 @@ def order(
     raw: dict[str, Any] = {
         "type": "order_update",
         "portfolio_id": portfolio,
+        "order_id": f"O-{1 if n is None else n}",
+        "symbol": symbol,
+        "order_status": "open",
         "data": {
-            "order_id": f"O-{1 if n is None else n}",
-            "symbol": symbol,
             "side": "buy",
             "order_type": "limit",
             "quantity": 10,
             "filled_quantity": 0,
-            "status": "open",
             "price": price,
         },
     }
@@ -81,8 +80,14 @@ def order(
 
 def position(portfolio: str, symbol: str, quantity: float, **top: Any) -> dict[str, Any]:
     """A position_update: its snapshot keeps the newest per portfolio and symbol."""
-    data = {"symbol": symbol, "quantity": quantity, "avg_price": 10.0, "unrealized_pnl": 0.0}
-    return {"type": "position_update", "portfolio_id": portfolio, "data": data, **top}
+    data = {"quantity": quantity, "avg_price": 10.0, "unrealized_pnl": 0.0}
+    return {
+        "type": "position_update",
+        "portfolio_id": portfolio,
+        "symbol": symbol,
+        "data": data,
+        **top,
+    }
 
 
 def risk_alert(portfolio: str, severity: str = "high", **top: Any) -> dict[str, Any]:
@@ -96,6 +101,7 @@ def risk_alert(portfolio: str, severity: str = "high", **top: Any) -> dict[str, 
             "metric": "gross_exposure",
             "current_value": 2.0,
             "threshold": 1.5,
+            "message": "gross exposure 2.0 over its limit 1.5",
             "timestamp": "2026-01-01T00:00:00Z",
         },
         **top,
@@ -104,8 +110,15 @@ def risk_alert(portfolio: str, severity: str = "high", **top: Any) -> dict[str, 
 
 def system_alert(severity: str = "high", **top: Any) -> dict[str, Any]:
     """A system_alert of the events stream, the kind an operator broadcasts."""
-    data = {"message": "maintenance at 18:00"}
-    return {"type": "system_alert", "source": "operator", "severity": severity, "data": data, **top}
+    return {
+        "type": "system_alert",
+        "source": "operator",
+        "component": "gateway",
+        "alert_type": "maintenance",
+        "severity": severity,
+        "data": {"description": "maintenance at 18:00"},
+        **top,
+    }
 
 
 # ------------------------------------------------------------------ as the broker delivers them
@@ -122,4 +135,4 @@ def sequenced(raw: dict[str, Any], seq: int | None = None, *, epoch: str = "ep")
     if seq is None:
         _last_seq[message.stream] += 1
         seq = _last_seq[message.stream]
-    return msgspec.structs.replace(message, seq=seq, epoch=epoch)
+    return message.sequenced(seq, epoch)

@@ -30,6 +30,9 @@ class GatewaySettings(BaseSettings):
     handshake_timeout: float = Field(5.0, gt=0, description="seconds to finish the upgrade")
     max_subscriptions: int = Field(100, ge=1, description="subscriptions per connection")
     max_filter_values: int = Field(1000, ge=1, description="values in one filter list")
+    max_query_messages: int = Field(
+        1000, ge=1, description="messages in one get_snapshot or get_trade_history answer"
+    )
     max_message_bytes: int = Field(
         65_536, ge=256, description="largest inbound message; larger gets message_too_large"
     )

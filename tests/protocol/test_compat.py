@@ -347,3 +347,74 @@ def test_dialects_end_to_end(raw: dict[str, Any], expected: Any) -> None:
     assert command == expected
     if isinstance(command, Subscribe) and command.filters is not None:
         Filters(**command.filters)  # every mapped filter is a real filter field
+
+
+# --------------------------------------------------------------------------- the hooks' commands
+
+
+@pytest.mark.parametrize(
+    ("topic", "stream", "filters"),
+    [
+        ("market_data.AAPL", "market_data", {"symbols": ["AAPL"]}),
+        ("market_data.AAPL.NASDAQ", "market_data", {"symbols": ["AAPL.NASDAQ"]}),
+        ("position_update.PF-1", "position_updates", {"portfolio_ids": ["PF-1"]}),
+        ("strategy_performance.S1", "strategy_performance", {"strategy_ids": ["S1"]}),
+    ],
+)
+def test_topic_with_a_key_suffix(topic: str, stream: str, filters: dict[str, Any]) -> None:
+    command = to_command({"action": "subscribe", "topic": topic})
+    assert command == Subscribe(stream=stream, topic=topic, filters=filters)
+
+
+def test_topic_suffix_and_an_agreeing_filter() -> None:
+    raw = {"type": "subscribe", "topic": "market_data.A", "filters": {"symbols": ["A"]}}
+    assert to_command(raw) == Subscribe(
+        stream="market_data", topic="market_data.A", filters={"symbols": ["A"]}
+    )
+
+
+def test_topic_suffix_and_a_disagreeing_filter() -> None:
+    error = _error({"type": "subscribe", "topic": "market_data.A", "filters": {"symbols": ["B"]}})
+    assert error.code is ErrorCode.INVALID_FILTER
+    assert error.details == {"topic": "market_data.A", "filter": "symbols"}
+
+
+def test_topic_suffix_on_a_stream_without_a_key_filter() -> None:
+    error = _error({"type": "subscribe", "topic": "engine_status.N1"})
+    assert error.code is ErrorCode.INVALID_FILTER
+
+
+def test_a_dotted_unknown_stream_stays_unknown() -> None:
+    assert to_command({"type": "subscribe", "topic": "nope.AAPL"}) == Subscribe(stream="nope.AAPL")
+
+
+def test_update_filters_is_update_subscription() -> None:
+    from tidewire.protocol.messages import UpdateSubscription
+
+    raw = {"type": "update_filters", "subscription_id": "s1", "symbols": ["A"], "portfolio_ids": []}
+    assert to_command(raw) == UpdateSubscription(
+        subscription_id="s1", filters={"symbols": ["A"], "portfolio_ids": []}
+    )
+    nested = {"type": "update_subscription", "data": {"subscription_id": "s1", "rate_limit": 2}}
+    assert to_command(nested) == UpdateSubscription(subscription_id="s1", rate_limit=2)
+
+
+def test_get_snapshot_with_a_topic() -> None:
+    from tidewire.protocol.messages import GetSnapshot
+
+    assert to_command({"type": "get_snapshot", "topic": "market_data.A"}) == GetSnapshot(
+        stream="market_data", topic="market_data.A", filters={"symbols": ["A"]}
+    )
+
+
+def test_event_types_subscribe() -> None:
+    raw = {"type": "subscribe", "event_types": ["trade_executed", "order_status"]}
+    assert to_command(raw) == Subscribe(event_types=["trade_executed", "order_status"])
+
+
+@pytest.mark.parametrize("client_timestamp", [1733000000123, 1733000000123.5, "12:00:00.123"])
+def test_heartbeat_keeps_the_client_timestamp_type(client_timestamp: Any) -> None:
+    command = to_command({"type": "heartbeat", "client_timestamp": client_timestamp})
+    assert isinstance(command, Heartbeat)
+    assert command.client_timestamp == client_timestamp
+    assert type(command.client_timestamp) is type(client_timestamp)

@@ -133,15 +133,19 @@ def test_wrong_type(name: str, value: Any) -> None:
 
 
 @pytest.mark.parametrize("name", ["symbols", "portfolio_ids", "strategy_ids"])
-def test_empty_list(name: str) -> None:
-    error = refused({name: []}, PORTFOLIO)
-    assert error.details == {"filter": name}
-    assert "empty" in error.message
+def test_an_empty_list_is_no_filter(name: str) -> None:
+    """The original subscription form sends `portfolio_ids: []` for a blank field."""
+    assert validate_filters({name: []}, PORTFOLIO) == Filters()
 
 
 @pytest.mark.parametrize("name", ["user_id", "venue", "asset_class"])
-def test_empty_string(name: str) -> None:
-    assert refused({name: ""}, PORTFOLIO).details == {"filter": name}
+def test_an_empty_string_is_no_filter(name: str) -> None:
+    assert validate_filters({name: "", "symbols": ["A"]}, PORTFOLIO) == Filters(symbols=["A"])
+
+
+def test_blank_filters_of_the_original_form() -> None:
+    form = {"symbols": ["AAPL"], "portfolio_ids": [], "strategy_ids": [], "user_id": ""}
+    assert validate_filters(form, PORTFOLIO) == Filters(symbols=["AAPL"])
 
 
 @pytest.mark.parametrize("name", ["symbols", "portfolio_ids", "strategy_ids"])

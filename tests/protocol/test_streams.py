@@ -8,8 +8,9 @@ import typing
 import pytest
 
 from tidewire.protocol import compat
-from tidewire.protocol.messages import TOP_LEVEL_FIELDS, DataMessage, Filters
-from tidewire.protocol.payloads import MARKET_DATA_PAYLOADS, PAYLOAD_OF_TYPE
+from tidewire.protocol.messages import DataMessage, Filters
+from tidewire.protocol.payloads import PAYLOAD_OF_TYPE
+from tidewire.protocol.shapes import SHAPES, TOP_LEVEL_FIELDS
 from tidewire.protocol.streams import (
     FILTER_FIELDS,
     KEY_FILTER_OF_FIELD,
@@ -38,7 +39,12 @@ TABLE: list[tuple[str, str, StreamClass, tuple[str, ...]]] = [
     ("risk_metrics", "portfolio_id", LATEST, ("risk_metrics",)),
     ("engine_status", "engine_id", LATEST, ("engine_status",)),
     ("system_health", "component", LATEST, ("system_health",)),
-    ("events", "source", RELIABLE, ("event", "alert", "system_alert", "notification")),
+    (
+        "events",
+        "source",
+        RELIABLE,
+        ("event", "alert", "system_alert", "notification", "command_response"),
+    ),
 ]
 
 
@@ -80,9 +86,52 @@ def test_no_message_type_is_on_two_streams() -> None:
     assert len(all_types) == len(set(all_types)) == len(STREAM_OF_TYPE)
 
 
-def test_every_message_type_has_a_payload_schema() -> None:
-    assert set(STREAM_OF_TYPE) == set(PAYLOAD_OF_TYPE) | {"market_data"}
-    assert set(MARKET_DATA_PAYLOADS) == {"quote", "trade", "bar"}
+def test_every_message_type_has_a_payload_and_a_shape() -> None:
+    assert set(STREAM_OF_TYPE) == set(PAYLOAD_OF_TYPE) == set(SHAPES)
+
+
+@pytest.mark.parametrize(
+    ("name", "fallback", "snapshot_fields", "keeps"),
+    [
+        ("market_data", None, ("data_type",), True),
+        ("trade_updates", "user_id", (), False),
+        ("order_updates", "user_id", (), False),
+        ("position_updates", None, ("strategy_id", "symbol"), True),
+        ("risk_metrics", None, ("metric_type",), True),
+        ("engine_status", "source", (), True),
+        ("system_health", "source", (), True),
+        ("events", None, (), False),
+    ],
+)
+def test_keys_and_snapshot_units(
+    name: str, fallback: str | None, snapshot_fields: tuple[str, ...], keeps: bool
+) -> None:
+    spec = STREAMS[name]
+    assert spec.key_fallback == fallback
+    assert spec.snapshot_fields == snapshot_fields
+    assert spec.keeps_last_values is keeps
+
+
+def test_one_risk_metric_never_replaces_another() -> None:
+    from tidewire.protocol.ingest import build_data_message
+    from tidewire.protocol.streams import snapshot_key
+
+    spec = STREAMS["risk_metrics"]
+    keys = {
+        snapshot_key(
+            spec,
+            build_data_message(
+                {
+                    "type": "risk_metrics",
+                    "portfolio_id": "P",
+                    "metric_type": m,
+                    "data": {"value": 1},
+                }
+            ),
+        )
+        for m in ("var_95", "leverage")
+    }
+    assert len(keys) == 2
 
 
 # --------------------------------------------------------------------------- names

@@ -149,6 +149,12 @@ class Broker(Protocol):
         """The newest message per snapshot key of `stream`, in seq order, with its position."""
         ...
 
+    async def recent(self, stream: str, count: int) -> list[DataMessage]:
+        """The newest `count` messages of a reliable stream's history that this node has
+        delivered (fewer when history holds fewer), in seq order; [] for a latest-value
+        stream. Raises BrokerUnavailable."""
+        ...
+
     async def probe(self) -> None:
         """Send a message through the broker and return when it came back.
 

@@ -12,8 +12,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 
-import msgspec
-
 from tidewire.brokers.base import (
     Consumer,
     ControlListener,
@@ -146,6 +144,13 @@ class MemoryBroker:
             return None
         first = state.history[0][1].seq
         return [message for _, message in list(state.history)[since.seq + 1 - first :]]
+
+    async def recent(self, stream: str, count: int) -> list[DataMessage]:
+        state = self._streams[stream]
+        if state.history is None or count <= 0:
+            return []
+        self._trim_history(state)
+        return [message for _, message in list(state.history)[-count:]]
 
     async def snapshot(self, stream: str) -> Snapshot:
         state = self._streams[stream]

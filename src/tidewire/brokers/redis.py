@@ -266,6 +266,23 @@ class RedisBroker:
             return None
         return messages
 
+    async def recent(self, stream: str, count: int) -> list[DataMessage]:
+        node = self._positions[stream]
+        if not STREAMS[stream].reliable or count <= 0 or node.seq == 0:
+            return []
+        client = self._require_client()
+        # Up to what this node delivered, like `history`; newest first from Redis.
+        entries: Any = await self._call(
+            client.xrevrange(self._log_keys[stream], f"{node.seq}-0", "-", count=count)
+        )
+        horizon = (time.time() - self._limits[stream].max_age_seconds) * 1000
+        messages = [
+            self._decode(stream, entry_id, fields)
+            for entry_id, fields in reversed(entries or [])
+            if int(fields[b"t"]) >= horizon
+        ]
+        return [m for m in messages if m.epoch == node.epoch]
+
     async def snapshot(self, stream: str) -> Snapshot:
         base = f"{self.prefix}:{stream}"
         client = self._require_client()

@@ -14,29 +14,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from tidewire.brokers.base import Broker, BrokerUnavailable
-from tidewire.core import recovery
+from tidewire.core import admission, recovery
 from tidewire.core.auth import Authenticator
 from tidewire.core.authentication import accept_token
 from tidewire.core.connection import Connection
 from tidewire.core.entitlements import (
     authorize_publish,
-    authorize_subscribe,
-    message_check,
     publish_scope,
 )
 from tidewire.core.hub import Hub
+from tidewire.core.queries import Queries
 from tidewire.core.quotas import PublishRates, publisher_key
+from tidewire.core.resubscribe import SubscriptionUpdates
 from tidewire.core.subscription import Subscription
 from tidewire.protocol.codec import decode_object, message_id_of, to_command
 from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
-from tidewire.protocol.filters import validate_filters
-from tidewire.protocol.ingest import build_data_message
+from tidewire.protocol.ingest import build_data_messages
 from tidewire.protocol.messages import (
     Ack,
     Auth,
     ClientCommand,
     DataMessage,
     ErrorReply,
+    GetSnapshot,
+    GetTradeHistory,
     Heartbeat,
     HeartbeatResponse,
     ListSubscriptions,
@@ -46,18 +47,25 @@ from tidewire.protocol.messages import (
     Refresh,
     StreamPosition,
     Subscribe,
+    SubscribeOrderBook,
     SubscriptionConfirmed,
     SubscriptionError,
     Subscriptions,
+    Sync,
     Unsubscribe,
+    UnsubscribeOrderBook,
     UnsubscriptionConfirmed,
+    UpdateSubscription,
     now_iso,
 )
-from tidewire.protocol.streams import resolve_stream
+from tidewire.protocol.paths import path_subscriptions
 
 log = logging.getLogger("tidewire.commands")
 
-MAX_SUBSCRIPTION_ID_LENGTH = 128
+ORDER_BOOKS_UNAVAILABLE = (
+    "order books are not available on this gateway yet: subscribe to market_data for the "
+    "top of the book"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,8 @@ class CommandLimits:
     max_filter_values: int
     max_subscriptions_per_user: int = 1000
     max_connections_per_user: int = 200
+    max_query_messages: int = 1000
+    """The most messages a `get_snapshot` or `get_trade_history` answer carries."""
 
 
 class CommandHandler:
@@ -95,6 +105,8 @@ class CommandHandler:
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._spawn = spawn or self._create_task
+        self.queries = Queries(hub, broker, limits.max_query_messages, limits.max_filter_values)
+        self.updates = SubscriptionUpdates(hub, broker, limits.max_filter_values, self._spawn)
 
     def on_frame(self, connection: Connection, payload: bytes, binary: bool) -> None:
         """Handle one complete inbound message of `connection`."""
@@ -175,16 +187,39 @@ class CommandHandler:
                 self.hub.send(connection, Pong(correlation_id=command.message_id))
             case Auth() | Refresh():
                 self._auth(connection, command)
+            case UpdateSubscription():
+                self.updates.update(connection, command)
+            case GetSnapshot():
+                matcher = self.queries.check_snapshot(connection, command)
+                self._spawn(self.queries.snapshot(command, matcher))
+            case GetTradeHistory():
+                matcher = self.queries.check_trade_history(connection, command)
+                self._spawn(self.queries.trade_history(command, matcher))
+            case Sync():
+                self.queries.sync(connection, command)
+            case SubscribeOrderBook():
+                self._refuse(
+                    connection,
+                    command,
+                    command.subscription_id,
+                    ProtocolError(ErrorCode.UNKNOWN_STREAM, ORDER_BOOKS_UNAVAILABLE),
+                )
+            case UnsubscribeOrderBook():
+                raise ProtocolError(ErrorCode.UNKNOWN_STREAM, ORDER_BOOKS_UNAVAILABLE)
 
     # ------------------------------------------------------------------ subscribe
 
     def _subscribe(self, connection: Connection, command: Subscribe) -> None:
         try:
-            subscription = self._new_subscription(connection, command)
+            subscriptions = admission.admit(connection, command, self.limits, self.hub.ledger)
         except ProtocolError as exc:
             connection.errors += 1
             self._refuse(connection, command, command.subscription_id, exc)
             return
+        for subscription in subscriptions:
+            self._start(command, subscription)
+
+    def _start(self, command: Subscribe, subscription: Subscription) -> None:
         if not recovery.needs_setup(subscription, command.since, command.snapshot):
             self.hub.add_subscription(subscription)
             self._confirm(command, subscription, self.broker.position(subscription.spec.name), None)
@@ -243,7 +278,7 @@ class CommandHandler:
     def _refuse(
         self,
         connection: Connection,
-        command: Subscribe,
+        command: Subscribe | SubscribeOrderBook,
         subscription_id: str | None,
         exc: ProtocolError,
     ) -> None:
@@ -272,6 +307,7 @@ class CommandHandler:
                 correlation_id=command.message_id,
                 subscription_id=subscription.subscription_id,
                 stream=subscription.spec.name,
+                topic=command.topic or subscription.spec.name,
                 filters=subscription.filters,
                 rate_limit=subscription.rate_limit,
                 position=position,
@@ -284,76 +320,6 @@ class CommandHandler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _new_subscription(self, connection: Connection, command: Subscribe) -> Subscription:
-        """Validate a subscribe; problems are reported in the order of PROTOCOL.md."""
-        spec = resolve_stream(command.stream)
-        if spec is None:
-            raise ProtocolError(
-                ErrorCode.UNKNOWN_STREAM,
-                f"unknown stream {command.stream!r}",
-                {"stream": command.stream},
-            )
-        filters = validate_filters(command.filters, spec, self.limits.max_filter_values)
-        subscription_id = command.subscription_id
-        if subscription_id is not None:
-            if not subscription_id or len(subscription_id) > MAX_SUBSCRIPTION_ID_LENGTH:
-                raise ProtocolError(
-                    ErrorCode.INVALID_MESSAGE,
-                    f"subscription_id must have 1 to {MAX_SUBSCRIPTION_ID_LENGTH} characters",
-                )
-            if subscription_id in connection.subscriptions:
-                raise ProtocolError(
-                    ErrorCode.DUPLICATE_SUBSCRIPTION,
-                    f"subscription id {subscription_id!r} is already in use on this connection",
-                    {"subscription_id": subscription_id},
-                )
-        if len(connection.subscriptions) >= self.limits.max_subscriptions:
-            raise ProtocolError(
-                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
-                f"at most {self.limits.max_subscriptions} subscriptions per connection",
-                {"limit": self.limits.max_subscriptions},
-            )
-        user = connection.user_id
-        per_user = self.limits.max_subscriptions_per_user
-        if user is not None and self.hub.ledger.subscription_count(user) >= per_user:
-            raise ProtocolError(
-                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
-                f"at most {per_user} subscriptions per user across its connections",
-                {"limit": per_user},
-            )
-        rate_limit = command.rate_limit
-        if rate_limit is not None:
-            if spec.reliable:
-                raise ProtocolError(
-                    ErrorCode.INVALID_RATE_LIMIT,
-                    f"{spec.name} is a reliable stream: its messages cannot be conflated, "
-                    "so it takes no rate_limit",
-                )
-            if not rate_limit > 0:
-                raise ProtocolError(
-                    ErrorCode.INVALID_RATE_LIMIT, "rate_limit must be a positive number"
-                )
-        principal = connection.principal
-        filters = authorize_subscribe(principal, spec, filters)
-        if subscription_id is None:
-            subscription_id = self._free_subscription_id(connection)
-        return Subscription(
-            connection,
-            subscription_id,
-            spec,
-            filters,
-            now_iso(),
-            rate_limit=rate_limit,
-            reader=message_check(principal, spec),
-        )
-
-    @staticmethod
-    def _free_subscription_id(connection: Connection) -> str:
-        n = len(connection.subscriptions) + 1
-        while f"sub-{n}" in connection.subscriptions:
-            n += 1
-        return f"sub-{n}"
-
     def _unsubscribe(self, connection: Connection, command: Unsubscribe) -> None:
         ids = list(command.subscription_ids or [])
         if command.subscription_id is not None:
@@ -362,6 +328,8 @@ class CommandHandler:
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE, "unsubscribe needs subscription_id or subscription_ids"
             )
+        # An id of an `event_types` subscribe names its whole group.
+        ids = [sid for name in ids for sid in admission.members(connection, name)]
         unknown = [sid for sid in ids if sid not in connection.subscriptions]
         if unknown:
             # All or nothing: a typo in a bulk unsubscribe must not half-apply it.
@@ -394,20 +362,24 @@ class CommandHandler:
         )
 
     def _publish(self, connection: Connection, command: Publish) -> None:
-        message = build_data_message(command.message, default_source="ws")
-        authorize_publish(connection.principal, message)
+        # A 0.1 risk_metrics message becomes one message per metric: one ack each.
+        messages = build_data_messages(command.message, default_source="ws")
+        for message in messages:
+            authorize_publish(connection.principal, message)
         if self.publish_rates is not None:
             publisher = publisher_key(connection.user_id, connection.address)
-            wait = self.publish_rates.take(publisher, 1, self._clock())
+            wait = self.publish_rates.take(publisher, len(messages), self._clock())
             if wait:
                 raise self.publish_rates.refusal(wait)
-        self._spawn(self._publish_and_ack(connection, command.message_id, message))
+        self._spawn(self._publish_and_ack(connection, command.message_id, messages))
 
     async def _publish_and_ack(
-        self, connection: Connection, request_id: str | None, message: DataMessage
+        self, connection: Connection, request_id: str | None, messages: list[DataMessage]
     ) -> None:
         try:
-            outcome = await self.broker.publish(message, scope=publish_scope(connection.principal))
+            outcomes = await self.broker.publish_many(
+                messages, scope=publish_scope(connection.principal)
+            )
         except BrokerUnavailable as exc:
             self._error(
                 connection,
@@ -415,22 +387,32 @@ class CommandHandler:
                 request_id,
             )
             return
-        self.hub.send(
-            connection,
-            Ack(
-                correlation_id=request_id,
-                ack_message_id=outcome.message.message_id,
-                seq=outcome.message.seq,
-                stream=outcome.message.stream,
-                status="duplicate" if outcome.duplicate else "accepted",
-                duplicate=outcome.duplicate,
-            ),
-        )
+        for outcome in outcomes:
+            self.hub.send(
+                connection,
+                Ack(
+                    correlation_id=request_id,
+                    ack_message_id=outcome.message.message_id,
+                    seq=outcome.message.seq,
+                    stream=outcome.message.stream,
+                    status="duplicate" if outcome.duplicate else "accepted",
+                    duplicate=outcome.duplicate,
+                ),
+            )
 
     def _auth(self, connection: Connection, command: Auth | Refresh) -> None:
+        first = not connection.principal.authenticated
         accept_token(
             self.hub, self.authenticator, self.limits.max_connections_per_user, connection, command
         )
+        if first and connection.principal.authenticated and not connection.closed:
+            self.subscribe_path(connection)
+
+    def subscribe_path(self, connection: Connection) -> None:
+        """Subscribe a connection of a per-topic path (`/ws/system/health`, ...) to its
+        streams, as if it had sent the subscribes (`protocol.paths`)."""
+        for command in path_subscriptions(connection.path) or ():
+            self._subscribe(connection, command)
 
     def _error(
         self, connection: Connection, exc: ProtocolError, correlation_id: str | None

@@ -33,7 +33,7 @@ from tidewire.core.quotas import IdentityLedger
 from tidewire.core.subscription import Subscription
 from tidewire.protocol.codec import ENCODE, WIRE_FORMATS, WireFormat
 from tidewire.protocol.errors import CloseCode
-from tidewire.protocol.messages import DataMessage
+from tidewire.protocol.messages import DataMessage, Filters
 from tidewire.protocol.streams import STREAMS, snapshot_key
 
 __all__ = ["EncodedMessage", "Hub", "HubCounters", "Scheduler"]
@@ -177,6 +177,37 @@ class Hub:
         connection = subscription.connection
         connection.subscriptions[subscription.subscription_id] = subscription
         self.ledger.subscription_added(connection.user_id)
+        self._add_to_index(subscription)
+
+    def remove_subscription(self, subscription: Subscription) -> None:
+        connection = subscription.connection
+        if connection.subscriptions.pop(subscription.subscription_id, None) is not None:
+            self.ledger.subscription_removed(connection.user_id)
+        subscription.removed = True
+        self._remove_from_index(subscription)
+
+    def reconfigure(
+        self, subscription: Subscription, filters: Filters, rate_limit: float | None
+    ) -> None:
+        """Give a live subscription new filters and rate limit between two dispatches, so it
+        misses nothing and gets nothing twice. Held (rate-limited) messages that still match
+        stay held, or go out now when the rate limit is removed."""
+        throttle = subscription.throttle
+        self._remove_from_index(subscription)
+        subscription.reconfigure(filters, rate_limit)
+        self._add_to_index(subscription)
+        if throttle is None:
+            return
+        for key, encoded in list(throttle.held.items()):
+            if not subscription.matches_all(encoded.message):
+                del throttle.held[key]
+        if subscription.throttle is None:
+            for encoded in throttle.release(self._clock()):
+                subscription.messages_delivered += 1
+                self._queue(subscription.connection, encoded)
+                self.counters.deliveries += 1
+
+    def _add_to_index(self, subscription: Subscription) -> None:
         index = self._index.get(subscription.spec.name)
         if index is None:
             index = self._index[subscription.spec.name] = _StreamIndex()
@@ -186,11 +217,7 @@ class Hub:
             for key in subscription.index_keys:
                 index.by_key.setdefault(key, {})[subscription] = None
 
-    def remove_subscription(self, subscription: Subscription) -> None:
-        connection = subscription.connection
-        if connection.subscriptions.pop(subscription.subscription_id, None) is not None:
-            self.ledger.subscription_removed(connection.user_id)
-        subscription.removed = True
+    def _remove_from_index(self, subscription: Subscription) -> None:
         index = self._index.get(subscription.spec.name)
         if index is None:
             return
@@ -414,10 +441,9 @@ class Hub:
 
     def _release(self, subscription: Subscription) -> None:
         throttle = subscription.throttle
-        assert throttle is not None
+        if throttle is None or subscription.removed:
+            return  # removed, or its rate limit was (update_subscription)
         throttle.scheduled = False
-        if subscription.removed:
-            return
         self.counters.conflated += throttle.conflated - subscription.conflated_seen
         subscription.conflated_seen = throttle.conflated
         reader = subscription.reader

@@ -74,6 +74,7 @@ class Subscription:
         "created_at",
         "filters",
         "gated",
+        "group",
         "index_keys",
         "messages_delivered",
         "plain",
@@ -113,11 +114,22 @@ class Subscription:
         self.gated = self.throttle is not None
         """True when dispatch must go through `buffer` or `throttle` (the slow path)."""
         self.removed = False
+        self.group: str | None = None
+        """The id an `event_types` subscribe was sent with, for its members."""
         self.conflated_seen = 0
         """The throttle's `conflated` count already added to the hub's counter."""
+        self._compile(filters)
+        self.reader = reader
+        self.plain = reader is None and self._filters_plain
+        """True when the index alone decides: no per-message check is needed."""
+
+    def _compile(self, filters: Filters) -> None:
+        """Set `filters` and the checks they compile to (index keys, value checks)."""
+        spec = self.spec
+        self.filters = filters
         # A stream whose key may come from another field (a trade keyed by its user) is not
         # indexed: a portfolio filter must never match a user's key.
-        key_filter = KEY_FILTER_OF_FIELD.get(spec.key_field) if spec.key_fallback is None else None
+        key_filter = None if spec.key_fallback else KEY_FILTER_OF_FIELD.get(spec.key_field)
         key_values = getattr(filters, key_filter) if key_filter else None
         self.index_keys: frozenset[str] | None = (
             frozenset(key_values) if key_values is not None else None
@@ -143,9 +155,22 @@ class Subscription:
             and self._min_severity is None
             and (self._min_price is None and self._max_price is None)
         )
-        self.reader = reader
-        self.plain = reader is None and self._filters_plain
-        """True when the index alone decides: no per-message check is needed."""
+
+    def reconfigure(self, filters: Filters, rate_limit: float | None) -> None:
+        """New filters and rate limit (`update_subscription`); the hub re-indexes it.
+
+        A throttle keeps what it holds (and its schedule) when the rate changes; removing
+        the rate limit leaves the held messages to the caller (`Hub.reconfigure`)."""
+        self._compile(filters)
+        self.rate_limit = rate_limit
+        if rate_limit is None:
+            self.throttle = None
+        elif self.throttle is None:
+            self.throttle = Throttle(rate_limit)
+        else:
+            self.throttle.interval = 1.0 / rate_limit
+        self.gated = self.buffer is not None or self.throttle is not None
+        self.plain = self.reader is None and self._filters_plain
 
     def set_reader(self, reader: Principal | None) -> None:
         """Check messages against `reader` from now on (the connection refreshed its token)."""

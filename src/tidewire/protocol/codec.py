@@ -7,6 +7,8 @@ recipient of a format gets the same bytes.
 
 from __future__ import annotations
 
+import typing
+
 import enum
 from typing import Any
 
@@ -92,18 +94,7 @@ def decode_object(payload: bytes, binary: bool, wire_format: WireFormat) -> dict
     return value
 
 
-_COMMAND_TYPES = frozenset(
-    {
-        "subscribe",
-        "unsubscribe",
-        "list_subscriptions",
-        "heartbeat",
-        "auth",
-        "refresh",
-        "publish",
-        "ping",
-    }
-)
+_COMMAND_TYPES = frozenset(cls.__struct_config__.tag for cls in typing.get_args(ClientCommand))
 
 
 def to_command(raw: dict[str, Any]) -> ClientCommand:

@@ -64,14 +64,16 @@ def normalize_command(raw: dict[str, Any]) -> dict[str, Any]:
         cmd["type"] = action
     else:
         cmd.pop("action", None)
-    if isinstance(cmd["type"], str):
-        cmd["type"] = _TYPE_ALIASES.get(cmd["type"], cmd["type"])
-    if cmd["type"] in _STREAM_COMMANDS:
+    command_type = cmd["type"]
+    if not isinstance(command_type, str):
+        return cmd  # the codec reports it (`unknown_type`)
+    command_type = cmd["type"] = _TYPE_ALIASES.get(command_type, command_type)
+    if command_type in _STREAM_COMMANDS:
         _normalize_subscribe(cmd)
-    elif cmd["type"] == "update_subscription":
+    elif command_type == "update_subscription":
         _merge_nested(cmd)
         _gather_filters(cmd)
-    elif cmd["type"] == "unsubscribe":
+    elif command_type == "unsubscribe":
         _normalize_unsubscribe(cmd)
     return cmd
 

@@ -30,7 +30,7 @@ _IGNORED = frozenset({"seq", "sequence", "epoch", "version", "key", "message_typ
 _KNOWN = frozenset(
     {"type", "stream", "timestamp", "message_id", "correlation_id", "priority", "source", "data"}
 ) | frozenset(TOP_LEVEL_FIELDS)
-_SEVERITY_FIELDS = ("severity", "alert_level")
+_SEVERITY_FIELDS = ("alert_level", "severity")
 
 
 def build_data_message(raw: Any, default_source: str = "api") -> DataMessage:
@@ -122,7 +122,7 @@ def _complete(
     correlation_id: str | None,
 ) -> DataMessage:
     """Check one canonical message, fill what is derivable, and build it."""
-    message_type = shape.type
+    message_type = shape.message_type
     for name in ROUTING_FIELDS:
         # Filters and entitlements read these at the top level.
         if top.get(name) is None and data.get(name) is not None:

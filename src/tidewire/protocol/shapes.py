@@ -23,7 +23,7 @@ def _values(literal: object) -> tuple[str, ...]:
 class Shape:
     """The canonical shape of one message type."""
 
-    type: str
+    message_type: str
     required: tuple[str, ...] = ()
     """Top-level fields every message of the type carries."""
     optional: tuple[str, ...] = ()
@@ -36,7 +36,7 @@ class Shape:
 
     @property
     def payload(self) -> type[Payload]:
-        return PAYLOAD_OF_TYPE[self.type]
+        return PAYLOAD_OF_TYPE[self.message_type]
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -46,7 +46,7 @@ class Shape:
 SEVERITY = _values(payloads.Severity)
 
 SHAPES: dict[str, Shape] = {
-    shape.type: shape
+    shape.message_type: shape
     for shape in (
         Shape(
             "market_data",

@@ -147,6 +147,7 @@ class Gateway:
                 max_subscriptions=settings.max_subscriptions,
                 max_message_bytes=settings.max_message_bytes,
                 max_filter_values=settings.max_filter_values,
+                max_query_messages=settings.max_query_messages,
                 max_subscriptions_per_user=settings.max_subscriptions_per_user,
                 max_connections_per_user=settings.max_connections_per_user,
             ),

@@ -30,7 +30,7 @@ from tidewire.core.quotas import publisher_key
 from tidewire.dashboard import STATIC_DIR
 from tidewire.protocol.codec import UNDECODABLE
 from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
-from tidewire.protocol.ingest import build_data_message
+from tidewire.protocol.ingest import build_data_message, build_data_messages
 from tidewire.protocol.messages import (
     PRIORITY_HIGH,
     DataMessage,
@@ -103,6 +103,37 @@ class BroadcastRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     title: str | None = None
     severity: str = "medium"
     type: str = "system_alert"
+
+
+NOTICE_TYPE = "operator_notice"
+"""`alert_type` / `event_type` of a broadcast notice."""
+
+
+def notice(request: BroadcastRequest) -> dict[str, Any]:
+    """A broadcast request as a canonical message of its `events` type: the text is a
+    system_alert's `description`, an alert's `message`, ... (docs/protocol.md)."""
+    text, title = request.message, request.title
+    top: dict[str, Any] = {"severity": request.severity}
+    data: dict[str, Any] = {"title": title} if title else {}
+    match request.type:
+        case "system_alert":
+            top |= {"component": "gateway", "alert_type": NOTICE_TYPE}
+            data["description"] = text
+        case "alert":
+            top |= {"alert_level": request.severity, "alert_category": NOTICE_TYPE}
+            data |= {"title": title or "Notice", "message": text}
+        case "event":
+            top |= {"event_type": NOTICE_TYPE}
+            data["description"] = text
+        case _:
+            data["message"] = text
+    return {
+        "type": request.type,
+        "source": OPERATOR_SOURCE,
+        "priority": PRIORITY_HIGH,
+        **top,
+        "data": data,
+    }
 
 
 class BroadcastResponse(msgspec.Struct, kw_only=True):
@@ -301,7 +332,8 @@ def create_app(gateway: Gateway) -> Litestar:
         messages: list[DataMessage] = []
         for position, item in enumerate(items):
             try:
-                messages.append(build_data_message(item, default_source="api"))
+                # A 0.1 risk_metrics message becomes one message per metric.
+                messages.extend(build_data_messages(item, default_source="api"))
             except ProtocolError as exc:
                 # Validate everything first: an invalid message publishes nothing of the request.
                 details = {"index": position, **(exc.details or {})}
@@ -353,15 +385,8 @@ def create_app(gateway: Gateway) -> Litestar:
             return error_response(400, ErrorCode.INVALID_MESSAGE, f"invalid notice: {exc}")
         except UNDECODABLE as exc:
             return not_json(exc)
-        raw = {
-            "type": data.type,
-            "source": OPERATOR_SOURCE,
-            "severity": data.severity,
-            "priority": PRIORITY_HIGH,
-            "data": {"message": data.message, **({"title": data.title} if data.title else {})},
-        }
         try:
-            message = build_data_message(raw, default_source=OPERATOR_SOURCE)
+            message = build_data_message(notice(data), default_source=OPERATOR_SOURCE)
             if message.stream != "events":
                 raise ProtocolError(
                     ErrorCode.INVALID_MESSAGE, "type must be an events type (system_alert, ...)"

@@ -46,6 +46,7 @@ from tidewire.protocol.messages import (
     iso_of,
     now_iso,
 )
+from tidewire.protocol.paths import path_subscriptions
 from tidewire.security.browser import origin_allowed
 from tidewire.server.handshake import HandshakeRefused, negotiate
 from tidewire.settings import GatewaySettings
@@ -53,7 +54,6 @@ from tidewire.settings import GatewaySettings
 log = logging.getLogger("tidewire.dataplane")
 PICOWS_LOG = logging.getLogger("tidewire.picows")
 
-WS_PATHS = frozenset({"/ws", "/ws/realtime"})
 # Small initial read buffer: it grows on demand, and idle connections must stay small.
 READ_BUFFER_INIT_SIZE = 2048
 # How long a closing connection may take to flush before it is aborted.
@@ -266,7 +266,7 @@ class DataPlane:
                 ),
                 None,
             )
-        if bare not in WS_PATHS:
+        if path_subscriptions(bare) is None:
             return None
         headers = request.headers
         try:
@@ -375,9 +375,11 @@ class DataPlane:
                     max_message_bytes=settings.max_message_bytes,
                     max_inbound_per_second=settings.max_inbound_per_second,
                 ),
-                user_id=connection.user_id,
+                user_id=connection.user_id or ("anonymous" if principal.open_access else None),
                 auth_required=connection.auth_deadline > 0,
                 expires_at=expires_at,
             ),
         )
+        if not connection.auth_deadline:
+            self.commands.subscribe_path(connection)
         return connection

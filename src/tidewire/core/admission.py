@@ -1,0 +1,159 @@
+"""Which subscriptions a `subscribe` admits: stream, filters, id, limits, entitlements.
+
+Problems are reported in the order of docs/protocol.md: unknown stream, invalid filter,
+duplicate id, too many subscriptions; then entitlements (`forbidden`). The `event_types`
+form of the original trade-updates hook admits one subscription per stream those events
+travel on, all or none, with ids `<subscription_id>.<stream>` grouped under the id the
+client sent (an `unsubscribe` of that id ends the group). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tidewire.core.entitlements import authorize_subscribe, message_check
+from tidewire.core.subscription import Subscription
+from tidewire.protocol.errors import ErrorCode, ProtocolError
+from tidewire.protocol.filters import validate_filters
+from tidewire.protocol.messages import Subscribe, now_iso
+from tidewire.protocol.streams import StreamSpec, resolve_stream, stream_of_event_type
+
+if TYPE_CHECKING:
+    from tidewire.core.commands import CommandLimits
+    from tidewire.core.connection import Connection
+    from tidewire.core.quotas import IdentityLedger
+
+MAX_SUBSCRIPTION_ID_LENGTH = 128
+
+
+def admit(
+    connection: Connection, command: Subscribe, limits: CommandLimits, ledger: IdentityLedger
+) -> list[Subscription]:
+    """The subscriptions `command` creates (not registered yet); raises ProtocolError."""
+    if command.event_types is None:
+        return [_one(connection, command, stream_of(command), limits, ledger)]
+    specs = event_streams(command.event_types)
+    room = limits.max_subscriptions - len(connection.subscriptions)
+    if len(specs) > room:
+        raise _too_many(limits.max_subscriptions, "per connection")
+    base = command.subscription_id or free_subscription_id(connection)
+    subscriptions = [
+        _one(connection, command, spec, limits, ledger, f"{base}.{spec.name}") for spec in specs
+    ]
+    for subscription in subscriptions:
+        subscription.group = base
+    return subscriptions
+
+
+def members(connection: Connection, subscription_id: str) -> list[str]:
+    """The ids an unsubscribe of `subscription_id` names: itself, or the subscriptions of
+    the `event_types` group it named (itself again when there is neither: not found)."""
+    if subscription_id in connection.subscriptions:
+        return [subscription_id]
+    group = [sid for sid, sub in connection.subscriptions.items() if sub.group == subscription_id]
+    return group or [subscription_id]
+
+
+def stream_of(command: Subscribe) -> StreamSpec:
+    spec = resolve_stream(command.stream) if command.stream else None
+    if spec is None:
+        if not command.stream:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, "subscribe needs `stream` (or `event_types`)"
+            )
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_STREAM,
+            f"unknown stream {command.stream!r}",
+            {"stream": command.stream},
+        )
+    return spec
+
+
+def event_streams(names: list[str]) -> list[StreamSpec]:
+    """The streams of an `event_types` list, in first-named order, each once."""
+    if not names or not all(isinstance(name, str) for name in names):
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, "event_types must be a non-empty list of names"
+        )
+    specs: dict[str, StreamSpec] = {}
+    for name in names:
+        spec = stream_of_event_type(name)
+        if spec is None:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_STREAM,
+                f"no stream carries events of type {name!r}",
+                {"event_type": name},
+            )
+        specs.setdefault(spec.name, spec)
+    return list(specs.values())
+
+
+def check_rate_limit(spec: StreamSpec, rate_limit: float) -> None:
+    """Raise ProtocolError(invalid_rate_limit) unless `spec` may be limited to `rate_limit`."""
+    if spec.reliable:
+        raise ProtocolError(
+            ErrorCode.INVALID_RATE_LIMIT,
+            f"{spec.name} is a reliable stream: its messages cannot be conflated, "
+            "so it takes no rate_limit",
+        )
+    if not rate_limit > 0:
+        raise ProtocolError(ErrorCode.INVALID_RATE_LIMIT, "rate_limit must be a positive number")
+
+
+def free_subscription_id(connection: Connection) -> str:
+    n = len(connection.subscriptions) + 1
+    while f"sub-{n}" in connection.subscriptions:
+        n += 1
+    return f"sub-{n}"
+
+
+def _too_many(limit: int, where: str) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+        f"at most {limit} subscriptions {where}",
+        {"limit": limit},
+    )
+
+
+def _one(
+    connection: Connection,
+    command: Subscribe,
+    spec: StreamSpec,
+    limits: CommandLimits,
+    ledger: IdentityLedger,
+    subscription_id: str | None = None,
+) -> Subscription:
+    filters = validate_filters(command.filters, spec, limits.max_filter_values)
+    subscription_id = subscription_id or command.subscription_id
+    if subscription_id is not None:
+        if not subscription_id or len(subscription_id) > MAX_SUBSCRIPTION_ID_LENGTH:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"subscription_id must have 1 to {MAX_SUBSCRIPTION_ID_LENGTH} characters",
+            )
+        if subscription_id in connection.subscriptions:
+            raise ProtocolError(
+                ErrorCode.DUPLICATE_SUBSCRIPTION,
+                f"subscription id {subscription_id!r} is already in use on this connection",
+                {"subscription_id": subscription_id},
+            )
+    if len(connection.subscriptions) >= limits.max_subscriptions:
+        raise _too_many(limits.max_subscriptions, "per connection")
+    user = connection.user_id
+    per_user = limits.max_subscriptions_per_user
+    if user is not None and ledger.subscription_count(user) >= per_user:
+        raise _too_many(per_user, "per user across its connections")
+    rate_limit = command.rate_limit
+    if rate_limit is not None:
+        check_rate_limit(spec, rate_limit)
+    principal = connection.principal
+    filters = authorize_subscribe(principal, spec, filters)
+    return Subscription(
+        connection,
+        subscription_id or free_subscription_id(connection),
+        spec,
+        filters,
+        now_iso(),
+        rate_limit=rate_limit,
+        reader=message_check(principal, spec),
+    )

@@ -1,0 +1,166 @@
+"""One-shot reads of the original hooks: `get_snapshot`, `get_trade_history` and `sync`.
+
+Each answers with one reply and holds nothing afterwards. The messages a query returns pass
+the same filters and the same entitlement rule as a subscription's (a detached
+`Subscription` does the matching), so a query never shows what a subscription could not.
+Sizes are bounded by `max_query_messages`; the history a trade query scans, by ten times the
+trades it asks for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from tidewire.brokers.base import Broker, BrokerUnavailable
+from tidewire.core.entitlements import authorize_subscribe, message_check
+from tidewire.core.subscription import Subscription
+from tidewire.protocol.errors import ErrorCode, ProtocolError
+from tidewire.protocol.filters import validate_filters
+from tidewire.protocol.messages import (
+    ErrorReply,
+    GetSnapshot,
+    GetTradeHistory,
+    Snapshot,
+    Sync,
+    SyncResponse,
+    TradeHistory,
+    now_iso,
+)
+from tidewire.protocol.streams import STREAMS, StreamSpec, resolve_stream
+
+if TYPE_CHECKING:
+    from tidewire.core.connection import Connection
+    from tidewire.core.hub import Hub
+
+TRADE_STREAM = "trade_updates"
+DEFAULT_TRADE_HISTORY = 100
+TRADE_HISTORY_SCAN_FACTOR = 10
+"""A trade query scans at most this many times `limit` of the newest trades."""
+
+
+def detached(
+    connection: Connection, spec: StreamSpec, raw_filters: object, max_values: int
+) -> Subscription:
+    """A subscription that is never registered: the filters and reader of a query.
+
+    Raises ProtocolError (invalid_filter, forbidden) as a subscribe would."""
+    filters = validate_filters(raw_filters, spec, max_values)
+    principal = connection.principal
+    filters = authorize_subscribe(principal, spec, filters)
+    return Subscription(
+        connection, "query", spec, filters, now_iso(), reader=message_check(principal, spec)
+    )
+
+
+def _limit(requested: int | None, default: int, maximum: int) -> int:
+    if requested is None:
+        return min(default, maximum)
+    if type(requested) is not int or requested < 1:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "`limit` must be a positive integer")
+    return min(requested, maximum)
+
+
+class Queries:
+    """Answers the one-shot commands of every connection of a node."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        broker: Broker,
+        max_messages: int,
+        max_filter_values: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`max_messages`: the most messages one answer carries (`max_query_messages`)."""
+        self.hub = hub
+        self.broker = broker
+        self.max_messages = max_messages
+        self.max_filter_values = max_filter_values
+        self._wall_clock = clock
+
+    def sync(self, connection: Connection, command: Sync) -> None:
+        self.hub.send(
+            connection,
+            SyncResponse(
+                correlation_id=command.message_id,
+                client_timestamp=command.client_timestamp,
+                server_timestamp=now_iso(),
+                server_time=round(self._wall_clock() * 1000.0, 3),
+            ),
+        )
+
+    def check_snapshot(self, connection: Connection, command: GetSnapshot) -> Subscription:
+        """Validate a `get_snapshot` (synchronously, so errors answer at once)."""
+        spec = resolve_stream(command.stream) if command.stream else None
+        if spec is None:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_STREAM,
+                f"unknown stream {command.stream!r}",
+                {"stream": command.stream},
+            )
+        if not spec.keeps_last_values:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"{spec.name} keeps no latest values: subscribe with `since` to replay it"
+                + (", or send get_trade_history" if spec.name == TRADE_STREAM else ""),
+                {"stream": spec.name},
+            )
+        _limit(command.limit, self.max_messages, self.max_messages)
+        return detached(connection, spec, command.filters, self.max_filter_values)
+
+    async def snapshot(self, command: GetSnapshot, matcher: Subscription) -> None:
+        connection = matcher.connection
+        try:
+            result = await self.broker.snapshot(matcher.spec.name)
+        except BrokerUnavailable as exc:
+            self._unavailable(connection, command.message_id, exc)
+            return
+        limit = _limit(command.limit, self.max_messages, self.max_messages)
+        matching = [m for m in result.messages if matcher.matches_all(m)]
+        self.hub.send(
+            connection,
+            Snapshot(
+                correlation_id=command.message_id,
+                stream=matcher.spec.name,
+                topic=command.topic or matcher.spec.name,
+                position=result.position,
+                messages=matching[-limit:],
+                truncated=len(matching) > limit,
+            ),
+        )
+
+    def check_trade_history(self, connection: Connection, command: GetTradeHistory) -> Subscription:
+        _limit(command.limit, DEFAULT_TRADE_HISTORY, self.max_messages)
+        return detached(connection, STREAMS[TRADE_STREAM], command.filters, self.max_filter_values)
+
+    async def trade_history(self, command: GetTradeHistory, matcher: Subscription) -> None:
+        connection = matcher.connection
+        limit = _limit(command.limit, DEFAULT_TRADE_HISTORY, self.max_messages)
+        try:
+            recent = await self.broker.recent(TRADE_STREAM, limit * TRADE_HISTORY_SCAN_FACTOR)
+        except BrokerUnavailable as exc:
+            self._unavailable(connection, command.message_id, exc)
+            return
+        # Read after the fetch: the trades never reach past what this node delivered.
+        position = self.broker.position(TRADE_STREAM)
+        trades = [m for m in recent if matcher.matches_all(m)][-limit:]
+        self.hub.send(
+            connection,
+            TradeHistory(correlation_id=command.message_id, position=position, trades=trades),
+        )
+
+    def _unavailable(
+        self, connection: Connection, request_id: str | None, exc: BrokerUnavailable
+    ) -> None:
+        error = ProtocolError(ErrorCode.UNAVAILABLE, f"broker unavailable: {exc}")
+        self.hub.send(
+            connection,
+            ErrorReply(
+                correlation_id=request_id,
+                error_code=error.code.value,
+                error_message=error.message,
+                retryable=error.retryable,
+            ),
+        )
