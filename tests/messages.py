@@ -78,6 +78,30 @@ def order(
     return {**raw, **top}
 
 
+def trade(
+    portfolio: str | None = None, user: str | None = None, n: int = 1, **top: Any
+) -> dict[str, Any]:
+    """A fill (trade_updates) of `portfolio` and/or `user`: the original shape names only
+    the user; keyed by the portfolio when there is one, else by the user."""
+    raw: dict[str, Any] = {
+        "type": "trade_updates",
+        "data": {
+            "trade_id": f"T-{n}",
+            "order_id": f"O-{n}",
+            "symbol": "AAPL",
+            "side": "buy",
+            "quantity": 10,
+            "price": 100.0,
+            "status": "filled",
+        },
+    }
+    if portfolio is not None:
+        raw["portfolio_id"] = portfolio
+    if user is not None:
+        raw["user_id"] = user
+    return {**raw, **top}
+
+
 def position(portfolio: str, symbol: str, quantity: float, **top: Any) -> dict[str, Any]:
     """A position_update: its snapshot keeps the newest per portfolio and symbol."""
     data = {"quantity": quantity, "avg_price": 10.0, "unrealized_pnl": 0.0}

@@ -129,9 +129,13 @@ def _payload(stream: str, key: str, n: int) -> dict[str, Any]:
     if stream in ("market_data", "execution_analytics"):
         symbol = key
     builders: dict[str, Callable[[], dict[str, Any]]] = {
-        "market_data": lambda: {"symbol": key, "data": {"bid": 100 + n, "ask": 101 + n}},
+        "market_data": lambda: {
+            "symbol": key,
+            "data": {"bid_price": 100 + n, "ask_price": 101 + n},
+        },
         "trade_updates": lambda: {
             "portfolio_id": key,
+            "user_id": "u1",
             "data": {
                 "trade_id": f"t{n}",
                 "order_id": "o1",
@@ -139,48 +143,75 @@ def _payload(stream: str, key: str, n: int) -> dict[str, Any]:
                 "side": "buy",
                 "quantity": n,
                 "price": 10.0,
+                "status": "filled",
             },
         },
         "order_updates": lambda: {
             "portfolio_id": key,
+            "order_id": f"o{n}",
+            "symbol": symbol,
+            "order_status": "open",
             "data": {
-                "order_id": f"o{n}",
-                "symbol": symbol,
                 "side": "sell",
                 "order_type": "limit",
                 "quantity": 5,
                 "filled_quantity": 0,
-                "status": "open",
             },
         },
         "position_updates": lambda: {
             "portfolio_id": key,
-            "data": {"symbol": symbol, "quantity": n, "avg_price": 10.0, "unrealized_pnl": 0.0},
+            "symbol": symbol,
+            "data": {"quantity": n, "avg_price": 10.0, "unrealized_pnl": 0.0},
         },
         "risk_alerts": lambda: {
             "portfolio_id": key,
             "severity": "high",
-            "data": {"metric": "var", "current_value": n, "threshold": 1, "timestamp": now_iso()},
+            "risk_type": "var",
+            "data": {
+                "metric": "var",
+                "current_value": n,
+                "threshold": 1,
+                "message": "var over its limit",
+                "timestamp": now_iso(),
+            },
         },
         "performance_updates": lambda: {
             "portfolio_id": key,
-            "data": {"total_value": n, "total_pnl": 0, "daily_pnl": 0},
+            "data": {"pnl": n, "returns": 0.01},
         },
         "strategy_performance": lambda: {
             "strategy_id": key,
-            "data": {"strategy_id": key, "pnl": n, "trades": n},
+            "strategy_name": f"strategy {key}",
+            "data": {
+                "total_return": n,
+                "sharpe_ratio": 1.0,
+                "max_drawdown": 0.1,
+                "trade_count": n,
+                "win_rate": 0.5,
+                "profit_factor": 1.1,
+            },
         },
         "execution_analytics": lambda: {
             "symbol": key,
-            "data": {"order_id": f"o{n}", "symbol": key, "slippage_bps": 1.5},
+            "execution_id": f"e{n}",
+            "data": {
+                "fill_price": 10.01,
+                "benchmark_price": 10.0,
+                "execution_time_ms": 2.0,
+            },
         },
         "risk_metrics": lambda: {
             "portfolio_id": key,
-            "data": {"var_95": n, "exposure": 1, "leverage": 1},
+            "metric_type": "var_95",
+            "data": {"value": n},
         },
-        "engine_status": lambda: {"engine_id": key, "data": {"status": "running"}},
+        "engine_status": lambda: {"engine_id": key, "data": {"state": "running", "uptime": n}},
         "system_health": lambda: {"component": key, "data": {"status": "healthy"}},
-        "events": lambda: {"source": key, "data": {"message": f"event {n}"}},
+        "events": lambda: {
+            "source": key,
+            "event_type": "note",
+            "data": {"description": f"event {n}"},
+        },
     }
     return builders[stream]()
 
@@ -451,6 +482,27 @@ async def test_history_limits_are_per_stream(harness: Harness) -> None:
     assert history is not None and len(history) == 5
 
 
+@pytest.mark.parametrize("count", [1, 3, 10])
+async def test_recent_is_the_newest_of_history_in_order(
+    harness: Harness, broker: Broker, count: int
+) -> None:
+    outcomes = await publish_all(broker, [make("trade_updates", f"PF-{i}") for i in range(5)])
+    await harness.settle()
+    recent = await broker.recent("trade_updates", count)
+    assert recent == [o.message for o in outcomes][-count:]
+
+
+async def test_recent_of_a_trimmed_or_latest_value_stream(harness: Harness) -> None:
+    broker = await harness.make({"trade_updates": HistoryLimit(max_messages=2)})
+    outcomes = await publish_all(broker, [make("trade_updates") for _ in range(5)])
+    await publish_all(broker, [make("market_data") for _ in range(2)])
+    await harness.settle()
+    recent = await broker.recent("trade_updates", 10)
+    assert recent == [o.message for o in outcomes][-2:]
+    assert await broker.recent("market_data", 10) == []
+    assert await broker.recent("trade_updates", 0) == []
+
+
 async def test_history_older_than_max_age_is_gone(clock_harness: Harness) -> None:
     harness = clock_harness
     broker = await harness.make({"order_updates": HistoryLimit(max_age_seconds=60.0)})
@@ -498,8 +550,8 @@ async def test_snapshot_of_positions_is_per_portfolio_and_symbol(broker: Broker)
             {
                 "type": "position_update",
                 "portfolio_id": portfolio,
+                "symbol": symbol,
                 "data": {
-                    "symbol": symbol,
                     "quantity": next(_ids),
                     "avg_price": 1,
                     "unrealized_pnl": 0,

@@ -59,8 +59,14 @@ async def test_a_token_reads_only_its_own_portfolios(make_gateway: MakeGateway) 
         async with asyncio.timeout(TIMEOUT):
             first = await anext(aiter(orders))
         assert first["portfolio_id"] == "PF-A"
-        gateway_view = await client.list_subscriptions()
-        assert gateway_view[0]["filters"] == {"portfolio_ids": ["PF-A"]}
+        # Orders are checked message by message (a trade or order may name a user only);
+        # positions are narrowed to the token's portfolios.
+        await client.subscribe("position_updates")
+        gateway_view = {s["stream"]: s["filters"] for s in await client.list_subscriptions()}
+        assert gateway_view == {
+            "order_updates": {},
+            "position_updates": {"portfolio_ids": ["PF-A"]},
+        }
 
 
 async def test_a_refused_token_is_an_authentication_error(make_gateway: MakeGateway) -> None:
@@ -142,7 +148,7 @@ async def test_tls_on_both_ports_with_a_self_signed_certificate(
     async with TidewireClient(gateway.url, ca_file=str(cert)) as client:
         quotes = await client.subscribe("market_data")
         await gateway.publish(
-            {"type": "market_data", "symbol": "AAPL", "data": {"bid": 1.0, "ask": 1.1}}
+            {"type": "market_data", "symbol": "AAPL", "data": {"bid_price": 1.0, "ask_price": 1.1}}
         )
         async with asyncio.timeout(TIMEOUT):
             assert (await anext(aiter(quotes)))["symbol"] == "AAPL"

@@ -35,7 +35,7 @@ def quote(symbol: str, bid: float = 100.0, ask: float = 100.1) -> dict[str, Any]
         "type": "market_data",
         "symbol": symbol,
         "data_type": "quote",
-        "data": {"bid": bid, "ask": ask},
+        "data": {"bid_price": bid, "ask_price": ask},
     }
 
 
@@ -206,7 +206,7 @@ async def test_subscription_yields_only_its_symbols_in_seq_order(
     assert [m["symbol"] for m in received] == ["AAPL", "MSFT"] * 3
     seqs = [m["seq"] for m in received]
     assert seqs == sorted(seqs) and len(set(seqs)) == 6
-    assert received[-1]["data"]["bid"] == 102.0
+    assert received[-1]["data"]["bid_price"] == 102.0
     assert quotes.messages_received == 6
     assert quotes.position is not None
     assert (quotes.position.epoch, quotes.position.seq) == (received[-1]["epoch"], seqs[-1])
@@ -221,7 +221,10 @@ async def test_subscriptions_of_one_stream_are_routed_by_their_filters(
     await gateway.publish(quote("AAPL", bid=10.0, ask=10.2))
     await gateway.publish(quote("MSFT", bid=300.0, ask=300.2))
     await gateway.publish(quote("AAPL", bid=200.0, ask=200.2))
-    assert [m["data"]["bid"] for m in [await next_message(aapl) for _ in range(2)]] == [10, 200]
+    assert [m["data"]["bid_price"] for m in [await next_message(aapl) for _ in range(2)]] == [
+        10,
+        200,
+    ]
     assert (await next_message(cheap))["symbol"] == "AAPL"
     all_three = [await next_message(everything) for _ in range(3)]
     assert [m["symbol"] for m in all_three] == ["AAPL", "MSFT", "AAPL"]
@@ -397,7 +400,7 @@ async def test_reconnects_after_a_gateway_restart_and_resumes_the_subscription(
     assert (resync["type"], resync["reason"]) == ("resync", "not_recovered")
     assert resync["position"] == {"epoch": before["epoch"], "seq": before["seq"]}
     after = await next_message(quotes)
-    assert (after["symbol"], after["data"]["bid"]) == ("AAPL", 2.0)
+    assert (after["symbol"], after["data"]["bid_price"]) == ("AAPL", 2.0)
     assert after["epoch"] != before["epoch"]  # a new in-memory broker: a new history
     assert quotes.position is not None and quotes.position.epoch == after["epoch"]
     await client.close()
@@ -529,7 +532,7 @@ async def test_msgpack_subprotocol(gateway: Gateway) -> None:
         quotes = await client.subscribe("market_data", filters={"symbols": ["AAPL"]})
         await gateway.publish(quote("AAPL", bid=7.5))
         message = await next_message(quotes)
-        assert message["data"]["bid"] == 7.5
+        assert message["data"]["bid_price"] == 7.5
         assert await client.ping() >= 0
 
 
@@ -544,4 +547,4 @@ async def test_batch_and_decimal_options(gateway: Gateway) -> None:
         # frames, so getting here at all shows they are unpacked.
         received = [await next_message(quotes) for _ in range(5)]
         # float(): prices published as JSON numbers may still arrive as numbers.
-        assert [float(m["data"]["bid"]) for m in received] == [0, 1, 2, 3, 4]
+        assert [float(m["data"]["bid_price"]) for m in received] == [0, 1, 2, 3, 4]

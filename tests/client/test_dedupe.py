@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tidewire.client.dedupe import DuplicateFilter, conflation_key
+import msgspec
+import pytest
+
+from messages import bar, engine_status, position, quote, sequenced
+from tidewire.client.dedupe import DuplicateFilter, conflation_key, newly_covered
+from tidewire.protocol.streams import STREAMS, snapshot_key
 
 
 def msg(seq: int, key: str = "K", epoch: str = "e1", **extra: Any) -> dict[str, Any]:
@@ -64,11 +69,74 @@ def test_messages_without_a_position_or_unit_are_delivered() -> None:
 
 
 def test_conflation_key_is_the_gateways_snapshot_key() -> None:
-    assert conflation_key("market_data", msg(1, key="AAPL", data_type="bar")) == ("AAPL", "bar")
-    assert conflation_key("performance_updates", msg(1, key="P1")) == "P1"
-    assert conflation_key("position_updates", msg(1, key="P1", data={"symbol": "AAPL"})) == (
-        "P1",
-        "AAPL",
-    )
-    assert conflation_key("position_updates", msg(1, key="P1", symbol="MSFT")) == ("P1", "MSFT")
+    assert conflation_key("market_data", msg(1, key="AAPL", data_type="bar")) == "AAPL\x1fbar"
+    assert conflation_key("performance_updates", msg(1, key="P1", data_type="x")) == "P1"
+    position = msg(1, key="P1", symbol="MSFT", data={"strategy_id": "S1"})
+    assert conflation_key("position_updates", position) == "P1\x1fS1\x1fMSFT"
+    assert conflation_key("position_updates", msg(1, key="P1", symbol="MSFT")) == "P1\x1f\x1fMSFT"
+    assert conflation_key("risk_metrics", msg(1, key="P1", metric_type="var")) == "P1\x1fvar"
+    assert conflation_key("no_such_stream", msg(1, key="K", data_type="x")) == "K"
     assert conflation_key("market_data", {"seq": 1}) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        quote("AAPL"),
+        bar("AAPL"),
+        position("P1", "AAPL", 1.0, strategy_id="S1"),
+        position("P1", "AAPL", 1.0),
+        {
+            "type": "risk_metrics",
+            "portfolio_id": "P1",
+            "metric_type": "var",
+            "data": {"value": 1.0},
+        },
+        engine_status("E1", "running"),
+    ],
+)
+def test_conflation_key_equals_snapshot_key_on_the_wire(raw: dict[str, Any]) -> None:
+    message = sequenced(raw, 1)
+    wire = msgspec.json.decode(msgspec.json.encode(message))
+    assert conflation_key(message.stream, wire) == snapshot_key(STREAMS[message.stream], message)
+
+
+def test_after_an_update_the_snapshot_of_new_keys_is_delivered_once() -> None:
+    def pos(seq: int, portfolio: str, symbol: str = "AAPL") -> dict[str, Any]:
+        return msg(seq, key=portfolio, portfolio_id=portfolio, symbol=symbol)
+
+    # A reliable snapshot stream (position_updates): one sequence per subscription.
+    dedupe = DuplicateFilter()
+    dedupe.restart("e1", None)
+    assert accepted(dedupe, pos(5, "P1"), pos(8, "P1")) == [5, 8]
+    dedupe.admit(9, newly_covered("position_updates", {"portfolio_ids": ["P1"]}))
+    later = [
+        pos(3, "P2", "AAPL"),  # the snapshot of the newly covered P2
+        pos(6, "P2", "MSFT"),
+        pos(5, "P1"),  # P1 was covered: a duplicate
+        pos(3, "P2", "AAPL"),  # again (another subscription's snapshot)
+        pos(10, "P2", "AAPL"),  # live
+        pos(4, "P2", "TSLA"),  # older than the last live one, but a new unit
+    ]
+    assert accepted(dedupe, *later) == [3, 6, 10, 4]
+    dedupe.restart("e1", 10)  # a confirmation closes the window
+    assert accepted(dedupe, pos(7, "P2", "NVDA")) == []
+
+
+def test_after_an_update_a_newer_value_of_a_unit_wins() -> None:
+    dedupe = DuplicateFilter(lambda m: conflation_key("market_data", m))
+    dedupe.restart("e1", 20)  # subscribed without a snapshot
+    dedupe.admit(25, newly_covered("market_data", {"symbols": ["AAPL"]}))
+
+    def tick(seq: int, symbol: str) -> dict[str, Any]:
+        return msg(seq, key=symbol, symbol=symbol, data_type="quote")
+
+    messages = [
+        tick(22, "AAPL"),  # covered before: the usual rules
+        tick(19, "AAPL"),  # under the floor
+        tick(18, "MSFT"),  # new key, under the floor: delivered
+        tick(26, "GOOG"),  # live first
+        tick(17, "GOOG"),  # then its older snapshot value: stale
+        tick(18, "MSFT"),
+    ]
+    assert accepted(dedupe, *messages) == [22, 18, 26]

@@ -41,7 +41,7 @@ def quote(symbol: str, seq: int) -> dict[str, Any]:
         "symbol": symbol,
         "seq": seq,
         "epoch": "e1",
-        "data": {"bid": 1.0, "ask": 1.1},
+        "data": {"bid_price": 1.0, "ask_price": 1.1},
     }
 
 

@@ -217,7 +217,7 @@ async def test_position_updates_after_a_restart_resync_then_snapshot_then_live(
             assert marker["position"] == {"epoch": old.message.epoch, "seq": old.message.seq}
             # The snapshot: the newest position per (portfolio, symbol), in seq order.
             snapshot = await take(positions, 2)
-            assert [(m["data"]["symbol"], m["data"]["quantity"]) for m in snapshot] == [
+            assert [(m["symbol"], m["data"]["quantity"]) for m in snapshot] == [
                 ("MSFT", 7),
                 ("AAPL", 6),
             ]
@@ -251,7 +251,10 @@ async def test_latest_value_stream_gets_the_snapshot_after_a_reconnect(
     # snapshot does not replace.
     assert (marker["snapshot"], marker["loss"]) == (True, False)
     snapshot = await take(quotes, 2)
-    assert [(m["symbol"], m["data"]["bid"]) for m in snapshot] == [("MSFT", 3.0), ("AAPL", 5.0)]
+    assert [(m["symbol"], m["data"]["bid_price"]) for m in snapshot] == [
+        ("MSFT", 3.0),
+        ("AAPL", 5.0),
+    ]
     live = await gateway.publish(quote("MSFT", 6.0))
     assert (await next_message(quotes))["seq"] == live.message.seq
     assert quotes.resyncs == 1 and quotes.pending == 0
@@ -330,7 +333,7 @@ async def test_latest_value_snapshots_of_other_subscriptions_are_not_delivered_t
     assert len(await take(every_symbol, 3)) == 3
     aapl = await client.subscribe("market_data", filters={"symbols": ["AAPL"]})
     snapshot = await next_message(aapl)
-    assert (snapshot["symbol"], snapshot["data"]["bid"]) == ("AAPL", 3.0)
+    assert (snapshot["symbol"], snapshot["data"]["bid_price"]) == ("AAPL", 3.0)
     sentinel = await gateway.publish(quote("AAPL", 4.0))
     assert (await next_message(every_symbol))["seq"] == sentinel.message.seq
     assert (await next_message(aapl))["seq"] == sentinel.message.seq

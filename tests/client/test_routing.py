@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from tidewire.client.routing import Router, field_value, matches, message_price, severity_rank
+from tidewire.client.routing import (
+    Router,
+    exact_mid,
+    field_value,
+    matches,
+    message_price,
+    severity_rank,
+)
 
 
 def quote(symbol: str, bid: Any = 100.0, ask: Any = 101.0, **top: Any) -> dict[str, Any]:
@@ -17,7 +24,7 @@ def quote(symbol: str, bid: Any = 100.0, ask: Any = 101.0, **top: Any) -> dict[s
         "key": symbol,
         "seq": 1,
         "symbol": symbol,
-        "data": {"bid": bid, "ask": ask},
+        "data": {"bid_price": bid, "ask_price": ask},
         **top,
     }
 
@@ -98,12 +105,39 @@ def test_severity_ranks() -> None:
 
 
 def test_price_is_price_then_last_trade_price_then_mid() -> None:
-    assert message_price({"data": {"price": 5, "last_trade_price": 6, "bid": 1, "ask": 2}}) == 5
-    assert message_price({"data": {"last_trade_price": 6, "bid": 1, "ask": 2}}) == 6
-    assert message_price({"data": {"bid": 1, "ask": 2}}) == Decimal("1.5")
-    assert message_price({"data": {"bid": 1}}) is None
+    both = {"bid_price": 1, "ask_price": 2}
+    assert message_price({"data": {"price": 5, "last_trade_price": 6, **both}}) == 5
+    assert message_price({"data": {"last_trade_price": 6, **both}}) == 6
+    assert message_price({"data": both}) == Decimal("1.5")
+    assert message_price({"data": {"bid_price": 1}}) is None
     assert message_price({"data": {"price": True}}) is None
-    assert message_price({"data": {"price": "n/a", "bid": "1", "ask": "3"}}) == 2
+    # As on the gateway: the first of price / last_trade_price present decides.
+    assert message_price({"data": {"price": "n/a", **both}}) is None
+    assert message_price({"data": {"bid_price": "1", "ask_price": "3"}}) == 2
+
+
+def test_the_price_is_read_from_data_only() -> None:
+    # The 0.1 names and a top-level price are not prices of the canonical shapes.
+    assert message_price({"price": 5, "data": {}}) is None
+    assert message_price({"data": {"bid": 1, "ask": 2}}) is None
+    assert message_price({"data": None}) is None
+
+
+def test_the_mid_is_exact() -> None:
+    # Decimal's default 28 digits would round this sum; float would round 1.1 + 1.3.
+    bid, ask = "1.00000000000000000000000000001", "100000000.00000000000000000000000000003"
+    mid = exact_mid(Decimal(bid), Decimal(ask))
+    assert str(mid) == "50000000.50000000000000000000000000002"
+    assert (Decimal(bid) + Decimal(ask)) / 2 != mid
+    assert message_price({"data": {"bid_price": 1.1, "ask_price": 1.3}}) == Decimal("1.2")
+    assert matches({"max_price": 1.2}, {"data": {"bid_price": 1.1, "ask_price": 1.3}})
+
+
+def test_blank_filters_are_no_filters() -> None:
+    # The original subscription form sends `portfolio_ids: []` for a blank field.
+    blank = {"symbols": [], "portfolio_ids": [], "venue": "", "severity": "", "user_id": None}
+    assert matches(blank, quote("AAPL"))
+    assert not matches({"symbols": [], "venue": "XNYS"}, quote("AAPL", venue="XNAS"))
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ import pytest
 
 from tidewire.client.errors import ConnectionClosedError
 from tidewire.client.resync import is_resync
-from tidewire.client.subscription import Subscription, normalize_filters, position_of
+from tidewire.client.subscription import Subscription
+from tidewire.client.wire import normalize_filters, position_of
 from tidewire.protocol.messages import Filters, StreamPosition
 
 TIMEOUT = 2.0

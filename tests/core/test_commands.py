@@ -232,13 +232,13 @@ ERRORS = [
     pytest.param(
         SUBSCRIBE,
         None,
-        "error",
+        "subscription_error",
         "invalid_message",
         REQ,
         id="invalid_message-subscribe-without-stream",
     ),
     pytest.param(
-        {"type": "heartbeat", "message_id": REQ, "client_timestamp": "yesterday"},
+        {"type": "heartbeat", "message_id": REQ, "client_timestamp": ["yesterday"]},
         None,
         "error",
         "invalid_message",
@@ -318,12 +318,12 @@ ERRORS = [
         id="invalid_filter-wrong-type",
     ),
     pytest.param(
-        {**SUBSCRIBE, "stream": "market_data", "filters": {"symbols": []}},
+        {**SUBSCRIBE, "stream": "market_data", "filters": {"symbols": [""] * 11}},
         None,
         "subscription_error",
         "invalid_filter",
         REQ,
-        id="invalid_filter-empty-list",
+        id="invalid_filter-too-many-values",
     ),
     pytest.param(
         {**SUBSCRIBE, "stream": "market_data", "filters": {"min_price": 10, "max_price": 5}},

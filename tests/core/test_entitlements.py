@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from messages import order, quote, sequenced, system_alert
+from messages import order, quote, sequenced, system_alert, trade
 from tidewire.core.auth import Principal
 from tidewire.core.entitlements import (
     authorize_publish,
@@ -86,7 +86,10 @@ def test_firm_wide_messages_are_read_by_every_user_within_its_streams() -> None:
 
 def test_only_streams_not_keyed_by_portfolio_check_each_message() -> None:
     alice = user()
-    assert message_check(alice, STREAMS["order_updates"]) is None  # the index narrows
+    assert message_check(alice, STREAMS["position_updates"]) is None  # the index narrows
+    # Trades and orders may name only a user: every message is checked.
+    assert message_check(alice, STREAMS["order_updates"]) is alice
+    assert message_check(alice, STREAMS["trade_updates"]) is alice
     assert message_check(alice, STREAMS["events"]) is alice
     assert message_check(alice, STREAMS["market_data"]) is alice
     assert message_check(OPEN, STREAMS["events"]) is None
@@ -98,10 +101,20 @@ def test_only_streams_not_keyed_by_portfolio_check_each_message() -> None:
 
 
 def test_no_portfolio_filter_means_the_tokens_portfolios_never_all() -> None:
-    filters = subscribe(user(portfolios=frozenset({"PF-B", "PF-A"})), "order_updates")
+    filters = subscribe(user(portfolios=frozenset({"PF-B", "PF-A"})), "position_updates")
     assert filters.portfolio_ids == ["PF-A", "PF-B"]
-    assert subscribe(user(portfolios=None), "order_updates").portfolio_ids is None
-    assert subscribe(OPEN, "order_updates").portfolio_ids is None
+    assert subscribe(user(portfolios=None), "position_updates").portfolio_ids is None
+    assert subscribe(OPEN, "position_updates").portfolio_ids is None
+
+
+def test_trades_and_orders_are_not_narrowed_but_checked() -> None:
+    """A trade may name only its user: narrowing to portfolios would hide it from them."""
+    alice = user(portfolios=frozenset({"PF-A"}))
+    assert subscribe(alice, "trade_updates").portfolio_ids is None
+    own = sequenced(trade(user="alice"), 1)
+    other = sequenced(trade(user="bob"), 2)
+    assert readable(alice, own) and not readable(alice, other)
+    assert readable(user(roles=("admin",)), other)
 
 
 def test_own_portfolios_are_kept_and_foreign_ones_are_forbidden() -> None:
@@ -139,7 +152,7 @@ def test_subscribing_needs_the_subscriber_or_admin_role() -> None:
 
 def test_a_refreshed_token_covers_what_it_still_grants() -> None:
     narrower = user(portfolios=frozenset({"PF-A"}))
-    orders, events = STREAMS["order_updates"], STREAMS["events"]
+    orders, events = STREAMS["position_updates"], STREAMS["events"]
     assert still_covers(narrower, orders, Filters(portfolio_ids=["PF-A"]))
     assert not still_covers(narrower, orders, Filters(portfolio_ids=["PF-A", "PF-B"]))
     # An unnarrowed subscription of a ["*"] token is covered only by another ["*"] token.

@@ -138,7 +138,7 @@ async def test_position_updates_without_since_get_the_snapshot_per_portfolio_and
     setup = await recovery.prepare(broker, sub, None, None)
     assert setup.recovered is None
     assert seqs(setup.messages) == [2, 3, 4, 6]
-    assert [(m.key, m.data["symbol"], m.data["quantity"]) for m in setup.messages] == [
+    assert [(m.key, m.symbol, m.data["quantity"]) for m in setup.messages] == [
         ("PF-1", "MSFT", 5),
         ("PF-1", "AAPL", 2),
         ("PF-2", "AAPL", 7),

@@ -24,7 +24,12 @@ def subscribe(stream: str, **filters: Any) -> Subscription:
 
 
 def message(stream: str, key: str, data: dict[str, Any] | None = None, **top: Any) -> DataMessage:
-    """A sequenced data message; `top` are top-level fields, `data` the payload as is."""
+    """A sequenced data message; `top` are top-level fields, `data` the payload as is.
+
+    The key is also the key field's value (as ingest sets it) unless `top` says otherwise."""
+    key_field = STREAMS[stream].key_field
+    if key_field != "source":
+        top.setdefault(key_field, key)
     return DataMessage(
         type=STREAMS[stream].message_types[0],
         timestamp="2024-01-01T00:00:00.000000Z",
@@ -90,7 +95,7 @@ def test_top_level_field_wins_over_data() -> None:
 KEY_FILTERS = [
     ("market_data", "symbols", ["AAPL", "MSFT"], "MSFT", "GOOG"),
     ("execution_analytics", "symbols", ["AAPL"], "AAPL", "GOOG"),
-    ("order_updates", "portfolio_ids", ["PF-1", "PF-2"], "PF-2", "PF-3"),
+    ("position_updates", "portfolio_ids", ["PF-1", "PF-2"], "PF-2", "PF-3"),
     ("risk_alerts", "portfolio_ids", ["PF-1"], "PF-1", "PF-3"),
     ("strategy_performance", "strategy_ids", ["ST-1"], "ST-1", "ST-2"),
 ]
@@ -143,16 +148,16 @@ def test_severity_filter_refuses_messages_without_a_known_severity(data: dict[st
 PRICE_CASES = [
     pytest.param({"price": 101.0}, 101.0, id="price"),
     pytest.param({"last_trade_price": 99.5}, 99.5, id="last_trade_price"),
-    pytest.param({"bid": 99.0, "ask": 101.0}, 100.0, id="mid"),
+    pytest.param({"bid_price": 99.0, "ask_price": 101.0}, 100.0, id="mid"),
     pytest.param(
-        {"price": 50.0, "last_trade_price": 150.0, "bid": 1, "ask": 3}, 50.0, id="price-first"
+        {"price": 50.0, "last_trade_price": 150.0, "bid_price": 1, "ask_price": 3}, 50.0, id="price-first"
     ),
-    pytest.param({"last_trade_price": 150.0, "bid": 1.0, "ask": 3.0}, 150.0, id="last-before-mid"),
-    pytest.param({"bid": 99.0}, None, id="bid-only"),
-    pytest.param({"ask": 99.0}, None, id="ask-only"),
+    pytest.param({"last_trade_price": 150.0, "bid_price": 1.0, "ask_price": 3.0}, 150.0, id="last-before-mid"),
+    pytest.param({"bid_price": 99.0}, None, id="bid-only"),
+    pytest.param({"ask_price": 99.0}, None, id="ask-only"),
     pytest.param({}, None, id="none"),
     pytest.param({"price": Decimal("100.10")}, 100.1, id="decimal-price"),
-    pytest.param({"bid": Decimal("1.1"), "ask": Decimal("1.3")}, 1.2, id="decimal-mid"),
+    pytest.param({"bid_price": Decimal("1.1"), "ask_price": Decimal("1.3")}, 1.2, id="decimal-mid"),
     pytest.param({"price": "100.25"}, 100.25, id="decimal-string"),
 ]
 
@@ -178,21 +183,21 @@ def test_message_price(data: dict[str, Any], expected: float | None) -> None:
         ({"min_price": 10, "max_price": 20}, {"price": 5}, False),
         # price wins over last_trade_price, which wins over the mid
         ({"min_price": 100.0}, {"price": 50.0, "last_trade_price": 150.0}, False),
-        ({"min_price": 100.0}, {"last_trade_price": 150.0, "bid": 1.0, "ask": 2.0}, True),
-        ({"min_price": 100.0}, {"bid": 99.0, "ask": 101.0}, True),
-        ({"min_price": 100.5}, {"bid": 99.0, "ask": 101.0}, False),
+        ({"min_price": 100.0}, {"last_trade_price": 150.0, "bid_price": 1.0, "ask_price": 2.0}, True),
+        ({"min_price": 100.0}, {"bid_price": 99.0, "ask_price": 101.0}, True),
+        ({"min_price": 100.5}, {"bid_price": 99.0, "ask_price": 101.0}, False),
         # without a price the filter does not match
         ({"min_price": 0.0}, {"size": 10}, False),
-        ({"max_price": 1e9}, {"bid": 99.0}, False),
+        ({"max_price": 1e9}, {"bid_price": 99.0}, False),
         # Decimal prices compare exactly enough
         ({"min_price": 100.1}, {"price": Decimal("100.10")}, True),
         ({"max_price": 100.09}, {"price": Decimal("100.10")}, False),
         (
             {"min_price": 1.19, "max_price": 1.21},
-            {"bid": Decimal("1.1"), "ask": Decimal("1.3")},
+            {"bid_price": Decimal("1.1"), "ask_price": Decimal("1.3")},
             True,
         ),
-        ({"min_price": 1.25}, {"bid": Decimal("1.1"), "ask": Decimal("1.3")}, False),
+        ({"min_price": 1.25}, {"bid_price": Decimal("1.1"), "ask_price": Decimal("1.3")}, False),
     ],
 )
 def test_price_filters(filters: dict[str, Any], data: dict[str, Any], expected: bool) -> None:

@@ -250,8 +250,16 @@ def test_messages_held_under_a_wider_token_are_not_released_after_a_narrower_one
     update = {
         "type": "strategy_performance",
         "strategy_id": "S-1",
+        "strategy_name": "EMA cross",
         "portfolio_id": "PF-B",
-        "data": {"strategy_id": "S-1", "pnl": 1.0, "trades": 1},
+        "data": {
+            "total_return": 0.01,
+            "sharpe_ratio": 1.0,
+            "max_drawdown": 0.02,
+            "trade_count": 1,
+            "win_rate": 1.0,
+            "profit_factor": 2.0,
+        },
     }
     first, second = sequenced(update, 1), sequenced(update, 2)
     world.hub.dispatch(first)

@@ -3,7 +3,8 @@
 * the client's unit tests (`tests/dashboard/js/*.test.mjs`) pass under `node --test`;
 * the client type-checks with `tsc --checkJs` against the generated protocol declarations,
   and the copy of those declarations served next to it is the generated file;
-* its copy of the stream catalogue and close codes says what the Python protocol says;
+* its copy of the stream catalogue (keys, key fallbacks, snapshot units, filters) and close
+  codes says what the Python protocol says;
 * vendored uPlot is the pinned npm release;
 * the control plane serves the dashboard and its modules with a JavaScript MIME type.
 """
@@ -24,7 +25,7 @@ import pytest
 from conftest import IN_CI, require_tool
 from tidewire.dashboard import STATIC_DIR
 from tidewire.protocol.errors import BACKOFF_CLOSE_CODES, RECONNECT_CLOSE_CODES
-from tidewire.protocol.streams import STREAM_ALIASES, STREAMS
+from tidewire.protocol.streams import KEY_FILTER_OF_FIELD, STREAM_ALIASES, STREAMS
 from tidewire.server.app import Gateway
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,7 +107,7 @@ _DUMP = """
 const m = await import(process.argv[1]);
 const c = await import(process.argv[2]);
 console.log(JSON.stringify({
-  streams: m.STREAMS, aliases: m.STREAM_ALIASES,
+  streams: m.STREAMS, aliases: m.STREAM_ALIASES, keyFilters: m.KEY_FILTER_OF_FIELD,
   reconnect: [...c.RECONNECT_CLOSE_CODES], backoff: [...c.BACKOFF_CLOSE_CODES],
 }));
 """
@@ -125,12 +126,16 @@ def test_catalogue_and_close_codes_match_the_python_protocol() -> None:
     expected = {
         name: {
             "keyField": spec.key_field,
+            "keyFallback": spec.key_fallback,
             "reliable": spec.reliable,
+            "keepsLastValues": spec.keeps_last_values,
+            "snapshotFields": list(spec.snapshot_fields),
             "filters": sorted(spec.filters),
         }
         for name, spec in STREAMS.items()
     }
     assert {n: {**s, "filters": sorted(s["filters"])} for n, s in js["streams"].items()} == expected
+    assert js["keyFilters"] == KEY_FILTER_OF_FIELD
     assert js["aliases"] == STREAM_ALIASES
     assert set(js["reconnect"]) == set(RECONNECT_CLOSE_CODES)
     assert set(js["backoff"]) == set(BACKOFF_CLOSE_CODES)

@@ -129,7 +129,7 @@ async def test_serve_with_nautilus_flags(redis_server: RedisProcess) -> None:
                     message = json.loads(await ws.recv())
                     if message.get("type") == "engine_status":
                         engines.add(message["engine_id"])
-                        assert message["data"]["status"] == "running"
+                        assert message["data"]["state"] == "running"
             assert engines == {"CLI-001", "CLI-002"}  # not OTHER: not a configured stream
     finally:
         process.terminate()

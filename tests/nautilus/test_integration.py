@@ -94,9 +94,7 @@ async def test_backtest_to_websocket_client(
             for m in received["position_updates"]
         }
         final = {
-            m["data"]["order_id"]
-            for m in received["order_updates"]
-            if m["data"]["status"] in STATUS.values()
+            m["order_id"] for m in received["order_updates"] if m["order_status"] in STATUS.values()
         }
         quotes = [m for m in received["market_data"] if m["data_type"] == "quote"]
         return (
@@ -122,15 +120,18 @@ async def test_backtest_to_websocket_client(
         assert Decimal(trade["data"]["commission"]) == Decimal(fill["commission"])
         assert trade["data"]["ts_event"] == fill["ts_event"]
         assert trade["portfolio_id"] == produced["account_id"]
+        assert trade["user_id"] == produced["trader_id"]
+        assert trade["data"]["status"] in ("partial", "filled")
 
     # Orders: the last update of each has the engine's final status and quantities.
     last_update: dict[str, dict[str, Any]] = {}
     for message in received["order_updates"]:
-        last_update[message["data"]["order_id"]] = message["data"]
+        last_update[message["order_id"]] = message
     assert set(last_update) == {order["order_id"] for order in orders}
     for order in orders:
-        data = last_update[order["order_id"]]
-        assert data["status"] == STATUS[order["status"]], order
+        update = last_update[order["order_id"]]
+        data = update["data"]
+        assert update["order_status"] == STATUS[order["status"]], order
         assert Decimal(data["filled_quantity"]) == Decimal(order["filled_quantity"])
         assert data["side"] == order["side"].lower()
         if order["price"] is not None:
@@ -140,7 +141,7 @@ async def test_backtest_to_websocket_client(
                 "1e-12"
             )
         if order["status"] == "DENIED":
-            assert data["reason"] == order["reason"]
+            assert data["reject_reason"] == order["reason"]
     assert any(order["status"] == "DENIED" for order in orders)
 
     # Positions: the last update of each matches the engine's position.
@@ -154,10 +155,11 @@ async def test_backtest_to_websocket_client(
         assert Decimal(data["avg_price"]) == Decimal(repr(position["avg_px_open"]))
 
     # Quotes: every one received is one the engine produced, and the last one arrived.
+    # (`produced` is the backtest's own record of its quotes, with its own names.)
     produced_quotes = {q["ts_event"]: (q["bid"], q["ask"]) for q in produced["quotes"]}
     quotes = [m for m in received["market_data"] if m["data_type"] == "quote"]
     assert quotes and all(m["symbol"] == "AUD/USD.SIM" for m in quotes)
     for message in quotes:
-        bid_ask = (message["data"]["bid"], message["data"]["ask"])
+        bid_ask = (message["data"]["bid_price"], message["data"]["ask_price"])
         assert produced_quotes[message["data"]["ts_event"]] == bid_ask
-    assert quotes[-1]["data"]["bid"] == last_quote["bid"]
+    assert quotes[-1]["data"]["bid_price"] == last_quote["bid"]

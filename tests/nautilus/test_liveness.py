@@ -86,8 +86,10 @@ def test_trader_state_without_heartbeats() -> None:
     assert report.message == "trader running, no heartbeat seen yet"
     liveness.trader_state("DEGRADED")
     assert statuses(liveness, 0.0) == ["degraded"]
+    liveness.trader_state("STOPPING")
+    assert statuses(liveness, 0.0) == ["stopping"]
     liveness.trader_state("FAULTED")
-    assert statuses(liveness, 0.0) == ["down"]
+    assert statuses(liveness, 0.0) == ["error"]
 
 
 def test_redis_unreachable_is_down_until_reachable() -> None:
@@ -106,12 +108,31 @@ def test_thresholds_are_checked() -> None:
         Liveness("T", stale_after=5, down_after=2)
 
 
+def uptime(liveness: Liveness, now: float) -> float:
+    report = liveness.current(now)
+    assert report is not None
+    return report.uptime
+
+
 def test_uptime_counts_from_the_first_heartbeat_after_a_silence() -> None:
     liveness = Liveness("T", interval=1.0)
     for t in (0.0, 1.0, 2.0):
         liveness.heartbeat(t)
-    report = liveness.current(2.5)
-    assert report is not None and report.uptime_seconds == 2.5
+    assert uptime(liveness, 2.5) == 2.5
+    assert uptime(liveness, 4.5) == 2.0  # stale: up to the last heartbeat observed
+    assert uptime(liveness, 10.0) == 0.0  # down
     liveness.heartbeat(20.0)  # after being down: a new run
-    report = liveness.current(21.0)
-    assert report is not None and report.uptime_seconds == 1.0
+    assert uptime(liveness, 21.0) == 1.0
+    liveness.trader_state("STOPPED")
+    assert uptime(liveness, 21.5) == 0.0
+
+
+def test_uptime_without_heartbeats_counts_from_the_first_sight() -> None:
+    liveness = Liveness("T")
+    liveness.trader_state("RUNNING", at=100.0)
+    assert uptime(liveness, 130.0) == 30.0
+    liveness.trader_state("RUNNING", at=120.0)  # a later state does not restart it
+    assert uptime(liveness, 130.0) == 30.0
+    unseen = Liveness("V")
+    unseen.trader_state("RUNNING")  # no time known: nothing observed yet
+    assert uptime(unseen, 50.0) == 0.0

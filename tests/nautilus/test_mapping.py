@@ -97,18 +97,20 @@ def test_quote(any_recording: Any) -> None:
     assert raw["symbol"] == "AUD/USD.SIM" and raw["venue"] == "SIM"
     assert raw["asset_class"] == "fx"  # from the CurrencyPair on data.instrument.*
     data = raw["data"]
-    assert data["bid"] == Decimal(payload["bid_price"]) and isinstance(data["bid"], Decimal)
-    assert str(data["ask"]) == payload["ask_price"]  # exact, trailing zeros included
+    bid = data["bid_price"]
+    assert bid == Decimal(payload["bid_price"]) and isinstance(bid, Decimal)
+    assert str(data["ask_price"]) == payload["ask_price"]  # exact, trailing zeros included
     assert data["bid_size"] == Decimal(payload["bid_size"])
     assert data["ts_event"] == parse_ns(payload["ts_event"])
     assert raw["timestamp"].startswith("2023-11-14T22:13:")
+    assert data["timestamp"] == raw["timestamp"]
 
 
 def test_trade_tick(any_recording: Any) -> None:
     payload, raw = first(mapped(any_recording), "TradeTick")
     assert raw["data_type"] == "trade"
     assert raw["data"]["price"] == Decimal(payload["price"])
-    assert raw["data"]["size"] == Decimal(payload["size"])
+    assert raw["data"]["last_trade_size"] == Decimal(payload["size"])
     assert raw["data"]["aggressor_side"] in ("buy", "sell")
     assert raw["data"]["trade_id"] == payload["trade_id"]
 
@@ -123,8 +125,12 @@ def test_bar(any_recording: Any) -> None:
 
 def test_symbol_style_symbol(recording: Callable[[str], Any]) -> None:
     options = MappingOptions(symbol_style="symbol")
-    _, raw = first(mapped(recording("backtest_json_per_topic"), options), "QuoteTick")
+    pairs = mapped(recording("backtest_json_per_topic"), options)
+    _, raw = first(pairs, "QuoteTick")
     assert raw["symbol"] == "AUD/USD" and raw["venue"] == "SIM"
+    trade = next(r for _, raws in pairs for r in raws if r["type"] == "trade_updates")
+    assert trade["symbol"] == trade["data"]["symbol"] == "AUD/USD"
+    assert trade["venue"] == trade["data"]["venue"] == "SIM"
 
 
 # ---------------------------------------------------------------------- orders
@@ -135,7 +141,7 @@ def order_updates(recording: Any, **options: Any) -> dict[str, list[Raw]]:
     for _, raws in mapped(recording, MappingOptions(**options)):
         for raw in raws:
             if raw["type"] == "order_update":
-                by_order[raw["data"]["order_id"]].append(raw)
+                by_order[raw["order_id"]].append(raw)
     return by_order
 
 
@@ -152,8 +158,11 @@ def test_resting_order_lifecycle(any_recording: Any) -> None:
         "OrderPendingCancel",
         "OrderCanceled",
     ]
-    statuses = [u["data"]["status"] for u in resting]
+    statuses = [u["order_status"] for u in resting]
     assert statuses == ["pending", "pending", "open", "open", "open", "open", "cancelled"]
+    assert all(u["symbol"] == "AUD/USD.SIM" and u["user_id"] == "BACKTESTER-001" for u in resting)
+    assert {u["data"]["order_time"] for u in resting} == {resting[0]["timestamp"]}
+    assert [u["data"]["last_update_time"] for u in resting] == [u["timestamp"] for u in resting]
     assert resting[3]["data"]["pending_action"] == "update"
     assert resting[5]["data"]["pending_action"] == "cancel"
     assert resting[4]["data"]["price"] > resting[0]["data"]["price"]  # moved up
@@ -165,19 +174,28 @@ def test_resting_order_lifecycle(any_recording: Any) -> None:
 def test_partial_then_filled_with_exact_average(recording: Callable[[str], Any]) -> None:
     updates = order_updates(recording("backtest_json_per_topic"))
     big = next(u for u in updates.values() if u[0]["data"]["quantity"] == Decimal(1_100_000))
-    fills = [u["data"] for u in big if u["data"]["event"] == "OrderFilled"]
-    assert [f["status"] for f in fills] == ["partial", "filled"]
+    filled = [u for u in big if u["data"]["event"] == "OrderFilled"]
+    assert [u["order_status"] for u in filled] == ["partial", "filled"]
+    fills = [u["data"] for u in filled]
     assert fills[0]["filled_quantity"] == Decimal(1_000_000)
+    assert fills[0]["remaining_quantity"] == Decimal(100_000)
     assert fills[1]["filled_quantity"] == Decimal(1_100_000)
-    assert fills[1]["leaves_quantity"] == 0
-    trades = [
-        raw["data"]
+    assert fills[1]["remaining_quantity"] == 0
+    trade_messages = [
+        raw
         for _, raws in mapped(recording("backtest_json_per_topic"))
         for raw in raws
-        if raw["type"] == "trade_updates" and raw["data"]["order_id"] == big[0]["data"]["order_id"]
+        if raw["type"] == "trade_updates" and raw["data"]["order_id"] == big[0]["order_id"]
     ]
+    trades = [raw["data"] for raw in trade_messages]
     notional = sum(t["quantity"] * t["price"] for t in trades)
     assert fills[1]["avg_fill_price"] == notional / Decimal(1_100_000)
+    # Each trade carries the order's state after it, whichever copy of the fill made it.
+    assert [t["status"] for t in trades] == ["partial", "filled"]
+    assert [raw["trade_type"] for raw in trade_messages] == ["partial_fill", "fill"]
+    for trade, update in zip(trades, fills, strict=True):
+        for name in ("filled_quantity", "remaining_quantity", "avg_fill_price"):
+            assert trade[name] == update[name], name
 
 
 def test_final_order_states_match_the_engine_cache(any_recording: Any) -> None:
@@ -185,8 +203,9 @@ def test_final_order_states_match_the_engine_cache(any_recording: Any) -> None:
     produced = any_recording.produced["orders"]
     assert len(produced) == len(updates)
     for order in produced:
-        last = updates[order["order_id"]][-1]["data"]
-        assert last["status"] == STATUS_OF_NAUTILUS[order["status"]], order
+        last_update = updates[order["order_id"]][-1]
+        last = last_update["data"]
+        assert last_update["order_status"] == STATUS_OF_NAUTILUS[order["status"]], order
         assert last["side"] == order["side"].lower()
         assert last["quantity"] == Decimal(order["quantity"])
         assert last["filled_quantity"] == Decimal(order["filled_quantity"])
@@ -195,7 +214,8 @@ def test_final_order_states_match_the_engine_cache(any_recording: Any) -> None:
         if order["avg_px"] is not None:
             assert abs(last["avg_fill_price"] - Decimal(order["avg_px"])) < Decimal("1e-12")
         if order["status"] in ("DENIED", "REJECTED"):
-            assert last["reason"] == order["reason"]
+            assert last["reject_reason"] == order["reason"]
+            assert "cancel_reason" not in last
 
 
 def test_every_order_event_kind_is_mapped(recording: Callable[[str], Any]) -> None:
@@ -225,18 +245,25 @@ def test_every_order_event_kind_is_mapped(recording: Callable[[str], Any]) -> No
 
 def test_expired_rejected_and_modify_rejected(recording: Callable[[str], Any]) -> None:
     updates = order_updates(recording("backtest_json_per_topic"))
-    last = {order_id: u[-1]["data"] for order_id, u in updates.items()}
-    assert any(d["status"] == "expired" and d["time_in_force"] == "gtd" for d in last.values())
-    rejected = next(d for d in last.values() if d["status"] == "rejected")
-    assert "POST_ONLY" in rejected["reason"] and rejected["post_only"] is True
-    modify_rejected = next(
-        u["data"]
+    last = {order_id: u[-1] for order_id, u in updates.items()}
+    assert any(
+        u["order_status"] == "expired" and u["data"]["time_in_force"] == "gtd"
+        for u in last.values()
+    )
+    rejected = next(u["data"] for u in last.values() if u["order_status"] == "rejected")
+    assert "POST_ONLY" in rejected["reject_reason"] and rejected["post_only"] is True
+    index, order = next(
+        (index, order)
         for order in updates.values()
-        for u in order
+        for index, u in enumerate(order)
         if u["data"]["event"] == "OrderModifyRejected"
     )
-    assert "in the market" in modify_rejected["reason"]
-    assert modify_rejected["status"] == "open"  # a refused modify leaves the order working
+    modify_rejected = order[index]
+    assert "in the market" in modify_rejected["data"]["modify_reject_reason"]
+    # A refused modify leaves the order working, and its reason goes with that update only.
+    assert modify_rejected["order_status"] == "open"
+    assert "reject_reason" not in modify_rejected["data"]
+    assert all("modify_reject_reason" not in u["data"] for u in order[index + 1 :])
     released = next(
         u["data"] for o in updates.values() for u in o if u["data"]["event"] == "OrderReleased"
     )
@@ -260,6 +287,9 @@ def test_each_fill_is_one_trade_update(any_recording: Any) -> None:
         assert trade.data["side"] == fill["side"].lower()
         assert trade.data["ts_event"] == fill["ts_event"]
         assert trade.portfolio_id == "SIM-001" and trade.symbol == "AUD/USD.SIM"
+        assert trade.user_id == "BACKTESTER-001"  # the trader
+        assert trade.data["status"] in ("partial", "filled")
+        assert trade.data["execution_time"] == trade.timestamp == trade.data["timestamp"]
 
 
 def test_fill_copies_are_dropped_in_either_order(recording: Callable[[str], Any]) -> None:
@@ -278,8 +308,8 @@ def test_fill_copies_are_dropped_in_either_order(recording: Callable[[str], Any]
 
 def test_denied_order_and_its_risk_alert(any_recording: Any) -> None:
     out = messages(any_recording)
-    denied = [m for m in out if m.type == "order_update" and m.data["status"] == "denied"]
-    assert denied and all(m.data["reason"] for m in denied)
+    denied = [m for m in out if m.type == "order_update" and m.order_status == "denied"]
+    assert denied and all(m.data["reject_reason"] for m in denied)
     alerts = [m for m in out if m.type == "risk_alert" and m.risk_type == "order_denied"]
     assert len(alerts) == len(denied)
     too_big = next(a for a in alerts if a.data["metric"] == "order_quantity")
@@ -289,6 +319,7 @@ def test_denied_order_and_its_risk_alert(any_recording: Any) -> None:
     assert too_big.portfolio_id == "SIM-001" and too_big.strategy_id == "DeskExerciser-001"
     halted = next(a for a in alerts if a.data["metric"] == "trading_state")
     assert halted.data["current_value"] == 2 and "HALTED" in halted.data["reason"]
+    assert all(a.data["message"] for a in alerts)
 
 
 def test_trading_state_changes(any_recording: Any) -> None:
@@ -317,6 +348,7 @@ def test_position_events(any_recording: Any) -> None:
         data = raw["data"]
         assert raw["type"] == "position_update" and data["event"] == event
         assert raw["portfolio_id"] == "SIM-001" and raw["symbol"] == "AUD/USD.SIM"
+        assert raw["position_side"] == payload["side"].lower()
         sign = -1 if payload["side"] == "SHORT" else 1
         assert data["quantity"] == sign * Decimal(payload["quantity"])
         assert data["avg_price"] == Decimal(repr(payload["avg_px_open"]))
@@ -343,7 +375,8 @@ def test_final_positions_match_the_engine_cache(any_recording: Any) -> None:
 def test_account_state_becomes_the_portfolio_balances(any_recording: Any) -> None:
     performance = [m for m in messages(any_recording) if m.type == "performance_update"]
     start = performance[0].data
-    assert start["total_value"] == Decimal("1000000.00") and start["total_pnl"] == 0
+    assert start["total_value"] == Decimal("1000000.00")
+    assert start["pnl"] == 0 and start["returns"] == 0
     assert start["balances"] == [
         {
             "currency": "USD",
@@ -355,7 +388,9 @@ def test_account_state_becomes_the_portfolio_balances(any_recording: Any) -> Non
     final = performance[-1]
     assert final.portfolio_id == "SIM-001"
     assert final.data["total_value"] == Decimal(any_recording.produced["balance"])
-    assert final.data["total_pnl"] == final.data["total_value"] - Decimal("1000000.00")
+    assert final.data["pnl"] == final.data["total_value"] - Decimal("1000000.00")
+    assert final.data["returns"] == final.data["pnl"] / Decimal("1000000.00")
+    assert isinstance(final.data["returns"], Decimal)
     assert final.data["account_type"] == "margin"
 
 
@@ -365,9 +400,14 @@ def test_account_state_becomes_the_portfolio_balances(any_recording: Any) -> Non
 def test_component_state_changes(any_recording: Any) -> None:
     status = [m for m in messages(any_recording) if m.type == "engine_status"]
     data_engine = [m for m in status if m.engine_id == "BACKTESTER-001/DataEngine"]
-    assert [m.data["state"] for m in data_engine][:3] == ["READY", "STARTING", "RUNNING"]
-    assert [m.data["status"] for m in data_engine][:3] == ["starting", "starting", "running"]
-    assert data_engine[-1].data["status"] == "stopped"
+    states = [m.data["component_state"] for m in data_engine]
+    assert states[:3] == ["READY", "STARTING", "RUNNING"]
+    assert [m.data["state"] for m in data_engine][:3] == ["starting", "starting", "running"]
+    assert data_engine[-1].data["state"] == "stopped" and data_engine[-1].data["uptime"] == 0
+    # Uptime is observed: from the first state seen, by the times Redis wrote them.
+    assert data_engine[0].data["uptime"] == 0
+    running = [m.data["uptime"] for m in data_engine if m.data["state"] != "stopped"]
+    assert running == sorted(running)
     # ts_event is 0 for the first states of a backtest: the entry's time stands in.
     assert not data_engine[0].timestamp.startswith("1970")
 

@@ -164,7 +164,7 @@ async def test_streams_created_later_are_read_from_their_first_entry(
     await client.xadd("not-nautilus", {"topic": "q", "payload": "{}"})  # pattern does not match
     await client.set("trader-X:cache:thing", "a string, not a stream")
     await eventually(lambda: len(sink.of("market_data")) == 2)
-    assert [str(m.data["bid"]) for m in sink.of("market_data")] == ["1.1", "1.2"]
+    assert [str(m.data["bid_price"]) for m in sink.of("market_data")] == ["1.1", "1.2"]
     assert list(source.positions) == ["trader-X-1:stream:data.quotes.SIM.A"]
 
 
@@ -215,7 +215,7 @@ async def test_resume_after_restart_publishes_only_what_is_new(
     assert kinds <= {"performance_update", "position_update", "engine_status"}
     assert "performance_update" in kinds
     # Orders initialised before the restart are known after it (warm-up rebuilt them).
-    assert all(m.data["symbol"] for m in after.of("order_update"))
+    assert all(m.symbol and m.order_id for m in after.of("order_update"))
     assert len(after.of("trade_updates")) + len(before.of("trade_updates")) == len(
         rec.produced["fills"]
     )
@@ -250,7 +250,7 @@ async def test_redis_outage_reports_down_and_recovers(
 
     def statuses() -> list[tuple[str, str]]:
         return [
-            (m.data["status"], m.data["message"])
+            (m.data["state"], m.data["message"])
             for m in sink.of("engine_status")
             if m.engine_id == "GW-001"
         ]
@@ -285,7 +285,7 @@ async def test_bad_entries_are_skipped(
     await client.xadd("trader-X-1:stream", {"topic": "data.quotes.SIM.A", "payload": quote})
     await eventually(lambda: bool(sink.of("market_data")))
     assert source.stats()["bad_entries"] == 2
-    assert str(sink.of("market_data")[0].data["bid"]) == "1.5"
+    assert str(sink.of("market_data")[0].data["bid_price"]) == "1.5"
 
 
 async def test_broker_unavailable_is_retried_in_order(
@@ -309,7 +309,7 @@ async def test_broker_unavailable_is_retried_in_order(
         )
         await client.xadd("trader-X-1:stream", {"topic": "data.quotes.SIM.A", "payload": payload})
     await eventually(lambda: len(sink.of("market_data")) == 3)
-    assert [str(m.data["bid"]) for m in sink.of("market_data")] == ["1.1", "1.2", "1.3"]
+    assert [str(m.data["bid_price"]) for m in sink.of("market_data")] == ["1.1", "1.2", "1.3"]
 
 
 async def test_a_stream_trimmed_past_the_stored_position_is_reported(
@@ -332,7 +332,7 @@ async def test_a_stream_trimmed_past_the_stored_position_is_reported(
     restarted = await run_source(later.publish, redis_server.url)
     await eventually(lambda: bool(later.of("market_data")))
     assert restarted.stats()["trimmed_gaps"] == 1
-    assert [str(m.data["bid"]) for m in later.of("market_data")] == ["1.5"]
+    assert [str(m.data["bid_price"]) for m in later.of("market_data")] == ["1.5"]
 
 
 async def test_redis_down_at_start_then_up(

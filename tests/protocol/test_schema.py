@@ -1,16 +1,15 @@
 """The JSON Schema and TypeScript export of protocol.schema.
 
 * the committed `clients/typescript/tidewire-protocol.d.ts` is what the generator produces now;
-* the TypeScript declarations say exactly what the msgspec types say (which fields may be
-  absent is checked against what the encoder really leaves out);
+* the TypeScript declarations say exactly what the msgspec types and the shapes say (which
+  fields may be absent is checked against what the encoder really leaves out);
 * the JSON Schema is a valid Draft 2020-12 document and real messages validate against it
-  (with `jsonschema` when it is importable, else with the small validator below);
-* when a `tsc` binary is available, the declarations and a usage file type-check.
+  (the per-type components and every producer: tests/protocol/test_canonical_schema.py);
+* the declarations and a usage file type-check with `tsc`.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -20,6 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import msgspec
 import msgspec.inspect as mi
 import pytest
@@ -29,24 +29,20 @@ from tidewire.protocol import messages, schema, typescript
 from tidewire.protocol.codec import WireFormat, encode
 from tidewire.protocol.errors import RETRYABLE, CloseCode, ErrorCode
 from tidewire.protocol.ingest import build_data_message
-from tidewire.protocol.payloads import MARKET_DATA_PAYLOADS, PAYLOAD_OF_TYPE, Payload
+from tidewire.protocol.payloads import PAYLOAD_OF_TYPE, Payload
+from tidewire.protocol.reference import WIRE_REQUIRED
+from tidewire.protocol.shapes import SHAPES
 from tidewire.protocol.streams import STREAM_OF_TYPE, STREAMS
 
 REPO = Path(__file__).resolve().parents[2]
 DTS_PATH = REPO / schema.TYPESCRIPT_PATH
 REGENERATE_HINT = (
     f"{schema.TYPESCRIPT_PATH} is out of date with the protocol types. Regenerate it from the "
-    f"repository root with\n    {schema.REGENERATE_COMMAND}\n(`make schema` does that) or, "
-    "without the CLI,\n"
+    f"repository root with\n    {schema.REGENERATE_COMMAND}\n(`make schema` does that, and "
+    "copies it to src/tidewire/dashboard/static/) or, without the CLI,\n"
     f"    .venv/bin/{schema.REGENERATE_PYTHON_COMMAND}"
 )
-
-# Not a dev dependency (yet): validate with it when it is importable, else with `_check`.
-jsonschema: Any
-try:
-    jsonschema = importlib.import_module("jsonschema")
-except ImportError:  # pragma: no cover - depends on the environment
-    jsonschema = None
+MESSAGE_NAMES = {t: schema.message_name(t) for t in STREAM_OF_TYPE}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -60,7 +56,9 @@ def _members(union: Any) -> list[str]:
     return [cls.__name__ for cls in typing.get_args(union)]
 
 
-_INTERFACE = re.compile(r"^export interface (\w+) \{\n(.*?)^\}\n", re.S | re.M)
+_INTERFACE = re.compile(
+    r"^export interface (\w+)(?P<extends>\s+extends [^{]*?)? \{\n(?P<body>.*?)^\}\n", re.S | re.M
+)
 _PROPERTY = re.compile(r"^  (\w+)(\??): (.+);$", re.M)
 _ALIAS = re.compile(r"^export type (\w+)(?:<[^=]*>)? =(.*?);\n", re.S | re.M)
 
@@ -68,8 +66,19 @@ _ALIAS = re.compile(r"^export type (\w+)(?:<[^=]*>)? =(.*?);\n", re.S | re.M)
 def parse_interfaces(text: str) -> dict[str, dict[str, tuple[bool, str]]]:
     """`{interface: {property: (optional, type)}}` of the top-level interfaces of a .d.ts."""
     return {
-        match[1]: {prop[1]: (prop[2] == "?", prop[3]) for prop in _PROPERTY.finditer(match[2])}
+        match[1]: {
+            prop[1]: (prop[2] == "?", prop[3]) for prop in _PROPERTY.finditer(match["body"])
+        }
         for match in _INTERFACE.finditer(text)
+    }
+
+
+def parse_extends(text: str) -> dict[str, str]:
+    """`{interface: its extends clause}` for the interfaces that have one."""
+    return {
+        match[1]: " ".join(match["extends"].split())
+        for match in _INTERFACE.finditer(text)
+        if match["extends"]
     }
 
 
@@ -138,7 +147,17 @@ def test_only_declarations_at_top_level(dts: str) -> None:
     assert "export const" not in dts and "export declare" not in dts
 
 
-def test_an_interface_per_struct(interfaces: dict[str, Any]) -> None:
+HELPER_MAPS = {
+    "StreamOfType",
+    "Streams",
+    "ErrorCodes",
+    "CloseCodes",
+    "PayloadByType",
+    "MessageByType",
+}
+
+
+def test_an_interface_per_struct_and_per_message_type(interfaces: dict[str, Any]) -> None:
     structs = _structs()
     expected = {
         *_members(messages.ClientCommand),
@@ -155,15 +174,7 @@ def test_an_interface_per_struct(interfaces: dict[str, Any]) -> None:
         *(cls.__name__ for cls in schema.payload_types()),
     }
     assert set(structs) == expected
-    helper_maps = {
-        "StreamOfType",
-        "Streams",
-        "ErrorCodes",
-        "CloseCodes",
-        "PayloadByType",
-        "MarketDataPayloadByDataType",
-    }
-    assert set(interfaces) == expected | helper_maps
+    assert set(interfaces) == expected | set(MESSAGE_NAMES.values()) | HELPER_MAPS
 
 
 def test_every_payload_struct_of_the_module_is_exported() -> None:
@@ -238,6 +249,39 @@ def test_optional_marks_match_the_encoder(name: str, interfaces: dict[str, Any])
         )
 
 
+@pytest.mark.parametrize("message_type", sorted(STREAM_OF_TYPE))
+def test_message_interface_of_each_type(
+    message_type: str, interfaces: dict[str, Any], dts: str
+) -> None:
+    """The type's `type`, `stream`, sequencing, top-level shape and payload, narrowed."""
+    shape = SHAPES[message_type]
+    declared = interfaces[MESSAGE_NAMES[message_type]]
+    fields = schema.shape_fields(message_type)
+    assert list(declared) == ["type", "stream", "seq", "epoch", "sequence", *fields, "data"]
+    assert declared["type"] == (False, json.dumps(message_type))
+    assert declared["stream"] == (False, json.dumps(STREAM_OF_TYPE[message_type]))
+    assert declared["seq"] == declared["sequence"] == (False, "number")
+    assert declared["data"] == (False, PAYLOAD_OF_TYPE[message_type].__name__)
+    for name in fields:
+        values = shape.enums.get(name)
+        ts_type = " | ".join(json.dumps(v) for v in values) if values else "string"
+        assert declared[name] == (name not in shape.required, ts_type), name
+    # Everything redeclared is taken out of DataMessage first: no conflicting members.
+    keys = " | ".join(json.dumps(key) for key in declared)
+    assert parse_extends(dts)[MESSAGE_NAMES[message_type]] == f"extends Omit< DataMessage, {keys} >"
+
+
+def test_required_top_level_fields_are_declared_required(interfaces: dict[str, Any]) -> None:
+    order = interfaces["OrderUpdateMessage"]
+    assert order["order_id"] == (False, "string")
+    assert order["user_id"] == (True, "string")  # or portfolio_id: said in the JSDoc
+    assert order["order_status"][1].endswith('"denied" | "expired"')
+    assert interfaces["MarketDataMessage"]["data_type"] == (
+        True,
+        '"tick" | "quote" | "bar" | "trade"',
+    )
+
+
 @pytest.mark.parametrize(
     ("interface", "prop", "expected"),
     [
@@ -246,24 +290,37 @@ def test_optional_marks_match_the_encoder(name: str, interfaces: dict[str, Any])
         ("Subscribe", "since", (True, "StreamPosition | null")),
         ("Subscribe", "snapshot", (True, "boolean | null")),
         ("Subscribe", "rate_limit", (True, "number | null")),
+        ("Subscribe", "event_types", (True, "string[] | null")),
+        ("UpdateSubscription", "subscription_id", (False, "string")),
+        ("GetSnapshot", "limit", (True, "number | null")),
+        ("Sync", "client_timestamp", (True, "number | string | null")),
         ("Unsubscribe", "subscription_ids", (True, "string[] | null")),
         ("Publish", "message", (False, "Record<string, unknown>")),
-        ("HeartbeatResponse", "client_timestamp", (False, "number | null")),
+        ("HeartbeatResponse", "client_timestamp", (False, "number | string | null")),
         ("HeartbeatResponse", "positions", (False, "Record<string, StreamPosition>")),
+        ("SubscriptionConfirmed", "topic", (False, "string")),
+        ("SubscriptionConfirmed", "updated", (True, "boolean")),
         ("SubscriptionError", "subscription_id", (False, "string | null")),
         ("Subscriptions", "subscriptions", (False, "SubscriptionInfo[]")),
+        ("Snapshot", "messages", (False, "AnyDataMessage[]")),
+        ("TradeHistory", "trades", (False, "TradeUpdatesMessage[]")),
+        ("SyncResponse", "server_time", (False, "number")),
         ("ConnectionEstablished", "limits", (False, "Limits")),
         ("ConnectionEstablished", "protocol_versions", (False, "string[]")),
         ("Limits", "max_inbound_per_second", (False, "number")),
         ("ErrorReply", "details", (True, "Record<string, unknown> | null")),
-        ("Batch", "messages", (False, "Array<DataMessage | ServerReply>")),
+        ("Batch", "messages", (False, "Array<AnyDataMessage | ServerReply>")),
         ("DataMessage", "data", (False, "Record<string, unknown>")),
         ("DataMessage", "key", (False, "string")),
+        ("DataMessage", "sequence", (True, "number")),
+        ("DataMessage", "severity", (True, "Severity | null")),
         ("Filters", "severity", (True, '"critical" | "high" | "low" | "medium" | null')),
         ("Filters", "symbols", (True, "string[] | null")),
         ("StreamPosition", "seq", (False, "number")),
-        ("TradeData", "side", (False, '"buy" | "sell"')),
-        ("QuoteData", "bid_size", (True, "number | null")),
+        ("TradePayload", "side", (False, '"buy" | "sell"')),
+        ("TradePayload", "timestamp", (False, "string")),
+        ("MarketDataPayload", "bid_price", (True, "number | null")),
+        ("RiskMetricsPayload", "lookback_period", (True, "string | number | null")),
         ("PublishResponse", "results", (False, "PublishResult[]")),
     ],
 )
@@ -276,14 +333,14 @@ def test_property_types(
 def test_interfaces_have_no_index_signatures(dts: str) -> None:
     """An index signature would defeat `in` narrowing and excess-property checks."""
     for match in _INTERFACE.finditer(dts):
-        assert not re.search(r"^\s*\[", match[2], re.M), match[1]
+        assert not re.search(r"^\s*\[", match["body"], re.M), match[1]
 
 
 def test_discriminated_unions(aliases: dict[str, list[str]]) -> None:
     assert aliases["ClientCommand"] == _members(messages.ClientCommand)
     assert aliases["ServerReply"] == _members(messages.ServerReply)
-    assert aliases["ServerMessage"] == ["ServerReply", "DataMessage", "Batch"]
-    assert aliases["MarketDataPayload"] == [c.__name__ for c in MARKET_DATA_PAYLOADS.values()]
+    assert aliases["AnyDataMessage"] == [MESSAGE_NAMES[t] for t in sorted(STREAM_OF_TYPE)]
+    assert aliases["ServerMessage"] == ["ServerReply", "AnyDataMessage", "Batch"]
 
 
 def test_literal_unions(aliases: dict[str, list[str]]) -> None:
@@ -292,26 +349,21 @@ def test_literal_unions(aliases: dict[str, list[str]]) -> None:
     assert aliases["ErrorCode"] == [json.dumps(code.value) for code in ErrorCode]
     assert aliases["CloseCode"] == [str(int(code)) for code in CloseCode]
     assert sorted(aliases["RetryableErrorCode"]) == sorted(json.dumps(c.value) for c in RETRYABLE)
-    assert aliases["ProtocolVersion"] == ['"3.0"']
+    assert aliases["ProtocolVersion"] == [json.dumps(messages.PROTOCOL_VERSION)]
 
 
-def test_code_name_maps(interfaces: dict[str, Any], dts: str) -> None:
+def test_code_name_maps(dts: str) -> None:
     assert "  readonly SLOW_CONSUMER: 4008;" in dts
     assert '  readonly INVALID_FILTER: "invalid_filter";' in dts
     assert dts.count("  readonly ") == len(ErrorCode) + len(CloseCode)
 
 
-def test_payload_by_type(interfaces: dict[str, Any]) -> None:
-    by_type = interfaces["PayloadByType"]
-    assert set(by_type) == set(STREAM_OF_TYPE)
-    for message_type, (optional, ts_type) in by_type.items():
-        assert not optional
-        if message_type == "market_data":
-            assert ts_type == "MarketDataPayload"
-        else:
-            assert ts_type == PAYLOAD_OF_TYPE[message_type].__name__
-    assert {k: v[1] for k, v in interfaces["MarketDataPayloadByDataType"].items()} == {
-        k: v.__name__ for k, v in MARKET_DATA_PAYLOADS.items()
+def test_payload_and_message_by_type(interfaces: dict[str, Any]) -> None:
+    assert {k: v for k, v in interfaces["PayloadByType"].items()} == {
+        t: (False, PAYLOAD_OF_TYPE[t].__name__) for t in STREAM_OF_TYPE
+    }
+    assert {k: v for k, v in interfaces["MessageByType"].items()} == {
+        t: (False, MESSAGE_NAMES[t]) for t in STREAM_OF_TYPE
     }
     assert {k: v[1] for k, v in interfaces["StreamOfType"].items()} == {
         k: json.dumps(v) for k, v in STREAM_OF_TYPE.items()
@@ -323,15 +375,23 @@ def test_stream_catalogue(dts: str) -> None:
     for spec in STREAMS.values():
         block = body.split(f"  {spec.name}: {{\n", 1)[1].split("  };", 1)[0]
         assert f'key_field: "{spec.key_field}";' in block
+        assert f"key_fallback: {json.dumps(spec.key_fallback)};" in block
         assert f'class: "{spec.stream_class.value}";' in block
         types = ", ".join(json.dumps(t) for t in spec.message_types)
         assert f"message_types: [{types}];" in block
         assert f"filters: {' | '.join(json.dumps(f) for f in sorted(spec.filters))};" in block
+        fields = ", ".join(json.dumps(f) for f in spec.snapshot_fields)
+        assert f"snapshot_fields: [{fields}];" in block
+        assert f"keeps_last_values: {json.dumps(spec.keeps_last_values)};" in block
 
 
-def test_field_docstrings_become_jsdoc(dts: str) -> None:
-    assert "/** Offset in the stream, strictly increasing by 1 within an epoch" in dts
+def test_docstrings_and_meanings_become_jsdoc(dts: str) -> None:
     assert "/** Echoed unchanged so the client computes its round trip. */" in dts
+    # A payload field's docstring, a payload field's meaning, a top-level meaning.
+    assert "/** Seconds since the engine (as seen by its producer) started. */" in dts
+    assert "/** Best bid. */\n  bid_price?: number | null;" in dts
+    assert "/** The kind of risk (the metric's name when the producer gave none). */" in dts
+    assert "At least one of `user_id`, `portfolio_id` is present." in dts
 
 
 def test_unsupported_type_is_an_error() -> None:
@@ -349,21 +409,25 @@ def test_refinements_target_existing_fields() -> None:
 
 USAGE_TS = """\
 import type {
-  ClientCommand, CloseCode, CloseCodes, ErrorCode, Filters, MarketDataMessage, MessageType,
-  PayloadByType,
-  QuoteData, ServerMessage, ServerReply, StreamFilters, StreamName, Subscribe,
-  TypedDataMessage, WithDecimalStrings,
+  AnyDataMessage, ClientCommand, CloseCode, CloseCodes, ErrorCode, Filters, MarketDataMessage,
+  MarketDataPayload, MessageByType, MessageType, OrderUpdateMessage, PayloadByType,
+  ServerMessage, ServerReply, StreamFilters, StreamName, Subscribe, TypedDataMessage,
+  WithDecimalStrings,
 } from "./tidewire-protocol";
 
 export function describe(reply: ServerReply): string {
   switch (reply.type) {
     case "subscription_confirmed":
-      return `${reply.subscription_id} at ${reply.position.epoch}:${reply.position.seq}`;
+      return `${reply.topic} at ${reply.position.epoch}:${reply.position.seq}`;
     case "subscription_error":
     case "error":
       return reply.error_code;
     case "heartbeat_response":
       return String(reply.client_timestamp ?? 0);
+    case "snapshot":
+      return reply.messages.map((m) => m.type).join(",");
+    case "trade_history":
+      return reply.trades.map((t) => t.data.trade_id).join(",");
     default:
       return reply.type;
   }
@@ -372,25 +436,32 @@ export function describe(reply: ServerReply): string {
 export function avgPrice(message: TypedDataMessage): number | undefined {
   if (message.type === "position_update") {
     const stream: "position_updates" = message.stream;
-    return stream ? message.data.avg_price : undefined;
+    const side: "long" | "short" | "flat" = message.position_side;
+    return stream && side ? message.data.avg_price : undefined;
   }
   if (message.type === "market_data" && message.data_type === "quote") {
-    return (message.data.bid + message.data.ask) / 2;
-  }
-  if (message.type === "market_data" && "close" in message.data) {
-    return message.data.close;
+    return ((message.data.bid_price ?? 0) + (message.data.ask_price ?? 0)) / 2;
   }
   return undefined;
 }
 
-export function tickPrice(message: MarketDataMessage<"trade">): number {
-  // @ts-expect-error a trade tick has no bid
-  const bid: number = message.data.bid;
-  return bid + message.data.price;
+export function orderLine(message: OrderUpdateMessage): string {
+  const seq: number = message.seq;
+  const remaining: number = message.data.remaining_quantity;
+  return `${seq} ${message.order_id} ${message.symbol} ${message.order_status} ${remaining}`;
 }
 
-export function isBatch(frame: ServerMessage): boolean {
-  return frame.type === "batch";
+export function route(frame: ServerMessage): string {
+  if (frame.type === "batch") {
+    return "batch";
+  }
+  if (frame.type === "order_update") {
+    return frame.order_id;
+  }
+  if (frame.type === "engine_status") {
+    return frame.data.state;
+  }
+  return frame.type;
 }
 
 export const subscribe: Subscribe = {
@@ -402,21 +473,51 @@ export const commands: ClientCommand[] = [
   subscribe,
   { type: "ping" },
   { type: "heartbeat", client_timestamp: 1 },
+  { type: "heartbeat", client_timestamp: "2026-01-01T00:00:00Z" },
   { type: "unsubscribe", subscription_ids: ["s1"] },
+  { type: "update_subscription", subscription_id: "s1", rate_limit: 0 },
+  { type: "get_snapshot", stream: "market_data", limit: 10 },
+  { type: "get_trade_history", limit: 5 },
+  { type: "sync", client_timestamp: 1 },
+  { type: "subscribe", event_types: ["trade_executed"] },
 ];
 export const stream: StreamName = "risk_alerts";
 export const code: ErrorCode = "invalid_filter";
 export const slow: CloseCode = 4008 satisfies CloseCodes["SLOW_CONSUMER"];
 export const quoteFilters: StreamFilters<"market_data"> = { symbols: ["A"], min_price: 1 };
-export const decimalQuote: WithDecimalStrings<QuoteData> = { bid: "1.10", ask: 1.2 };
+export const decimalQuote: WithDecimalStrings<MarketDataPayload> = {
+  bid_price: "1.10",
+  ask_price: 1.2,
+  timestamp: "t",
+};
 export const severityFilter: Filters = { severity: "high" };
 export const alertType: MessageType = "breach_alert";
 export const riskData: PayloadByType["risk_alert"] = {
   metric: "var",
   current_value: 2,
   threshold: 1,
+  message: "var above 1",
   timestamp: "t",
 };
+export const sameInterface: MessageByType["order_update"] extends OrderUpdateMessage
+  ? true
+  : false = true;
+export const quote: MarketDataMessage = {
+  type: "market_data",
+  stream: "market_data",
+  version: "3.0",
+  timestamp: "t",
+  message_id: "m",
+  key: "AAPL",
+  seq: 1,
+  epoch: "e",
+  sequence: 1,
+  source: "api",
+  symbol: "AAPL",
+  data_type: "quote",
+  data: { bid_price: 1, ask_price: 1.1, timestamp: "t" },
+};
+export const anyMessage: AnyDataMessage = quote;
 
 export const badFilter: Subscribe = {
   type: "subscribe",
@@ -440,8 +541,26 @@ export const notNumber: number = riskData.extra_field;
 export const incomplete: PayloadByType["risk_alert"] = {
   metric: "var",
   current_value: 2,
+  message: "m",
   timestamp: "t",
 };
+// @ts-expect-error `data_type` is one of four kinds
+export const badKind: MarketDataMessage = { ...quote, data_type: "candle" };
+// @ts-expect-error a market data message has no other `type`
+export const wrongType: MarketDataMessage = { ...quote, type: "order_update" };
+// @ts-expect-error an order update needs its top-level `order_id`
+export const noOrderId: OrderUpdateMessage = {
+  ...quote,
+  type: "order_update",
+  stream: "order_updates",
+  symbol: "AAPL",
+  order_status: "open",
+  data: { side: "buy", quantity: 1, filled_quantity: 0, remaining_quantity: 1, timestamp: "t" },
+};
+export function quoteSize(message: MarketDataMessage): number {
+  // @ts-expect-error `data` is the market data payload: it has no `trade_id`
+  return message.data.trade_id;
+}
 """
 
 
@@ -500,93 +619,19 @@ def test_declarations_type_check_with_tsc(tmp_path: Path, dts: str) -> None:
 # --------------------------------------------------------------------------- JSON Schema
 
 
-def _component(doc: dict[str, Any], name: str) -> dict[str, Any]:
-    """The document with `name` as its root: `$defs` references keep resolving."""
-    assert name in doc["$defs"], name
-    return {key: value for key, value in doc.items() if key != "anyOf"} | {
-        "$ref": f"#/$defs/{name}"
-    }
-
-
-_ANNOTATIONS = frozenset(
-    {"$schema", "$id", "$defs", "title", "description", "default", "discriminator", "x-tidewire"}
-)
-
-
-def _check(instance: Any, node: dict[str, Any], doc: dict[str, Any], path: str) -> list[str]:
-    """A validator for the subset of JSON Schema msgspec emits; unknown keywords fail loudly."""
-    errors: list[str] = []
-    unknown = (
-        set(node)
-        - _ANNOTATIONS
-        - {
-            "$ref",
-            "anyOf",
-            "enum",
-            "type",
-            "properties",
-            "required",
-            "additionalProperties",
-            "items",
-        }
-    )
-    assert not unknown, f"the fallback validator does not know {unknown}; install jsonschema"
-    if "$ref" in node:
-        target = doc
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        errors += _check(instance, target, doc, path)
-    if "anyOf" in node and all(_check(instance, sub, doc, path) for sub in node["anyOf"]):
-        errors.append(f"{path}: matches none of anyOf")
-    if "enum" in node and not any(
-        instance == v and type(instance) is type(v) for v in node["enum"]
-    ):
-        errors.append(f"{path}: {instance!r} not in {node['enum']}")
-    if "type" in node:
-        checks = {
-            "object": lambda v: isinstance(v, dict),
-            "array": lambda v: isinstance(v, list),
-            "string": lambda v: isinstance(v, str),
-            "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-            "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-            "boolean": lambda v: isinstance(v, bool),
-            "null": lambda v: v is None,
-        }
-        if not checks[node["type"]](instance):
-            return [*errors, f"{path}: {instance!r} is not {node['type']}"]
-    if isinstance(instance, dict):
-        properties = node.get("properties", {})
-        errors += [f"{path}: missing {n}" for n in node.get("required", ()) if n not in instance]
-        extra = node.get("additionalProperties", True)
-        for key, value in instance.items():
-            if key in properties:
-                errors += _check(value, properties[key], doc, f"{path}.{key}")
-            elif extra is False:
-                errors.append(f"{path}: unexpected {key}")
-            elif isinstance(extra, dict):
-                errors += _check(value, extra, doc, f"{path}.{key}")
-    if isinstance(instance, list) and "items" in node:
-        for index, item in enumerate(instance):
-            errors += _check(item, node["items"], doc, f"{path}[{index}]")
-    return errors
-
-
 def validation_errors(doc: dict[str, Any], name: str, instance: Any) -> list[str]:
     """Why `instance` does not validate against component `name` ([] when it does)."""
-    if jsonschema is not None:
-        validator = jsonschema.Draft202012Validator(_component(doc, name))
-        return [error.message for error in validator.iter_errors(instance)]
-    return _check(instance, doc["$defs"][name], doc, "$")
+    assert name in doc["$defs"], name
+    root = {key: value for key, value in doc.items() if key != "anyOf"}
+    validator = jsonschema.Draft202012Validator(root | {"$ref": f"#/$defs/{name}"})
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(instance)]
 
 
 def test_schema_is_valid_draft_2020_12(doc: dict[str, Any]) -> None:
     assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    if jsonschema is not None:
-        jsonschema.Draft202012Validator.check_schema(doc)
-    # Without jsonschema (add it to the dev dependencies): the structure msgspec must produce.
+    jsonschema.Draft202012Validator.check_schema(doc)
     for name, component in doc["$defs"].items():
-        assert {"type", "anyOf", "enum"} & set(component), name
-        if component.get("type") == "object":
+        if component.get("type") == "object" and "allOf" not in component:
             assert set(component.get("required", [])) <= set(component["properties"]), name
 
 
@@ -606,58 +651,94 @@ def test_every_reference_resolves(doc: dict[str, Any]) -> None:
             for key, value in node.items():
                 if key == "$ref":
                     refs.append(value)
-                elif key != "x-tidewire":
+                elif key not in ("x-tidewire", "discriminator"):
                     walk(value)
         elif isinstance(node, list):
             for item in node:
                 walk(item)
 
     walk(doc)
+    catalogue = doc["x-tidewire"]
+    for entry in catalogue["streams"].values():
+        refs += [*entry["payloads"].values(), *entry["messages"].values()]
+    for entry in catalogue["shapes"].values():
+        refs += [entry["message"], entry["payload"]]
+    refs += doc["$defs"]["AnyDataMessage"]["discriminator"]["mapping"].values()
     assert refs
     for ref in refs:
         assert ref.startswith("#/$defs/") and ref.removeprefix("#/$defs/") in doc["$defs"], ref
-    for spec in doc["x-tidewire"]["streams"].values():
-        for target in spec["payloads"].values():
-            for ref in target.values() if isinstance(target, dict) else [target]:
-                assert ref.removeprefix("#/$defs/") in doc["$defs"], ref
 
 
 def test_schema_components_cover_the_protocol(doc: dict[str, Any], interfaces: Any) -> None:
     defs = doc["$defs"]
     structs = set(_structs())
     assert structs <= set(defs)
-    helpers = {"StreamOfType", "Streams", "ErrorCodes", "CloseCodes", "PayloadByType"}
-    assert structs == set(interfaces) - helpers - {"MarketDataPayloadByDataType"}
+    assert structs | set(MESSAGE_NAMES.values()) == set(interfaces) - HELPER_MAPS
     command_refs = [ref["$ref"].rsplit("/", 1)[1] for ref in defs["ClientCommand"]["anyOf"]]
     reply_refs = [ref["$ref"].rsplit("/", 1)[1] for ref in defs["ServerReply"]["anyOf"]]
+    data_refs = [ref["$ref"].rsplit("/", 1)[1] for ref in defs["AnyDataMessage"]["anyOf"]]
     assert command_refs == _members(messages.ClientCommand)
     assert reply_refs == _members(messages.ServerReply)
+    assert data_refs == [MESSAGE_NAMES[t] for t in sorted(STREAM_OF_TYPE)]
     assert defs["ClientCommand"]["discriminator"]["propertyName"] == "type"
+    assert defs["AnyDataMessage"]["discriminator"]["propertyName"] == "type"
     assert defs["StreamName"]["enum"] == list(STREAMS)
     assert defs["ErrorCode"]["enum"] == [code.value for code in ErrorCode]
     assert defs["CloseCode"]["enum"] == [int(code) for code in CloseCode]
     assert defs["MessageType"]["enum"] == sorted(STREAM_OF_TYPE)
+    root = [ref["$ref"].rsplit("/", 1)[1] for ref in doc["anyOf"]]
+    assert root == ["ClientCommand", "ServerReply", "AnyDataMessage", "Batch"]
 
 
-def test_catalogue_mirrors_streams_and_codes(doc: dict[str, Any]) -> None:
+@pytest.mark.parametrize("message_type", sorted(STREAM_OF_TYPE))
+def test_message_component_of_each_type(message_type: str, doc: dict[str, Any]) -> None:
+    shape = SHAPES[message_type]
+    component = doc["$defs"][MESSAGE_NAMES[message_type]]
+    assert component["allOf"] == [{"$ref": "#/$defs/DataMessage"}]
+    properties = component["properties"]
+    assert properties["type"] == {"const": message_type}
+    assert properties["stream"] == {"const": STREAM_OF_TYPE[message_type]}
+    assert properties["data"] == {"$ref": f"#/$defs/{shape.payload.__name__}"}
+    assert component["required"] == list(dict.fromkeys((*WIRE_REQUIRED, *shape.required)))
+    for name, values in shape.enums.items():
+        assert properties[name]["enum"] == list(values)
+    assert set(schema.shape_fields(message_type)) <= set(properties)
+    any_of = [{"required": [name]} for name in shape.any_of]
+    assert component.get("anyOf", []) == any_of
+    assert all(properties[name].get("description") for name in schema.shape_fields(message_type))
+
+
+def test_catalogue_mirrors_streams_shapes_and_codes(doc: dict[str, Any]) -> None:
     catalogue = doc["x-tidewire"]
     assert catalogue["protocol_version"] == messages.PROTOCOL_VERSION
     assert list(catalogue["streams"]) == list(STREAMS)
     for name, entry in catalogue["streams"].items():
         spec = STREAMS[name]
-        assert entry["key_field"] == spec.key_field
-        assert entry["class"] == spec.stream_class.value
-        assert entry["message_types"] == list(spec.message_types)
-        assert entry["filters"] == sorted(spec.filters)
-        assert list(entry["payloads"]) == list(spec.message_types)
-    assert catalogue["streams"]["market_data"]["payloads"]["market_data"] == {
-        "quote": "#/$defs/QuoteData",
-        "trade": "#/$defs/TradeTickData",
-        "bar": "#/$defs/BarData",
-    }
-    assert catalogue["streams"]["risk_alerts"]["payloads"]["breach_alert"] == (
-        "#/$defs/RiskAlertData"
-    )
+        assert entry == {
+            "key_field": spec.key_field,
+            "key_fallback": spec.key_fallback,
+            "class": spec.stream_class.value,
+            "message_types": list(spec.message_types),
+            "filters": sorted(spec.filters),
+            "snapshot_fields": list(spec.snapshot_fields),
+            "keeps_last_values": spec.keeps_last_values,
+            "payloads": {
+                t: f"#/$defs/{PAYLOAD_OF_TYPE[t].__name__}" for t in spec.message_types
+            },
+            "messages": {t: f"#/$defs/{MESSAGE_NAMES[t]}" for t in spec.message_types},
+        }
+    assert catalogue["streams"]["market_data"]["snapshot_fields"] == ["data_type"]
+    assert catalogue["streams"]["order_updates"]["key_fallback"] == "user_id"
+    assert catalogue["streams"]["position_updates"]["keeps_last_values"] is True
+    assert list(catalogue["shapes"]) == sorted(STREAM_OF_TYPE)
+    for message_type, entry in catalogue["shapes"].items():
+        shape = SHAPES[message_type]
+        assert entry["stream"] == STREAM_OF_TYPE[message_type]
+        assert entry["required"] == list(shape.required)
+        assert entry["optional"] == list(shape.optional)
+        assert entry["any_of"] == list(shape.any_of)
+        assert entry["enums"] == {k: list(v) for k, v in shape.enums.items()}
+    assert catalogue["envelope_required"] == list(WIRE_REQUIRED)
     assert [(e["name"], e["code"]) for e in catalogue["error_codes"]] == [
         (code.name, code.value) for code in ErrorCode
     ]
@@ -673,7 +754,11 @@ def test_descriptions_are_dedented(doc: dict[str, Any]) -> None:
     assert "\n    " not in description
     assert description.startswith("One message of a stream")
     seq = doc["$defs"]["DataMessage"]["properties"]["seq"]
-    assert seq["description"].startswith("Offset in the stream")
+    assert seq["description"].startswith("Position in the stream")
+    uptime = doc["$defs"]["EngineStatusPayload"]["properties"]["uptime"]
+    assert uptime["description"].startswith("Seconds since the engine")
+    bid = doc["$defs"]["MarketDataPayload"]["properties"]["bid_price"]
+    assert bid["description"] == "Best bid."
 
 
 # ----- real messages validate
@@ -684,12 +769,13 @@ def _wire(obj: Any) -> Any:
 
 
 PRODUCED = [
+    # Tidewire 0.1 names: the gateway maps them, subscribers get the canonical shape.
     {"type": "market_data", "symbol": "AAPL", "data": {"bid": 1.0, "ask": 1.1}},
     {"type": "market_data", "symbol": "AAPL", "data": {"price": 1.0, "size": 5}},
     {
         "type": "position_update",
         "portfolio_id": "P1",
-        "data": {"symbol": "AAPL", "quantity": 3, "avg_price": 10.5, "unrealized_pnl": -1},
+        "data": {"symbol": "AAPL", "quantity": -3, "avg_price": 10.5, "unrealized_pnl": -1},
     },
     {
         "type": "risk_alert",
@@ -697,21 +783,47 @@ PRODUCED = [
         "severity": "warning",
         "data": {"metric": "var", "current_value": 2, "threshold": 1, "timestamp": "t"},
     },
+    {
+        "type": "order_update",
+        "portfolio_id": "P1",
+        "data": {
+            "order_id": "O1",
+            "symbol": "AAPL",
+            "side": "buy",
+            "quantity": 3,
+            "filled_quantity": 1,
+            "status": "rejected",
+            "reason": "no",
+        },
+    },
     {"type": "notification", "source": "ops", "data": {"message": "hello", "extra": [1]}},
 ]
 
 
 @pytest.mark.parametrize("raw", PRODUCED, ids=lambda raw: str(raw["type"]))
 def test_ingested_data_message_validates(raw: dict[str, Any], doc: dict[str, Any]) -> None:
-    message = msgspec.structs.replace(build_data_message(raw), seq=7, epoch="e1")
+    message = build_data_message(raw).sequenced(7, "e1")
     wire = _wire(message)
+    assert validation_errors(doc, MESSAGE_NAMES[wire["type"]], wire) == []
+    assert validation_errors(doc, "AnyDataMessage", wire) == []
     assert validation_errors(doc, "DataMessage", wire) == []
-    payloads = doc["x-tidewire"]["streams"][wire["stream"]]["payloads"][wire["type"]]
-    if isinstance(payloads, dict):
-        payloads = payloads[wire["data_type"]]
-    assert validation_errors(doc, payloads.removeprefix("#/$defs/"), wire["data"]) == []
     batch = _wire(messages.Batch(messages=[msgspec.Raw(encode(message, WireFormat.JSON))]))
     assert validation_errors(doc, "Batch", batch) == []
+
+
+def test_an_unsequenced_message_is_not_what_subscribers_receive(doc: dict[str, Any]) -> None:
+    wire = _wire(build_data_message(PRODUCED[0]))
+    assert validation_errors(doc, "DataMessage", wire) == []
+    assert validation_errors(doc, "MarketDataMessage", wire) != []  # no seq, epoch, sequence
+
+
+def _trade() -> messages.DataMessage:
+    raw = {
+        "type": "trade_updates",
+        "user_id": "u1",
+        "data": {"trade_id": "t", "symbol": "A", "side": "buy", "quantity": 1, "price": 2},
+    }
+    return build_data_message(raw).sequenced(3, "e")
 
 
 REPLIES = [
@@ -719,9 +831,11 @@ REPLIES = [
         correlation_id="m1",
         subscription_id="s1",
         stream="market_data",
+        topic="market_data.AAPL",
         filters=messages.Filters(symbols=["AAPL"], min_price=1.0),
         position=messages.StreamPosition(epoch="e1", seq=42),
         recovered=True,
+        updated=True,
     ),
     messages.ErrorReply(
         error_code=ErrorCode.INVALID_FILTER, error_message="bad", retryable=False, details={"x": 1}
@@ -733,12 +847,21 @@ REPLIES = [
         subscription_id=None, error_code="unknown_stream", error_message="?", retryable=False
     ),
     messages.HeartbeatResponse(
-        client_timestamp=None,
+        client_timestamp="2026-01-01T00:00:00Z",
         server_timestamp="t",
         positions={"market_data": messages.StreamPosition(epoch="e", seq=1)},
     ),
     messages.Ack(ack_message_id="m", seq=3, status="duplicate", duplicate=True),
     messages.Pong(),
+    messages.Snapshot(
+        stream="trade_updates",
+        topic="trade_updates",
+        position=messages.StreamPosition(epoch="e", seq=3),
+        messages=[_trade()],
+        truncated=True,
+    ),
+    messages.TradeHistory(position=messages.StreamPosition(epoch="e", seq=3), trades=[_trade()]),
+    messages.SyncResponse(client_timestamp=1.5, server_timestamp="t", server_time=1.7e12),
 ]
 
 
@@ -747,6 +870,12 @@ def test_server_replies_validate(reply: Any, doc: dict[str, Any]) -> None:
     wire = _wire(reply)
     assert validation_errors(doc, type(reply).__name__, wire) == []
     assert validation_errors(doc, "ServerReply", wire) == []
+
+
+def test_snapshot_messages_are_typed(doc: dict[str, Any]) -> None:
+    wire = _wire(REPLIES[7])
+    del wire["messages"][0]["user_id"]  # a trade names its user or its portfolio
+    assert validation_errors(doc, "Snapshot", wire) != []
 
 
 def test_rest_bodies_validate(doc: dict[str, Any]) -> None:
@@ -764,12 +893,20 @@ def test_rest_bodies_validate(doc: dict[str, Any]) -> None:
     [
         {"type": "subscribe", "stream": "market_data", "filters": {"symbols": ["A"]}},
         {"type": "subscribe", "stream": "orders", "since": {"epoch": "e", "seq": 3}},
+        {"type": "subscribe", "event_types": ["trade_executed", "pnl_update"]},
         {"type": "unsubscribe", "subscription_ids": ["a", "b"]},
         {"type": "heartbeat", "client_timestamp": 1700000000000},
+        {"type": "heartbeat", "client_timestamp": "2026-01-01T00:00:00Z"},
         {"type": "publish", "message": {"type": "event", "data": {"message": "x"}}},
         {"type": "list_subscriptions", "message_id": "m"},
         {"type": "auth", "token": "t"},
         {"type": "ping"},
+        {"type": "update_subscription", "subscription_id": "s", "filters": {}, "rate_limit": 0},
+        {"type": "get_snapshot", "topic": "market_data.AAPL", "limit": 5},
+        {"type": "get_trade_history", "filters": {"symbols": ["A"]}, "limit": 10},
+        {"type": "sync", "client_timestamp": 1700000000000},
+        {"type": "subscribe_order_book", "symbol": "AAPL", "venue": "XNAS"},
+        {"type": "unsubscribe_order_book", "symbol": "AAPL"},
     ],
 )
 def test_client_commands_validate(command: dict[str, Any], doc: dict[str, Any]) -> None:
@@ -782,20 +919,21 @@ def test_client_commands_validate(command: dict[str, Any], doc: dict[str, Any]) 
         ("SubscriptionConfirmed", {"type": "subscription_confirmed", "subscription_id": "s"}),
         ("ErrorReply", {"type": "error", "error_code": "x"}),
         ("ErrorReply", {"type": "pong"}),
-        ("ClientCommand", {"type": "subscribe"}),
+        ("ClientCommand", {"type": "update_subscription"}),
         ("ClientCommand", {"type": "subscribe", "stream": "x", "filters": {"symbolz": ["A"]}}),
-        ("ClientCommand", {"type": "heartbeat", "client_timestamp": "soon"}),
+        ("ClientCommand", {"type": "heartbeat", "client_timestamp": [1]}),
         ("Filters", {"severity": "urgent"}),
-        ("QuoteData", {"bid": 1.0}),
+        ("MarketDataPayload", {"bid_price": 1.0}),  # no timestamp
         (
-            "TradeData",
+            "TradePayload",
             {
                 "trade_id": "t",
-                "order_id": "o",
                 "symbol": "A",
                 "side": "hold",
                 "quantity": 1,
                 "price": 1,
+                "status": "filled",
+                "timestamp": "t",
             },
         ),
         ("DataMessage", {"type": "event", "stream": "events"}),
@@ -807,9 +945,8 @@ def test_invalid_messages_do_not_validate(name: str, instance: Any, doc: dict[st
 
 
 def test_root_schema_accepts_any_frame(doc: dict[str, Any]) -> None:
-    if jsonschema is None:
-        pytest.skip("jsonschema is not installed in this environment")
     validator = jsonschema.Draft202012Validator(doc)
     assert validator.is_valid({"type": "ping"})
     assert validator.is_valid(_wire(REPLIES[0]))
+    assert validator.is_valid(_wire(build_data_message(PRODUCED[0]).sequenced(1, "e")))
     assert not validator.is_valid({"type": "ping", "priority": "high"})

@@ -169,7 +169,9 @@ async def test_broadcast_reaches_everyone(
     assert response.json()["recipients"] == 2
     for client in (subscribed, idle):
         message = (await client.data(1))[0]
-        assert message["type"] == "system_alert" and message["data"]["message"] == "halt at 16:00"
+        assert message["type"] == "system_alert"
+        assert message["data"]["description"] == "halt at 16:00"
+        assert (message["component"], message["alert_type"]) == ("gateway", "operator_notice")
     # Delivered once, though the subscribed client also matches through its subscription.
     assert await subscribed.no_data(gateway) == []
     bad = await http.post("/api/broadcast", json={"text": "no"})

@@ -29,7 +29,7 @@ async def test_latest_value_snapshot_then_live(gateway: Gateway, connect: Connec
     confirmed = await client.subscribe("market_data", filters={"symbols": ["AAPL", "MSFT"]})
     assert confirmed["position"]["seq"] == 5
     snapshot = await client.data(2)
-    assert [(m["symbol"], m["data"]["bid"]) for m in snapshot] == [("AAPL", 3.0), ("MSFT", 50.0)]
+    assert [(m["symbol"], m["data"]["bid_price"]) for m in snapshot] == [("AAPL", 3.0), ("MSFT", 50.0)]
     await gateway.publish(quote("AAPL", bid=4.0, ask=4.1))
     live = await client.data(1)
     assert live[0]["seq"] == 6
@@ -57,7 +57,7 @@ async def test_positions_snapshot_per_portfolio_and_symbol(
     confirmed = await client.subscribe("position_updates", filters={"portfolio_ids": ["PF-1"]})
     assert confirmed["position"]["seq"] == 4
     snapshot = await client.data(2)
-    assert [(m["data"]["symbol"], m["data"]["quantity"]) for m in snapshot] == [
+    assert [(m["symbol"], m["data"]["quantity"]) for m in snapshot] == [
         ("MSFT", 5),
         ("AAPL", 12),
     ]
@@ -127,7 +127,7 @@ async def test_latest_value_resume(gateway: Gateway, connect: Connect) -> None:
     other = await connect(gateway)
     stale = await other.subscribe("market_data", since=current)
     assert stale["recovered"] is False
-    assert (await other.data(1))[0]["data"]["bid"] == 2.0
+    assert (await other.data(1))[0]["data"]["bid_price"] == 2.0
 
 
 async def test_rate_limit_conflates_and_keeps_order(gateway: Gateway, connect: Connect) -> None:
@@ -139,13 +139,13 @@ async def test_rate_limit_conflates_and_keeps_order(gateway: Gateway, connect: C
         await gateway.publish(quote("MSFT", bid=200 + i, ask=200.5 + i))
     received: list[dict[str, Any]] = []
     async with asyncio.timeout(5):
-        while {m["symbol"]: m["data"]["bid"] for m in received} != {"AAPL": 139, "MSFT": 239}:
+        while {m["symbol"]: m["data"]["bid_price"] for m in received} != {"AAPL": 139, "MSFT": 239}:
             received += await client.data(1)
     # The first message went at once, the rest were conflated to the newest per symbol.
     assert len(received) < 10
     seqs = [m["seq"] for m in received]
     assert seqs == sorted(seqs)
-    newest = {m["symbol"]: m["data"]["bid"] for m in received}
+    newest = {m["symbol"]: m["data"]["bid_price"] for m in received}
     assert newest == {"AAPL": 139, "MSFT": 239}
 
 
@@ -207,9 +207,9 @@ async def test_stalled_market_data_reader_is_conflated_then_cut_off(
     # client shares the gateway's event loop, so it may fall behind too: then conflated).
     got: list[dict[str, Any]] = []
     async with asyncio.timeout(10):
-        while not got or got[-1]["data"]["bid"] != 5990.0:
+        while not got or got[-1]["data"]["bid_price"] != 5990.0:
             got += await healthy.data(1)
-    bids = [m["data"]["bid"] for m in got]
+    bids = [m["data"]["bid_price"] for m in got]
     assert bids == sorted(set(bids)) and all(b % 10 == 0 for b in bids)
     # The stalled reader is cut off after stall_timeout.
     await wait_for(lambda: stalled.closed)

@@ -54,7 +54,7 @@ def close(a: float, b: float, tolerance: float) -> bool:
 def test_every_stream_receives_messages(messages: list[DataMessage]) -> None:
     assert {message.stream for message in messages} == set(STREAMS)
     types = {message.type for message in messages}
-    assert {"risk_alert", "breach_alert", "event", "notification"} <= types
+    assert {"risk_alert", "breach_alert", "event", "notification", "alert", "system_alert"} <= types
     assert {message.data_type for message in of_type(messages, "market_data")} == {
         "quote",
         "trade",
@@ -64,33 +64,32 @@ def test_every_stream_receives_messages(messages: list[DataMessage]) -> None:
     assert {message.key for message in of_type(messages, "engine_status")} == {ENGINE_ID}
 
 
-# The fields subscribers filter on, per stream (PROTOCOL.md section 3), carried top level.
+# The fields subscribers filter on (docs/protocol.md) and those of the canonical shapes,
+# carried top level, per message type.
+_OWNED = {"portfolio_id", "strategy_id", "user_id", "symbol", "venue", "asset_class"}
 REQUIRED_FIELDS = {
     "market_data": {"symbol", "venue", "asset_class", "data_type"},
-    "trade_updates": {"portfolio_id", "strategy_id", "user_id", "symbol", "venue", "asset_class"},
-    "order_updates": {"portfolio_id", "strategy_id", "user_id", "symbol", "venue", "asset_class"},
-    "position_updates": {
-        "portfolio_id",
-        "strategy_id",
-        "user_id",
-        "symbol",
-        "venue",
-        "asset_class",
-    },
-    "risk_alerts": {"portfolio_id", "user_id", "severity", "risk_type"},
-    "performance_updates": {"portfolio_id", "user_id"},
-    "strategy_performance": {"strategy_id", "portfolio_id", "user_id"},
-    "execution_analytics": {"symbol", "portfolio_id", "strategy_id", "venue", "user_id"},
-    "risk_metrics": {"portfolio_id", "user_id"},
+    "trade_updates": _OWNED | {"trade_type"},
+    "order_update": _OWNED | {"order_id", "order_status"},
+    "position_update": _OWNED | {"position_side"},
+    "risk_alert": {"portfolio_id", "user_id", "severity", "risk_type"},
+    "breach_alert": {"portfolio_id", "user_id", "severity", "breach_type"},
+    "performance_update": {"portfolio_id", "user_id"},
+    "strategy_performance": {"strategy_id", "strategy_name", "portfolio_id", "user_id"},
+    "execution_analytics": _OWNED | {"execution_id"},
+    "risk_metrics": {"portfolio_id", "user_id", "metric_type"},
     "engine_status": {"engine_id", "severity"},
     "system_health": {"component", "severity"},
-    "events": {"severity"},
+    "event": {"severity", "event_type", "event_id"},
+    "notification": {"severity"},
+    "alert": {"severity", "alert_level", "alert_category", "portfolio_id", "user_id"},
+    "system_alert": {"severity", "component", "alert_type"},
 }
 
 
 def test_filter_fields_are_top_level(messages: list[DataMessage]) -> None:
     for message in messages:
-        missing = {name for name in REQUIRED_FIELDS[message.stream] if not getattr(message, name)}
+        missing = {name for name in REQUIRED_FIELDS[message.type] if not getattr(message, name)}
         assert not missing, (message.type, missing)
         assert message.severity is None or message.severity in SEVERITIES
         if message.portfolio_id is not None:
@@ -108,13 +107,15 @@ def test_quotes_are_plausible(messages: list[DataMessage]) -> None:
     assert len({quote.symbol for quote in quotes}) == 20
     for quote in quotes:
         assert quote.symbol is not None
-        bid, ask, tick = quote.data["bid"], quote.data["ask"], TICK[quote.symbol]
+        bid, ask, tick = quote.data["bid_price"], quote.data["ask_price"], TICK[quote.symbol]
         assert 0 < bid < ask
         assert (ask - bid) / bid < 0.002  # a few basis points, at most a few ticks
         for price in (bid, ask):
             assert close(round(price / tick) * tick, price, 1e-9)
         assert 0.8 < bid / start[quote.symbol] < 1.25
         assert quote.data["bid_size"] > 0 and quote.data["ask_size"] > 0
+    trades = [m for m in of_type(messages, "market_data") if m.data_type == "trade"]
+    assert trades and all(t.data["last_trade_size"] > 0 and t.data["price"] > 0 for t in trades)
 
 
 def test_quote_rate_is_exact_over_time() -> None:
@@ -134,12 +135,13 @@ def test_quote_rate_is_exact_over_time() -> None:
 def test_order_lifecycle_is_valid(messages: list[DataMessage]) -> None:
     history: dict[str, list[DataMessage]] = defaultdict(list)
     for message in of_type(messages, "order_update"):
-        history[message.data["order_id"]].append(message)
+        assert message.order_id is not None
+        history[message.order_id].append(message)
     assert len(history) > 100
-    statuses = {update.data["status"] for updates in history.values() for update in updates}
+    statuses = {update.order_status for updates in history.values() for update in updates}
     assert statuses == {"pending", "open", "partial", "filled", "cancelled", "rejected"}
     for order_id, updates in history.items():
-        path = [update.data["status"] for update in updates]
+        path = [update.order_status for update in updates]
         assert path[0] == "pending", order_id
         if len(path) > 1:
             assert path[1] in ("open", "rejected"), path
@@ -152,11 +154,17 @@ def test_order_lifecycle_is_valid(messages: list[DataMessage]) -> None:
         assert filled == sorted(filled) and filled[-1] <= quantity
         if path[-1] == "filled":
             assert filled[-1] == quantity
-        if path[-1] in ("cancelled", "rejected"):
-            assert updates[-1].data["reason"]
+        reason = {"cancelled": "cancel_reason", "rejected": "reject_reason"}.get(path[-1])
+        if reason is not None:
+            assert updates[-1].data[reason]
         for update in updates:
-            assert update.data["quantity"] == quantity
-            assert (update.data["order_type"] == "limit") == ("price" in update.data)
+            data = update.data
+            assert data["quantity"] == quantity
+            assert close(data["remaining_quantity"], quantity - data["filled_quantity"], 1e-9)
+            assert (data["order_type"] == "limit") == ("price" in data)
+            assert data["order_time"] == updates[0].data["order_time"]
+            ends = {name for name in ("cancel_reason", "reject_reason") if name in data}
+            assert ends == ({reason} if update is updates[-1] and reason else set())
 
 
 def test_every_fill_has_a_trade_and_analytics(messages: list[DataMessage]) -> None:
@@ -169,7 +177,8 @@ def test_every_fill_has_a_trade_and_analytics(messages: list[DataMessage]) -> No
     increments = defaultdict(list)
     last_filled: dict[str, float] = {}
     for update in of_type(messages, "order_update"):
-        order_id, filled = update.data["order_id"], update.data["filled_quantity"]
+        order_id, filled = update.order_id, update.data["filled_quantity"]
+        assert order_id is not None
         if filled > last_filled.get(order_id, 0.0):
             increments[order_id].append(filled - last_filled.get(order_id, 0.0))
             # avg_fill_price is the quantity-weighted price of the order's trades so far.
@@ -181,26 +190,49 @@ def test_every_fill_has_a_trade_and_analytics(messages: list[DataMessage]) -> No
     for order_id, steps in increments.items():
         assert [t.data["quantity"] for t in trades[order_id]] == pytest.approx(steps)
         assert len(analytics[order_id]) == len(steps)
-        for trade in trades[order_id]:
+        for trade, report in zip(trades[order_id], analytics[order_id], strict=True):
             assert trade.symbol == trade.data["symbol"] and trade.data["commission"] >= 0
+            assert trade.data["execution_id"] == report.execution_id == trade.data["trade_id"]
     trade_ids = [t.data["trade_id"] for t in of_type(messages, "trade_updates")]
     assert len(trade_ids) == len(set(trade_ids))
 
 
+def test_a_trade_carries_its_order_status_after_the_fill(messages: list[DataMessage]) -> None:
+    """Each fill publishes the order's update, then its trade: same status, quantities."""
+    last_update: dict[str, DataMessage] = {}
+    checked = 0
+    for message in messages:
+        if message.type == "order_update":
+            assert message.order_id is not None
+            last_update[message.order_id] = message
+        elif message.type == "trade_updates":
+            order = last_update[message.data["order_id"]]
+            assert message.data["status"] == order.order_status in ("partial", "filled")
+            assert message.trade_type == (
+                "fill" if order.order_status == "filled" else "partial_fill"
+            )
+            for name in ("filled_quantity", "remaining_quantity", "avg_fill_price"):
+                assert message.data[name] == order.data[name], name
+            assert message.data["venue"] == message.venue
+            checked += 1
+    assert checked > 100
+
+
 def test_slippage_is_measured_against_the_arrival_mid(messages: list[DataMessage]) -> None:
-    side = {t.data["order_id"]: t.data["side"] for t in of_type(messages, "trade_updates")}
-    filled = {
-        u.data["order_id"]: u.data["avg_fill_price"]
-        for u in of_type(messages, "order_update")
-        if "avg_fill_price" in u.data
-    }
+    trades = {t.data["trade_id"]: t for t in of_type(messages, "trade_updates")}
     for report in of_type(messages, "execution_analytics"):
         data = report.data
-        sign = 1 if side[data["order_id"]] == "buy" else -1
-        expected = sign * (filled[data["order_id"]] / data["arrival_price"] - 1) * 1e4
-        if data["fill_ratio"] == 1:
-            assert close(data["slippage_bps"], expected, 0.01)
-        assert 0 < data["fill_ratio"] <= 1
+        assert report.execution_id is not None
+        trade = trades[report.execution_id]
+        assert data["fill_price"] == trade.data["price"]
+        assert close(data["slippage"], data["fill_price"] - data["benchmark_price"], 1e-6)
+        expected = data["slippage"] / data["benchmark_price"] * 1e4
+        assert close(data["slippage_bps"], expected, 0.001)
+        assert trade.data["slippage_bps"] == data["slippage_bps"]
+        sign = 1 if trade.data["side"] == "buy" else -1
+        cost = sign * data["slippage"] * trade.data["quantity"] * MULTIPLIER[trade.data["symbol"]]
+        assert close(data["execution_shortfall"], cost, 0.01)
+        assert 0 < data["fill_ratio"] <= 1 and data["execution_time_ms"] > 0
 
 
 # --------------------------------------------------------------------------- positions and P&L
@@ -230,6 +262,8 @@ def test_positions_follow_the_fills(messages: list[DataMessage]) -> None:
             held, avg, realized = book[message.portfolio_id, message.symbol]
             data = message.data
             assert close(data["quantity"], held, 1e-6), message
+            side = "long" if data["quantity"] > 0 else "short" if data["quantity"] < 0 else "flat"
+            assert message.position_side == side
             assert close(data["realized_pnl"], realized, 0.02)
             if abs(held) > 1e-9:
                 assert close(data["avg_price"], avg, 1e-4 * TICK[message.symbol])
@@ -262,26 +296,73 @@ def test_performance_is_consistent_with_positions(messages: list[DataMessage]) -
             assert close(data["commissions"], commissions[portfolio], 0.1)
             daily = data["realized_pnl"] + data["unrealized_pnl"] - data["commissions"]
             assert close(data["daily_pnl"], daily, 0.05)
-            assert close(data["total_value"] - data["total_pnl"], CAPITAL[portfolio], 0.05)
+            assert close(data["total_value"] - data["pnl"], CAPITAL[portfolio], 0.05)
+            assert close(data["returns"], data["pnl"] / CAPITAL[portfolio], 1e-8)
             # P&L of earlier days stays what it was.
-            prior = baseline.setdefault(portfolio, data["total_pnl"] - data["daily_pnl"])
-            assert close(data["total_pnl"] - data["daily_pnl"], prior, 0.05)
+            prior = baseline.setdefault(portfolio, data["pnl"] - data["daily_pnl"])
+            assert close(data["pnl"] - data["daily_pnl"], prior, 0.05)
     assert set(baseline) == set(CAPITAL)
 
 
 def test_risk_metrics_and_strategies(messages: list[DataMessage]) -> None:
-    for metrics in of_type(messages, "risk_metrics"):
-        data = metrics.data
+    reports: dict[tuple[str | None, str], dict[str, float]] = defaultdict(dict)
+    trends: dict[tuple[str | None, str], list[float]] = defaultdict(list)
+    for metric in of_type(messages, "risk_metrics"):
+        assert metric.metric_type is not None
+        reports[metric.portfolio_id, metric.timestamp][metric.metric_type] = metric.data["value"]
+        history = trends[metric.portfolio_id, metric.metric_type]
+        if history and metric.data["trend"] == "increasing":
+            assert metric.data["value"] > history[-1]
+        history.append(metric.data["value"])
+    assert reports
+    for data in reports.values():
+        assert set(data) == {
+            "var_95",
+            "exposure",
+            "leverage",
+            "margin_used",
+            "net_exposure",
+            "concentration",
+        }
         assert data["var_95"] >= 0 and data["exposure"] >= abs(data["net_exposure"]) - 0.01
         assert 0 <= data["leverage"] < 3
     strategies = {spec.portfolio_id: set(spec.strategies) for spec in PORTFOLIOS}
-    for performance in of_type(messages, "strategy_performance"):
-        assert performance.portfolio_id is not None
-        assert performance.strategy_id in strategies[performance.portfolio_id]
-        assert performance.data["trades"] >= 0
-        assert 0 <= performance.data.get("win_rate", 0) <= 1
-    for alert in of_type(messages, "risk_alert") + of_type(messages, "breach_alert"):
+    fills: dict[str | None, int] = defaultdict(int)
+    for message in messages:
+        if message.type == "trade_updates":
+            fills[message.strategy_id] += 1
+        elif message.type == "strategy_performance":
+            assert message.portfolio_id is not None
+            assert message.strategy_id in strategies[message.portfolio_id]
+            data = message.data
+            assert data["trade_count"] == fills[message.strategy_id]
+            assert 0 <= data["win_rate"] <= 1 and 0 <= data["profit_factor"] <= 100
+            assert data["max_drawdown"] >= 0
+            share = CAPITAL[message.portfolio_id] / 2
+            assert close(data["total_return"], data["pnl"] / share, 1e-8)
+    for alert in of_type(messages, "risk_alert"):
         assert alert.data["timestamp"] == alert.timestamp and alert.data["threshold"] > 0
+    for breach in of_type(messages, "breach_alert"):
+        data = breach.data
+        assert data["timestamp"] == breach.timestamp and data["limit_value"] > 0
+        expected = 100 * (data["current_value"] - data["limit_value"]) / data["limit_value"]
+        assert close(data["breach_percentage"], expected, 1e-3)
+
+
+def test_engine_status_and_health(messages: list[DataMessage]) -> None:
+    engine = of_type(messages, "engine_status")
+    assert engine[0].data["state"] == "starting" and engine[0].data["uptime"] == 0
+    assert {m.data["state"] for m in engine[1:]} <= {"running", "degraded"}
+    uptimes = [m.data["uptime"] for m in engine]
+    assert uptimes == sorted(uptimes) and uptimes[-1] > 90
+    assert engine[-1].data["orders_processed"] > 0 and engine[-1].data["trades_executed"] > 0
+    for health in of_type(messages, "system_health"):
+        data = health.data
+        assert data["status"] in ("healthy", "degraded")
+        assert 0 < data["cpu_usage"] <= 100 and 0 < data["memory_usage"] <= 100
+        assert data["network_latency"] > 0
+    for alert in of_type(messages, "system_alert"):
+        assert alert.data["current_value"] > alert.data["threshold"]
 
 
 # --------------------------------------------------------------------------- model behaviour

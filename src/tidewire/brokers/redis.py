@@ -271,7 +271,9 @@ class RedisBroker:
         if not STREAMS[stream].reliable or count <= 0 or node.seq == 0:
             return []
         client = self._require_client()
-        # Up to what this node delivered, like `history`; newest first from Redis.
+        # Up to what this node delivered, like `history`, and no further back than the
+        # limit (Redis trims approximately); newest first from Redis.
+        count = min(count, self._limits[stream].max_messages)
         entries: Any = await self._call(
             client.xrevrange(self._log_keys[stream], f"{node.seq}-0", "-", count=count)
         )

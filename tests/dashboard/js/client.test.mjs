@@ -12,8 +12,11 @@ import {
   TidewireClient,
   conflationKey,
   connectionUrl,
+  STREAMS,
   isResync,
   matches,
+  messageKey,
+  messagePrice,
   reconnectRefusal,
   utf8Length,
 } from "../../../src/tidewire/dashboard/static/tidewire-client.js";
@@ -22,11 +25,12 @@ import { FakeWebSocket, tick } from "./fake-websocket.mjs";
 const EPOCH = "e1";
 const quote = (symbol, seq, extra = {}) => ({
   type: "market_data", stream: "market_data", key: symbol, seq, epoch: EPOCH, symbol,
-  data_type: "quote", data: { bid: 100, ask: 101 }, ...extra,
+  data_type: "quote", data: { bid_price: 100, ask_price: 101 }, ...extra,
 });
 const order = (seq, epoch = EPOCH) => ({
   type: "order_update", stream: "order_updates", key: "PF-A", seq, epoch, portfolio_id: "PF-A",
-  data: { order_id: `O-${seq}`, symbol: "AAPL" },
+  order_id: `O-${seq}`, symbol: "AAPL", order_status: "open",
+  data: { side: "buy", quantity: 10, filled_quantity: 0, remaining_quantity: 10 },
 });
 
 function newClient(options = {}) {
@@ -81,6 +85,21 @@ test("routing: the gateway's filter rules", () => {
   assert.ok(matches({ severity: "medium" }, { ...m, severity: "error" })); // alias of high
   assert.ok(!matches({ portfolio_ids: ["PF-A"] }, m)); // no such field: no match
   assert.ok(matches({ portfolio_ids: ["PF-A"] }, { ...m, data: { portfolio_id: "PF-A" } }));
+  // Blank form fields are no filter, as on the gateway.
+  assert.ok(matches({ portfolio_ids: [], symbols: [], venue: "", severity: "" }, m));
+});
+
+test("routing: the price is data.price, else data.last_trade_price, else the bid/ask mid", () => {
+  const tick = (data) => ({ type: "market_data", stream: "market_data", key: "X", symbol: "X", data });
+  assert.equal(messagePrice(tick({ price: 7, last_trade_price: 9, bid_price: 1, ask_price: 3 })), 7);
+  assert.equal(messagePrice(tick({ last_trade_price: 9, bid_price: 1, ask_price: 3 })), 9);
+  assert.equal(messagePrice(tick({ bid_price: 1, ask_price: 3 })), 2);
+  assert.equal(messagePrice(tick({ bid_price: "1.5", ask_price: "2.5" })), 2); // decimals=string
+  assert.equal(messagePrice(tick({ bid: 1, ask: 3 })), null); // 0.1 names are gone
+  assert.equal(messagePrice(tick({ bid_price: 1 })), null);
+  assert.equal(messagePrice({ ...tick({ bid_price: 1, ask_price: 3 }), price: 50 }), 2); // only data
+  assert.ok(matches({ min_price: 9, max_price: 9 }, tick({ last_trade_price: 9, last_trade_size: 100 })));
+  assert.ok(!matches({ max_price: 1.9 }, tick({ bid_price: 1, ask_price: 3 })));
 });
 
 test("dedupe: per conflation unit on latest-value streams, per subscription on reliable ones", () => {
@@ -95,7 +114,23 @@ test("dedupe: per conflation unit on latest-value streams, per subscription on r
   assert.ok(seq.accept(order(11)));
   assert.ok(!seq.accept(order(11)));
   assert.ok(seq.accept(order(1, "e2"))); // a new epoch starts afresh
-  assert.equal(conflationKey("position_updates", { key: "PF", data: { symbol: "AAPL" } }), "PF\u0000AAPL");
+});
+
+test("conflation keys mirror the gateway's snapshot_key; keys fall back like the gateway's", () => {
+  const US = "\u001f";
+  assert.equal(conflationKey("market_data", quote("AAPL", 1)), `AAPL${US}quote`);
+  assert.equal(conflationKey("market_data", { key: "AAPL", data: {} }), `AAPL${US}`);
+  assert.equal(conflationKey("position_updates", { key: "PF", symbol: "AAPL" }), `PF${US}${US}AAPL`);
+  assert.equal(conflationKey("position_updates", { key: "PF", strategy_id: "S1", data: { symbol: "AAPL" } }), `PF${US}S1${US}AAPL`);
+  assert.equal(conflationKey("risk_metrics", { key: "PF", metric_type: "var_95", data: { value: 1 } }), `PF${US}var_95`);
+  assert.equal(conflationKey("engine_status", { key: "E1", data_type: "quote" }), "E1"); // no snapshot fields
+  assert.equal(conflationKey("events", { data: {} }), null);
+  assert.equal(messageKey("trade_updates", { user_id: "u1", data: {} }), "u1");
+  assert.equal(messageKey("trade_updates", { portfolio_id: "PF", user_id: "u1" }), "PF");
+  assert.equal(messageKey("engine_status", { source: "sim", data: {} }), "sim");
+  assert.equal(STREAMS.position_updates.keepsLastValues, true);
+  assert.deepEqual(STREAMS.risk_metrics.snapshotFields, ["metric_type"]);
+  assert.equal(STREAMS.order_updates.keyFallback, "user_id");
 });
 
 test("heartbeat round trip uses the monotonic clock of the send", () => {
@@ -105,6 +140,7 @@ test("heartbeat round trip uses the monotonic clock of the send", () => {
   const a = tracker.start();
   const b = tracker.start();
   assert.equal(b.client_timestamp, a.client_timestamp + 1); // unique keys within one ms
+  assert.equal(typeof a.client_timestamp, "number"); // epoch ms, echoed as a number
   wall += 5000; // the wall clock jumped
   mono += 7;
   assert.equal(tracker.finish(a.client_timestamp), 7);
@@ -259,7 +295,7 @@ test("bulk unsubscribe is one command; rate limits are refused on reliable strea
   assert.equal(a.active, false);
 });
 
-test("setRateLimit resubscribes the same id from its position", async () => {
+test("setRateLimit is an update_subscription of the same subscription", async () => {
   const client = newClient();
   const ws = await connected(client);
   const pending = client.subscribe("market_data");
@@ -267,16 +303,21 @@ test("setRateLimit resubscribes the same id from its position", async () => {
   const sub = await pending;
   ws.receive(quote("AAPL", 7));
   const changed = client.setRateLimit(sub.subscriptionId, 2);
-  const [unsubscribe] = ws.sentOfType("unsubscribe");
-  ws.receive({ type: "unsubscription_confirmed", subscription_ids: [sub.subscriptionId], correlation_id: unsubscribe.message_id });
-  await tick();
-  const resubscribe = ws.sentOfType("subscribe")[1];
-  assert.equal(resubscribe.subscription_id, sub.subscriptionId);
-  assert.equal(resubscribe.rate_limit, 2);
-  assert.deepEqual(resubscribe.since, { epoch: EPOCH, seq: 7 });
-  confirm(ws, resubscribe, { rate_limit: 2 });
-  const fresh = await changed;
-  assert.equal(fresh.rateLimit, 2);
+  const [update] = ws.sentOfType("update_subscription");
+  assert.deepEqual({ ...update, message_id: undefined }, {
+    type: "update_subscription", subscription_id: sub.subscriptionId, rate_limit: 2, message_id: undefined,
+  });
+  assert.equal(ws.sentOfType("unsubscribe").length, 0);
+  ws.receive({
+    type: "subscription_confirmed", subscription_id: sub.subscriptionId, stream: "market_data", topic: "market_data",
+    filters: {}, position: { epoch: EPOCH, seq: 7 }, rate_limit: 2, updated: true, correlation_id: update.message_id,
+  });
+  assert.equal(await changed, sub);
+  assert.equal(sub.rateLimit, 2);
+  assert.equal(sub.confirmations, 1); // an update, not a resubscription
+  client.setRateLimit(sub.subscriptionId, null).catch(() => {});
+  assert.equal(ws.sentOfType("update_subscription")[1].rate_limit, 0); // 0 removes the limit
+  client.close();
 });
 
 test("disconnect keeps subscriptions; connect resumes them", async () => {
