@@ -49,8 +49,16 @@ def canonical(stream: str) -> str:
     return stream if stream in STREAMS else STREAM_ALIASES[stream]
 
 
+# docs/protocol.md, "Who reads what": the streams whose every message names a portfolio,
+# where subscriptions are narrowed to the token's portfolios. (Trades and orders may name
+# only a user: they are checked message by message.)
+PORTFOLIO_KEYED = frozenset(
+    {"position_updates", "risk_alerts", "performance_updates", "risk_metrics"}
+)
+
+
 def portfolio_keyed(stream: str) -> bool:
-    return STREAMS[stream].key_field == "portfolio_id"
+    return stream in PORTFOLIO_KEYED
 
 
 # ------------------------------------------------------------------ the model: who reads what

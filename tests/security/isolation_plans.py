@@ -281,10 +281,10 @@ def make_message(rng: random.Random, stream: str, message_id: str) -> dict[str, 
     if stream == "market_data":
         if chance(0.5):
             raw |= {"type": "market_data", "data_type": "quote"}
-            data = {"bid": price, "ask": price + 1}
+            data = {"bid_price": price, "ask_price": price + 1}
         else:
             raw |= {"type": "market_data", "data_type": "trade"}
-            data = {"price": price, "size": 1}
+            data = {"price": price, "last_trade_size": 1}
         raw["symbol"] = symbol
         extras = {"venue": 0.5, "asset_class": 0.5}
         names_portfolio, names_user = 0.08, 0.08
@@ -293,57 +293,66 @@ def make_message(rng: random.Random, stream: str, message_id: str) -> dict[str, 
         if stream == "trade_updates":
             raw["type"] = "trade_updates"
             data = {"trade_id": f"T{n}", "order_id": f"O{n}", "side": "buy", "quantity": 1}
-            data["price"] = price
+            data |= {"price": price, "status": "filled", "symbol": symbol}
+            # The original shape names a user; many trades name no portfolio at all.
+            names_portfolio, names_user = 0.6, 0.7
         elif stream == "order_updates":
-            raw["type"] = "order_update"
-            data = {"order_id": f"O{n}", "side": "sell", "order_type": "limit", "quantity": 5}
-            data |= {"filled_quantity": 0, "status": "open", "price": price}
+            raw |= {"type": "order_update", "order_id": f"O{n}", "order_status": "open"}
+            raw["symbol"] = symbol
+            data = {"side": "sell", "order_type": "limit", "quantity": 5}
+            data |= {"filled_quantity": 0, "price": price}
+            names_portfolio, names_user = 0.6, 0.7
         else:
-            raw["type"] = "position_update"
+            raw |= {"type": "position_update", "symbol": symbol}
             data = {"quantity": rng.randint(-5, 5), "avg_price": 10.0, "unrealized_pnl": 0.0}
-        data["symbol"] = symbol
+            names_portfolio, names_user = 1.0, 0.3
         extras = {"strategy_id": 0.5, "venue": 0.5, "asset_class": 0.4}
-        names_portfolio, names_user = 1.0, 0.3
     elif stream == "risk_alerts":
         raw["type"] = rng.choice(("risk_alert", "breach_alert"))
-        data = {"metric": "gross", "current_value": 2.0, "threshold": 1.5}
+        if raw["type"] == "risk_alert":
+            data = {"metric": "gross", "current_value": 2.0, "threshold": 1.5, "message": "gross"}
+            raw["risk_type"] = "exposure"
+        else:
+            data = {"limit_type": "gross", "current_value": 2.0, "limit_value": 1.5}
+            raw["breach_type"] = "exposure"
         data["timestamp"] = "2026-01-01T00:00:00Z"
-        extras = {"severity": 0.85, "symbol": 0.3, "strategy_id": 0.3, "venue": 0.2}
+        raw["severity"] = rng.choice(SEVERITIES)  # required by both shapes
+        extras = {"symbol": 0.3, "strategy_id": 0.3, "venue": 0.2}
         names_portfolio, names_user = 1.0, 0.3
     elif stream == "performance_updates":
         raw["type"] = "performance_update"
-        data = {"total_value": 100.0, "total_pnl": 1.0, "daily_pnl": 0.5}
+        data = {"pnl": 1.0, "returns": 0.01}
         names_portfolio, names_user = 1.0, 0.3
     elif stream == "risk_metrics":
-        raw["type"] = "risk_metrics"
-        data = {"var_95": 1.0, "exposure": 2.0, "leverage": 1.0}
+        raw |= {"type": "risk_metrics", "metric_type": rng.choice(("var_95", "leverage"))}
+        data = {"value": 1.0}
         names_portfolio, names_user = 1.0, 0.3
     elif stream == "strategy_performance":
         strategy = rng.choice(STRATEGIES)
         raw |= {"type": "strategy_performance", "strategy_id": strategy}
-        data = {"strategy_id": strategy, "pnl": 1.0, "trades": 3}
+        data = {"total_return": 0.1, "sharpe_ratio": 1.0, "max_drawdown": 0.1}
+        data |= {"trade_count": 3, "win_rate": 0.5, "profit_factor": 1.2}
         names_portfolio, names_user = 0.4, 0.5
     elif stream == "execution_analytics":
-        raw |= {"type": "execution_analytics", "symbol": symbol}
-        data = {"order_id": f"O-{message_id}", "symbol": symbol, "slippage_bps": 1.5}
+        raw |= {"type": "execution_analytics", "symbol": symbol, "execution_id": message_id}
+        data = {"fill_price": 100.1, "benchmark_price": 100.0, "execution_time_ms": 2.0}
         extras = {"strategy_id": 0.4, "venue": 0.4}
         names_portfolio, names_user = 0.4, 0.5
     elif stream == "engine_status":
         raw |= {"type": "engine_status", "engine_id": rng.choice(ENGINES)}
-        data = {"status": rng.choice(("running", "degraded", "down"))}
+        data = {"state": rng.choice(("running", "degraded", "down")), "uptime": 5.0}
         extras = {"severity": 0.5}
         names_portfolio, names_user = 0.1, 0.1
     elif stream == "system_health":
         raw |= {"type": "system_health", "component": rng.choice(COMPONENTS)}
-        data = {"status": rng.choice(("healthy", "degraded", "unhealthy"))}
+        data = {"status": rng.choice(("healthy", "degraded", "error"))}
         extras = {"severity": 0.5}
         names_portfolio, names_user = 0.1, 0.1
     else:
         assert stream == "events", stream
         raw |= {"type": rng.choice(STREAMS["events"].message_types)}
         raw["source"] = rng.choice(SOURCES)
-        data = {"message": "notice"}
-        extras = {"severity": 0.7}
+        data, extras = _event(raw, rng), {"severity": 0.7}
         names_portfolio, names_user = 0.35, 0.55  # user-only messages: 0.65 * 0.55
     for name, probability in extras.items():
         if chance(probability):
@@ -357,10 +366,35 @@ def make_message(rng: random.Random, stream: str, message_id: str) -> dict[str, 
     if chance(names_portfolio):
         # Where the producer puts it does not matter: ingest lifts `data.portfolio_id`.
         (data if chance(0.2) else raw)["portfolio_id"] = portfolio()
-    if chance(names_user):
+    if chance(names_user) or (
+        stream in ("trade_updates", "order_updates")
+        and "portfolio_id" not in raw
+        and "portfolio_id" not in data
+    ):
+        # A trade or an order names its user or its portfolio, at least one.
         (data if chance(0.2) else raw)["user_id"] = user()
     raw["data"] = data
     return raw
+
+
+def _event(raw: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """The required fields of each `events` type (the top level into `raw`)."""
+    match raw["type"]:
+        case "event":
+            raw["event_type"] = "notice"
+            return {"description": "notice"}
+        case "alert":
+            raw["alert_level"] = rng.choice(SEVERITIES)
+            return {"title": "Notice", "message": "notice"}
+        case "system_alert":
+            raw |= {"component": "gateway", "alert_type": "notice"}
+            raw["severity"] = rng.choice(SEVERITIES)
+            return {"description": "notice"}
+        case "command_response":
+            raw |= {"command": "flatten", "status": "success"}
+            return {}
+        case _:
+            return {"message": "notice"}
 
 
 def published(raw: dict[str, Any], stream: str, seq: int, node: int) -> Published:
@@ -376,8 +410,8 @@ def published(raw: dict[str, Any], stream: str, seq: int, node: int) -> Publishe
             price = float(data[name])
             break
     else:
-        if data.get("bid") is not None and data.get("ask") is not None:
-            price = (data["bid"] + data["ask"]) / 2.0
+        if data.get("bid_price") is not None and data.get("ask_price") is not None:
+            price = (data["bid_price"] + data["ask_price"]) / 2.0
     return Published(
         stream=stream,
         seq=seq,
@@ -389,6 +423,7 @@ def published(raw: dict[str, Any], stream: str, seq: int, node: int) -> Publishe
         strategy_id=value("strategy_id"),
         venue=value("venue"),
         asset_class=value("asset_class"),
-        severity=value("severity"),
+        # An alert's `alert_level` is its severity unless it names one (docs/protocol.md).
+        severity=value("severity") or value("alert_level"),
         price=price,
     )

@@ -490,7 +490,7 @@ async def test_operator_broadcast_reaches_every_authenticated_connection_once(
     for client in recipients:
         (notice,) = await client.data(1)
         assert notice["broadcast"] is True
-        assert notice["data"]["message"] == "halt at 16:00"
+        assert notice["data"]["description"] == "halt at 16:00"
         assert notice["message_id"] == body["message_id"]
         assert await client.no_data(gateway) == []  # once
     for outsider in outsiders:
