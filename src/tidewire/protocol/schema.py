@@ -1,24 +1,27 @@
 """JSON Schema of the wire protocol, generated from the msgspec types.
 
-One source of truth: the structs of `protocol.messages` and `protocol.payloads`, the stream
-catalogue of `protocol.streams` and the codes of `protocol.errors`. `json_schema()` renders them
-as one JSON Schema (Draft 2020-12) document; `protocol.typescript` renders the same types as a
-`.d.ts` file, using the type walk and docstring helpers defined here.
+One source of truth: the structs of `protocol.messages` and `protocol.payloads`, the
+top-level shapes of `protocol.shapes`, the stream catalogue of `protocol.streams` and the
+codes of `protocol.errors`. `json_schema()` renders them as one JSON Schema (Draft 2020-12)
+document; `protocol.typescript` renders the same types as a `.d.ts` file, using the type walk
+defined here. Field descriptions come from docstrings and `protocol.meanings`.
 
-Two fields are typed more precisely than their Python annotation, in both outputs, because
-the Python type is deliberately loose for validation reasons (see `REFINEMENTS`):
-`Subscribe.filters` (a dict, validated separately into `Filters` so that a bad filter is
-`invalid_filter`) and `Batch.messages` (pre-encoded `Raw` messages).
+Besides one component per struct, every message type has its own component (`$defs/
+OrderUpdateMessage`, ...): the `DataMessage` envelope as subscribers receive it (sequenced),
+with `type` and `stream` fixed, the type's top-level fields (required ones, enums, "at least
+one of") and `data` referencing its payload struct. `AnyDataMessage` is their union.
+
+A few fields are typed more precisely than their Python annotation, in both outputs, because
+the Python type is deliberately loose (see `REFINEMENTS`): `Subscribe.filters` (a dict,
+validated separately into `Filters` so that a bad filter is `invalid_filter`),
+`Batch.messages` (pre-encoded `Raw` messages), the messages of `Snapshot` and `TradeHistory`
+(`DataMessage`s whose type is known) and `DataMessage.severity` (normalised on ingest).
 
 Pure functions; nothing here does I/O.
 """
 
 from __future__ import annotations
 
-import ast
-import functools
-import inspect
-import textwrap
 import typing
 from collections.abc import Iterable
 from typing import Any, Final
@@ -35,7 +38,10 @@ from tidewire.protocol.errors import (
     CloseCode,
     ErrorCode,
 )
+from tidewire.protocol.meanings import attribute_docs, class_doc, meaning
 from tidewire.protocol.payloads import PAYLOAD_OF_TYPE, Payload
+from tidewire.protocol.reference import WIRE_REQUIRED, message_name
+from tidewire.protocol.shapes import ROUTING_FIELDS, SHAPES, TOP_LEVEL_FIELDS
 from tidewire.protocol.streams import (
     SEVERITIES,
     SEVERITY_ALIASES,
@@ -43,6 +49,15 @@ from tidewire.protocol.streams import (
     STREAM_OF_TYPE,
     STREAMS,
 )
+
+__all__ = [
+    "REFINEMENTS",
+    "attribute_docs",
+    "class_doc",
+    "json_schema",
+    "message_name",
+    "message_types",
+]
 
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID: Final = f"urn:tidewire:protocol:{messages.PROTOCOL_VERSION}"
@@ -55,13 +70,17 @@ REGENERATE_PYTHON_COMMAND: Final = (
     f"write_typescript('{TYPESCRIPT_PATH}')\""
 )
 
-MARKET_DATA = "market_data"
 DEFAULT_FACTORIES_OMITTED = (list, dict, set)
 """Factories whose empty result `omit_defaults` leaves out (msgspec omits no other factory)."""
+ANY_DATA_MESSAGE: Final = "AnyDataMessage"
 
 
 def _ref(name: str) -> str:
     return REF_TEMPLATE.format(name=name)
+
+
+def _array_of(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": item}
 
 
 # Fields typed more precisely than their Python annotation: (struct, field) ->
@@ -72,11 +91,20 @@ REFINEMENTS: Final[dict[tuple[str, str], tuple[str, dict[str, Any]]]] = {
         {"anyOf": [{"$ref": _ref("Filters")}, {"type": "null"}], "default": None},
     ),
     ("Batch", "messages"): (
-        "Array<DataMessage | ServerReply>",
-        {
-            "type": "array",
-            "items": {"anyOf": [{"$ref": _ref("DataMessage")}, {"$ref": _ref("ServerReply")}]},
-        },
+        f"Array<{ANY_DATA_MESSAGE} | ServerReply>",
+        _array_of({"anyOf": [{"$ref": _ref(ANY_DATA_MESSAGE)}, {"$ref": _ref("ServerReply")}]}),
+    ),
+    ("Snapshot", "messages"): (
+        f"{ANY_DATA_MESSAGE}[]",
+        _array_of({"$ref": _ref(ANY_DATA_MESSAGE)}),
+    ),
+    ("TradeHistory", "trades"): (
+        f"{message_name('trade_updates')}[]",
+        _array_of({"$ref": _ref(message_name("trade_updates"))}),
+    ),
+    ("DataMessage", "severity"): (
+        "Severity | null",
+        {"anyOf": [{"$ref": _ref("Severity")}, {"type": "null"}], "default": None},
     ),
 }
 
@@ -117,10 +145,6 @@ def message_types() -> list[str]:
     return sorted(STREAM_OF_TYPE)
 
 
-def _payloads_of_type(message_type: str) -> list[type[Payload]]:
-    return [PAYLOAD_OF_TYPE[message_type]]
-
-
 def collect_structs(infos: Iterable[mi.Type]) -> dict[str, mi.StructType]:
     """Every struct reachable from `infos`, by class name (two classes may not share one)."""
     found: dict[str, mi.StructType] = {}
@@ -156,46 +180,6 @@ def collect_structs(infos: Iterable[mi.Type]) -> dict[str, mi.StructType]:
     return found
 
 
-# --------------------------------------------------------------------------- docstrings
-
-
-def class_doc(cls: type) -> str | None:
-    doc = cls.__dict__.get("__doc__")
-    if not isinstance(doc, str) or not doc.strip():
-        return None
-    return inspect.cleandoc(doc)
-
-
-@functools.cache
-def attribute_docs(cls: type) -> dict[str, str]:
-    """Docstrings written under a struct's fields (`seq: int = 0` then `\"\"\"...\"\"\"`).
-
-    Python keeps no trace of them at run time, so they are read from the source; a class whose
-    source is unavailable simply has none.
-    """
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if klass is msgspec.Struct or not issubclass(klass, msgspec.Struct):
-            continue
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        except (OSError, TypeError, SyntaxError):
-            continue
-        node = tree.body[0] if tree.body else None
-        if not isinstance(node, ast.ClassDef):
-            continue
-        for statement, following in zip(node.body, node.body[1:], strict=False):
-            if (
-                isinstance(statement, ast.AnnAssign)
-                and isinstance(statement.target, ast.Name)
-                and isinstance(following, ast.Expr)
-                and isinstance(following.value, ast.Constant)
-                and isinstance(following.value.value, str)
-            ):
-                docs[statement.target.id] = inspect.cleandoc(following.value.value)
-    return docs
-
-
 # --------------------------------------------------------------------------- JSON Schema
 
 
@@ -204,11 +188,12 @@ def json_schema() -> dict[str, Any]:
 
     `$defs` holds a component per struct (client commands, server replies, `DataMessage`,
     `Batch`, `Filters`, `StreamPosition`, the REST `PublishResponse` and `ErrorBody`, and every
-    payload struct), the unions `ClientCommand`, `ServerReply` and `MarketDataPayload`, and the
-    enumerations `StreamName`, `MessageType`, `Severity`, `ErrorCode` and `CloseCode`. The root
-    schema accepts any single frame. `x-tidewire` describes the stream catalogue (key field,
-    delivery class, message types, allowed filters, payload of each type), the error codes and
-    the close codes.
+    payload struct), one per message type (`OrderUpdateMessage`, ...), the unions
+    `ClientCommand`, `ServerReply` and `AnyDataMessage`, and the enumerations `StreamName`,
+    `MessageType`, `Severity`, `ErrorCode` and `CloseCode`. The root schema accepts any single
+    frame. `x-tidewire` describes the stream catalogue (key field and fallback, delivery class,
+    snapshot unit, message types, allowed filters), the shape of each message type, the error
+    codes and the close codes.
     """
     roots = root_types()
     schemas, components = msgspec.json.schema_components(roots, ref_template=REF_TEMPLATE)
@@ -233,9 +218,18 @@ def json_schema() -> dict[str, Any]:
             "description": "Any reply or notice the server sends, tagged by `type`.",
             **reply_schema,
         },
+        ANY_DATA_MESSAGE: {
+            "title": ANY_DATA_MESSAGE,
+            "description": "Any data message as subscribers receive it, tagged by `type`.",
+            "anyOf": [{"$ref": _ref(message_name(t))} for t in message_types()],
+            "discriminator": {
+                "propertyName": "type",
+                "mapping": {t: _ref(message_name(t)) for t in message_types()},
+            },
+        },
         "StreamName": {
             "title": "StreamName",
-            "description": "Canonical stream names (section 4).",
+            "description": "Canonical stream names.",
             "enum": list(STREAMS),
         },
         "MessageType": {
@@ -255,10 +249,11 @@ def json_schema() -> dict[str, Any]:
         },
         "CloseCode": {
             "title": "CloseCode",
-            "description": "WebSocket close codes the server uses (section 6).",
+            "description": "WebSocket close codes the server uses.",
             "enum": [int(code) for code in CloseCode],
         },
     }
+    extra |= {message_name(t): message_schema(t) for t in message_types()}
     for name, schema in extra.items():
         if name in defs:
             raise ValueError(f"a protocol struct is called {name}, which the schema reserves")
@@ -273,7 +268,7 @@ def json_schema() -> dict[str, Any]:
         "anyOf": [
             {"$ref": _ref("ClientCommand")},
             {"$ref": _ref("ServerReply")},
-            {"$ref": _ref("DataMessage")},
+            {"$ref": _ref(ANY_DATA_MESSAGE)},
             {"$ref": _ref("Batch")},
         ],
         "$defs": {name: defs[name] for name in sorted(defs)},
@@ -281,47 +276,137 @@ def json_schema() -> dict[str, Any]:
     }
 
 
+def message_description(message_type: str) -> str:
+    """What a message type's schema (and TypeScript interface) says about it."""
+    shape = SHAPES[message_type]
+    summary = " ".join((class_doc(shape.payload) or "").split("\n\n")[0].split())
+    text = f"{summary} Stream `{STREAM_OF_TYPE[message_type]}`."
+    if shape.any_of:
+        text += f" At least one of {', '.join(f'`{n}`' for n in shape.any_of)} is present."
+    return text
+
+
+def message_schema(message_type: str) -> dict[str, Any]:
+    """The component of one message type: the envelope as delivered, its top level, `data`."""
+    shape = SHAPES[message_type]
+    properties: dict[str, Any] = {
+        "type": {"const": message_type},
+        "stream": {"const": STREAM_OF_TYPE[message_type]},
+        "seq": {"type": "integer", "minimum": 1},
+        "sequence": {"type": "integer", "minimum": 1},
+    }
+    for name in shape_fields(message_type):
+        values = shape.enums.get(name)
+        prop: dict[str, Any] = (
+            {"enum": list(values)} if values else {"type": "string", "minLength": 1}
+        )
+        description = top_level_description(message_type, name)
+        properties[name] = prop if description is None else {**prop, "description": description}
+    properties["data"] = {"$ref": _ref(shape.payload.__name__)}
+    schema: dict[str, Any] = {
+        "title": message_name(message_type),
+        "description": message_description(message_type),
+        "allOf": [{"$ref": _ref("DataMessage")}],
+        "type": "object",
+        "properties": properties,
+        "required": list(dict.fromkeys((*WIRE_REQUIRED, *shape.required))),
+    }
+    if shape.any_of:
+        schema["anyOf"] = [{"required": [name]} for name in shape.any_of]
+    return schema
+
+
+def shape_fields(message_type: str) -> tuple[str, ...]:
+    """The top-level fields of a type's original shape, then those of its "at least one of"."""
+    shape = SHAPES[message_type]
+    return tuple(dict.fromkeys((*shape.fields, *shape.any_of)))
+
+
+_TYPE_OF_PAYLOAD: Final = {cls: t for t, cls in PAYLOAD_OF_TYPE.items()}
+
+
+def top_level_description(message_type: str, name: str) -> str | None:
+    """What a top-level field means in messages of one type (None: undescribed, which the
+    docs test reports)."""
+    try:
+        return meaning(message_type, "top", name)
+    except KeyError:
+        return None
+
+
+def field_description(cls: type, name: str) -> str | None:
+    """What a field means: a payload field's docstring, else its `protocol.meanings` entry;
+    for `DataMessage` the meaning first (its docstrings speak to maintainers); for any other
+    struct its docstring."""
+    doc = attribute_docs(cls).get(name)
+    try:
+        if cls is messages.DataMessage:
+            return meaning(None, "top", name)
+        if doc is None and cls in _TYPE_OF_PAYLOAD:
+            return meaning(_TYPE_OF_PAYLOAD[cls], "data", name)
+    except KeyError:  # undescribed: the docs test names it
+        pass
+    return doc
+
+
 def _describe_struct(name: str, info: mi.StructType, component: dict[str, Any]) -> None:
-    """Clean the class description, add field docstrings and apply `REFINEMENTS`."""
+    """Clean the class description, add field descriptions and apply `REFINEMENTS`."""
     doc = class_doc(info.cls)
     if doc is None:
         component.pop("description", None)
     else:
         component["description"] = doc
     properties = dict(component.get("properties", {}))
-    field_docs = attribute_docs(info.cls)
     for field in info.fields:
         prop = properties.get(field.encode_name)
         if prop is None:
             continue
         refinement = REFINEMENTS.get((name, field.name))
         prop = dict(refinement[1]) if refinement is not None else dict(prop)
-        if field.name in field_docs:
-            prop["description"] = field_docs[field.name]
+        description = field_description(info.cls, field.name)
+        if description is not None:
+            prop["description"] = description
         properties[field.encode_name] = prop
     if properties:
         component["properties"] = properties
 
 
 def _catalogue() -> dict[str, Any]:
-    """The `x-tidewire` annotation: streams, payloads, error and close codes."""
+    """The `x-tidewire` annotation: streams, shapes, error and close codes."""
     streams: dict[str, Any] = {}
     for spec in STREAMS.values():
-        payloads: dict[str, Any] = {}
-        for message_type in spec.message_types:
-            payloads[message_type] = _ref(PAYLOAD_OF_TYPE[message_type].__name__)
         streams[spec.name] = {
             "key_field": spec.key_field,
+            "key_fallback": spec.key_fallback,
             "class": spec.stream_class.value,
             "message_types": list(spec.message_types),
             "filters": sorted(spec.filters),
-            "payloads": payloads,
+            "snapshot_fields": list(spec.snapshot_fields),
+            "keeps_last_values": spec.keeps_last_values,
+            "payloads": {t: _ref(PAYLOAD_OF_TYPE[t].__name__) for t in spec.message_types},
+            "messages": {t: _ref(message_name(t)) for t in spec.message_types},
+        }
+    shapes: dict[str, Any] = {}
+    for message_type in message_types():
+        shape = SHAPES[message_type]
+        shapes[message_type] = {
+            "stream": STREAM_OF_TYPE[message_type],
+            "message": _ref(message_name(message_type)),
+            "payload": _ref(shape.payload.__name__),
+            "required": list(shape.required),
+            "optional": list(shape.optional),
+            "any_of": list(shape.any_of),
+            "enums": {name: list(values) for name, values in shape.enums.items()},
         }
     return {
         "protocol_version": messages.PROTOCOL_VERSION,
         "accepted_versions": list(messages.ACCEPTED_VERSIONS),
         "subprotocols": list(SUBPROTOCOLS),
         "streams": streams,
+        "shapes": shapes,
+        "envelope_required": list(WIRE_REQUIRED),
+        "routing_fields": list(ROUTING_FIELDS),
+        "top_level_fields": list(TOP_LEVEL_FIELDS),
         "stream_aliases": dict(sorted(STREAM_ALIASES.items())),
         "stream_of_type": dict(sorted(STREAM_OF_TYPE.items())),
         "severities": list(SEVERITIES),

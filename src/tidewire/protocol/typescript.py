@@ -1,8 +1,10 @@
 """TypeScript declarations of the wire protocol, generated from the msgspec types.
 
 `typescript_declarations()` renders the same types as `schema.json_schema()` as a `.d.ts`
-file; `clients/typescript/tidewire-protocol.d.ts` keeps a copy of it (a test checks it is
-current). Pure functions; nothing here does I/O except `write_typescript`.
+file: an interface per struct and per message type (`OrderUpdateMessage`, ...), and the
+unions and maps that narrow them. `clients/typescript/tidewire-protocol.d.ts` keeps a copy
+of it (a test checks it is current; `make schema` also copies it next to the dashboard's
+client). Pure functions; nothing here does I/O except `write_typescript`.
 """
 
 from __future__ import annotations
@@ -26,17 +28,22 @@ from tidewire.protocol.errors import (
 )
 from tidewire.protocol.payloads import PAYLOAD_OF_TYPE
 from tidewire.protocol.schema import (
+    ANY_DATA_MESSAGE,
     DEFAULT_FACTORIES_OMITTED,
-    MARKET_DATA,
     REFINEMENTS,
     REGENERATE_COMMAND,
-    attribute_docs,
     class_doc,
     collect_structs,
     command_struct_names,
+    field_description,
+    message_description,
+    message_name,
     message_types,
     root_types,
+    shape_fields,
+    top_level_description,
 )
+from tidewire.protocol.shapes import SHAPES
 from tidewire.protocol.streams import (
     SEVERITIES,
     STREAM_OF_TYPE,
@@ -60,6 +67,8 @@ _HEADER = """\
 //   on what the server sends, the fields its encoder leaves out when they hold their default.
 // - Payload interfaces (the `data` of each message type) list the fields the protocol knows;
 //   a producer may add others, which reach subscribers unchanged.
+// - `OrderUpdateMessage` and its siblings are data messages as subscribers receive them
+//   (sequenced), narrowed to one message type; `AnyDataMessage` is their union.
 // - Numbers are JSON numbers. On a connection opened with `decimals=string`, decimal values
 //   arrive as strings instead: see `WithDecimalStrings`.
 // - Declarations only, no runtime values: `ErrorCodes` and `CloseCodes` map names to values
@@ -70,10 +79,11 @@ _HEADER = """\
 def typescript_declarations() -> str:
     """A TypeScript declaration file (`.d.ts`) for every message of the protocol.
 
-    Generated from the same msgspec types as `json_schema()`: an interface per struct, the
-    discriminated unions `ClientCommand` and `ServerReply`, the literal unions `StreamName`,
-    `MessageType`, `ErrorCode` and `CloseCode` (with `ErrorCodes`/`CloseCodes` name maps),
-    the stream catalogue `Streams`, `PayloadByType` and the helper `TypedDataMessage`.
+    Generated from the same msgspec types as `json_schema()`: an interface per struct and per
+    message type, the discriminated unions `ClientCommand`, `ServerReply` and
+    `AnyDataMessage`, the literal unions `StreamName`, `MessageType`, `ErrorCode` and
+    `CloseCode` (with `ErrorCodes`/`CloseCodes` name maps), the stream catalogue `Streams`,
+    `PayloadByType`, `MessageByType` and the helper `TypedDataMessage`.
     The output is deterministic.
     """
     roots = root_types()
@@ -138,6 +148,8 @@ def typescript_declarations() -> str:
     ]
     for name in sorted(structs):
         out.append(_ts_interface(structs[name], client_sent=name in commands))
+    out += [*_ts_section("Data messages by type")]
+    out += [_ts_message_interface(t) for t in message_types()]
     out += [
         *_ts_section("Unions"),
         _ts_alias(
@@ -151,18 +163,25 @@ def typescript_declarations() -> str:
             "Any reply or notice the server sends; discriminated by `type`.",
         ),
         _ts_alias(
+            ANY_DATA_MESSAGE,
+            [message_name(t) for t in message_types()],
+            "Any data message as subscribers receive it; discriminated by `type`.",
+        ),
+        _ts_alias(
             "ServerMessage",
-            ["ServerReply", "DataMessage", "Batch"],
+            ["ServerReply", ANY_DATA_MESSAGE, "Batch"],
             "Any frame the server sends.",
         ),
-        *_ts_section("Payloads by message type"),
+        *_ts_section("By message type"),
         _ts_map(
             "PayloadByType",
-            [
-                (t, PAYLOAD_OF_TYPE[t].__name__)
-                for t in message_types()
-            ],
+            [(t, PAYLOAD_OF_TYPE[t].__name__) for t in message_types()],
             "`data` of each message type.",
+        ),
+        _ts_map(
+            "MessageByType",
+            [(t, message_name(t)) for t in message_types()],
+            "The message interface of each message type.",
         ),
         _TYPED_HELPERS,
     ]
@@ -171,37 +190,45 @@ def typescript_declarations() -> str:
 
 _TYPED_HELPERS = """\
 /**
- * A `market_data` message narrowed by its `data_type` (which market data always carries);
- * without an argument, the union over all data types (narrow it by testing `data_type`).
+ * A data message narrowed to one message type (`TypedDataMessage<"order_update">` is
+ * `OrderUpdateMessage`); without an argument, the union over all message types (narrow it
+ * by testing `type`).
  */
-export type MarketDataMessage<D extends MarketDataType = MarketDataType> = D extends MarketDataType
-  ? Omit<DataMessage, "type" | "stream" | "data" | "data_type"> & {
-      type: "market_data";
-      stream: "market_data";
-      data_type: D;
-      data: MarketDataPayloadByDataType[D];
-    }
-  : never;
-
-/**
- * A data message with `type`, `stream` and `data` narrowed to one message type; without an
- * argument, the union over all message types (narrow it by testing `type`).
- */
-export type TypedDataMessage<T extends MessageType = MessageType> = T extends "market_data"
-  ? MarketDataMessage
-  : T extends MessageType
-    ? Omit<DataMessage, "type" | "stream" | "data"> & {
-        type: T;
-        stream: StreamOfType[T];
-        data: PayloadByType[T];
-      }
-    : never;
+export type TypedDataMessage<T extends MessageType = MessageType> = MessageByType[T];
 
 /** `T` as received on a connection opened with `decimals=string`. */
 export type WithDecimalStrings<T> = {
   [K in keyof T]: number extends T[K] ? T[K] | string : T[K];
 };
 """
+
+
+def _ts_message_interface(message_type: str) -> str:
+    """One message type: `DataMessage` with its type, stream, top-level fields and payload."""
+    shape = SHAPES[message_type]
+    fields = shape_fields(message_type)
+    name = message_name(message_type)
+    omitted = ["type", "stream", "seq", "epoch", "sequence", *fields, "data"]
+    lines = [
+        f"  type: {_ts_literal(message_type)};\n",
+        f"  stream: {_ts_literal(STREAM_OF_TYPE[message_type])};\n",
+        "  seq: number;\n",
+        "  epoch: string;\n",
+        "  sequence: number;\n",
+    ]
+    for field in fields:
+        values = shape.enums.get(field)
+        ts_type = " | ".join(_ts_literal(v) for v in values) if values else "string"
+        optional = "" if field in shape.required else "?"
+        lines.append(_ts_doc(top_level_description(message_type, field), "  "))
+        lines.append(f"  {_ts_key(field)}{optional}: {ts_type};\n")
+    lines.append(f"  data: {shape.payload.__name__};\n")
+    keys = " | ".join(_ts_literal(key) for key in omitted)
+    head = f"export interface {name} extends Omit<DataMessage, {keys}> {{"
+    if len(head) > 100:
+        head = f"export interface {name}\n  extends Omit<\n    DataMessage,\n    {keys}\n  > {{"
+    doc = _ts_doc(message_description(message_type))
+    return f"{doc}{head}\n{''.join(lines)}}}\n"
 
 
 def write_typescript(path: str | Path) -> None:
@@ -255,15 +282,22 @@ def _ts_streams() -> str:
     for spec in STREAMS.values():
         filters = " | ".join(_ts_literal(f) for f in sorted(spec.filters)) or "never"
         types = ", ".join(_ts_literal(t) for t in spec.message_types)
+        snapshot_fields = ", ".join(_ts_literal(f) for f in spec.snapshot_fields)
         lines.append(
             f"  {_ts_key(spec.name)}: {{\n"
             f"    key_field: {_ts_literal(spec.key_field)};\n"
+            f"    key_fallback: {_ts_literal(spec.key_fallback)};\n"
             f"    class: {_ts_literal(spec.stream_class.value)};\n"
             f"    message_types: [{types}];\n"
             f"    filters: {filters};\n"
+            f"    snapshot_fields: [{snapshot_fields}];\n"
+            f"    keeps_last_values: {_ts_literal(spec.keeps_last_values)};\n"
             f"  }};\n"
         )
-    doc = "The stream catalogue: key field, delivery class, message types, allowed filters."
+    doc = (
+        "The stream catalogue: key field and its fallback, delivery class, message types,\n"
+        "allowed filters, and the unit of last values (key + `snapshot_fields`)."
+    )
     return f"{_ts_doc(doc)}export interface Streams {{\n{''.join(lines)}}}\n"
 
 
@@ -282,7 +316,6 @@ def _ts_interface(info: mi.StructType, client_sent: bool) -> str:
     if info.array_like:
         raise TypeError(f"{info.cls.__name__}: array-like structs are not supported")
     name = info.cls.__name__
-    field_docs = attribute_docs(info.cls)
     omit_defaults = info.cls.__struct_config__.omit_defaults
     lines: list[str] = []
     if info.tag_field is not None:
@@ -291,7 +324,7 @@ def _ts_interface(info: mi.StructType, client_sent: bool) -> str:
         refinement = REFINEMENTS.get((name, field.name))
         ts_type = refinement[0] if refinement is not None else _ts_type(field.type)
         optional = "?" if _optional(field, client_sent, omit_defaults) else ""
-        lines.append(_ts_doc(field_docs.get(field.name), "  "))
+        lines.append(_ts_doc(field_description(info.cls, field.name), "  "))
         lines.append(f"  {_ts_key(field.encode_name)}{optional}: {ts_type};\n")
     return f"{_ts_doc(class_doc(info.cls))}export interface {name} {{\n{''.join(lines)}}}\n"
 

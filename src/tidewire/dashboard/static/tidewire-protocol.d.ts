@@ -9,6 +9,8 @@
 //   on what the server sends, the fields its encoder leaves out when they hold their default.
 // - Payload interfaces (the `data` of each message type) list the fields the protocol knows;
 //   a producer may add others, which reach subscribers unchanged.
+// - `OrderUpdateMessage` and its siblings are data messages as subscribers receive them
+//   (sequenced), narrowed to one message type; `AnyDataMessage` is their union.
 // - Numbers are JSON numbers. On a connection opened with `decimals=string`, decimal values
 //   arrive as strings instead: see `WithDecimalStrings`.
 // - Declarations only, no runtime values: `ErrorCodes` and `CloseCodes` map names to values
@@ -43,6 +45,7 @@ export type StreamName =
 export type MessageType =
   | "alert"
   | "breach_alert"
+  | "command_response"
   | "engine_status"
   | "event"
   | "execution_analytics"
@@ -68,6 +71,7 @@ export type Severity = "low" | "medium" | "high" | "critical";
 export interface StreamOfType {
   alert: "events";
   breach_alert: "risk_alerts";
+  command_response: "events";
   engine_status: "engine_status";
   event: "events";
   execution_analytics: "execution_analytics";
@@ -84,79 +88,118 @@ export interface StreamOfType {
   trade_updates: "trade_updates";
 }
 
-/** The stream catalogue: key field, delivery class, message types, allowed filters. */
+/**
+ * The stream catalogue: key field and its fallback, delivery class, message types,
+ * allowed filters, and the unit of last values (key + `snapshot_fields`).
+ */
 export interface Streams {
   market_data: {
     key_field: "symbol";
+    key_fallback: null;
     class: "latest-value";
     message_types: ["market_data"];
     filters: "asset_class" | "max_price" | "min_price" | "symbols" | "venue";
+    snapshot_fields: ["data_type"];
+    keeps_last_values: true;
   };
   trade_updates: {
     key_field: "portfolio_id";
+    key_fallback: "user_id";
     class: "reliable";
     message_types: ["trade_updates"];
     filters: "asset_class" | "max_price" | "min_price" | "portfolio_ids" | "strategy_ids" | "symbols" | "user_id" | "venue";
+    snapshot_fields: [];
+    keeps_last_values: false;
   };
   order_updates: {
     key_field: "portfolio_id";
+    key_fallback: "user_id";
     class: "reliable";
     message_types: ["order_update"];
     filters: "asset_class" | "max_price" | "min_price" | "portfolio_ids" | "strategy_ids" | "symbols" | "user_id" | "venue";
+    snapshot_fields: [];
+    keeps_last_values: false;
   };
   position_updates: {
     key_field: "portfolio_id";
+    key_fallback: null;
     class: "reliable";
     message_types: ["position_update"];
     filters: "asset_class" | "portfolio_ids" | "strategy_ids" | "symbols" | "user_id" | "venue";
+    snapshot_fields: ["strategy_id", "symbol"];
+    keeps_last_values: true;
   };
   risk_alerts: {
     key_field: "portfolio_id";
+    key_fallback: null;
     class: "reliable";
     message_types: ["risk_alert", "breach_alert"];
     filters: "portfolio_ids" | "severity" | "strategy_ids" | "symbols" | "user_id" | "venue";
+    snapshot_fields: [];
+    keeps_last_values: false;
   };
   performance_updates: {
     key_field: "portfolio_id";
+    key_fallback: null;
     class: "latest-value";
     message_types: ["performance_update"];
     filters: "portfolio_ids" | "user_id";
+    snapshot_fields: [];
+    keeps_last_values: true;
   };
   strategy_performance: {
     key_field: "strategy_id";
+    key_fallback: null;
     class: "latest-value";
     message_types: ["strategy_performance"];
     filters: "portfolio_ids" | "strategy_ids" | "user_id";
+    snapshot_fields: [];
+    keeps_last_values: true;
   };
   execution_analytics: {
     key_field: "symbol";
+    key_fallback: null;
     class: "reliable";
     message_types: ["execution_analytics"];
     filters: "portfolio_ids" | "strategy_ids" | "symbols" | "user_id" | "venue";
+    snapshot_fields: [];
+    keeps_last_values: false;
   };
   risk_metrics: {
     key_field: "portfolio_id";
+    key_fallback: null;
     class: "latest-value";
     message_types: ["risk_metrics"];
     filters: "portfolio_ids" | "user_id";
+    snapshot_fields: ["metric_type"];
+    keeps_last_values: true;
   };
   engine_status: {
     key_field: "engine_id";
+    key_fallback: "source";
     class: "latest-value";
     message_types: ["engine_status"];
     filters: "severity";
+    snapshot_fields: [];
+    keeps_last_values: true;
   };
   system_health: {
     key_field: "component";
+    key_fallback: "source";
     class: "latest-value";
     message_types: ["system_health"];
     filters: "severity";
+    snapshot_fields: [];
+    keeps_last_values: true;
   };
   events: {
     key_field: "source";
+    key_fallback: null;
     class: "reliable";
-    message_types: ["event", "alert", "system_alert", "notification"];
+    message_types: ["event", "alert", "system_alert", "notification", "command_response"];
     filters: "portfolio_ids" | "severity" | "user_id";
+    snapshot_fields: [];
+    keeps_last_values: false;
   };
 }
 
@@ -268,6 +311,28 @@ export interface Ack {
   priority?: number;
 }
 
+/** `alert`: an alert for people to read. */
+export interface AlertPayload {
+  /** Short title. */
+  title: string;
+  /** The alert, for people. */
+  message: string;
+  /** Who raised it. */
+  source?: string | null;
+  /** The component affected. */
+  affected_component?: string | null;
+  /** What to do about it. */
+  resolution_steps?: string[] | null;
+  /** Whether it clears by itself. */
+  auto_resolve?: boolean | null;
+  /** When it stops being relevant (ISO-8601). */
+  expiry_time?: string | null;
+  /** Whether someone acknowledged it. */
+  acknowledged?: boolean | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
+}
+
 export interface Auth {
   type: "auth";
   token: string;
@@ -289,20 +354,45 @@ export interface AuthOk {
   priority?: number;
 }
 
-/** `market_data` with `data_type: "bar"`. */
-export interface BarData {
-  open: number;
-  high: number;
-  low: number;
-  close: number;
-  volume: number;
-  bar_type?: string | null;
-}
-
 /** Several messages in one frame, for connections that asked for `batch_ms`. */
 export interface Batch {
   type: "batch";
-  messages: Array<DataMessage | ServerReply>;
+  messages: Array<AnyDataMessage | ServerReply>;
+}
+
+/** `breach_alert`: a limit was breached. */
+export interface BreachAlertPayload {
+  /** The limit breached. */
+  limit_type: string;
+  /** Its current value. */
+  current_value: number;
+  /** The limit. */
+  limit_value: number;
+  /**
+   * How far past the limit, in percent of it: derived as
+   * `100 * (current_value - limit_value) / |limit_value|` when left out.
+   */
+  breach_percentage: number;
+  /** How long the limit has been breached (seconds). */
+  breach_duration?: number | null;
+  /** What was done automatically. */
+  auto_action?: string | null;
+  /** Whether someone overrode the limit. */
+  manual_override?: boolean | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
+}
+
+/** `command_response`: the outcome of a command an engine was given. */
+export interface CommandResponsePayload {
+  /** The command's result (any JSON). */
+  result?: unknown;
+  /** Why the command failed (any JSON). */
+  error?: unknown;
+  /** How long the command took, in milliseconds. */
+  execution_time_ms?: number | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
 }
 
 export interface ConnectionEstablished {
@@ -335,42 +425,116 @@ export interface ConnectionEstablished {
  * Optional top-level fields are omitted from the wire when unset.
  */
 export interface DataMessage {
+  /** The message type: it selects the shape of the other fields. */
   type: string;
+  /** Protocol version of the server that sent it. */
   version: string;
+  /** When the event happened (ISO-8601 UTC); the gateway's clock when the producer gave none. */
   timestamp: string;
+  /** Unique id (the producer's, or assigned): publishing an id twice delivers it once. */
   message_id: string;
+  /** The stream the message travels on. */
   stream: string;
+  /** The value of the stream's key field (or of its fallback) in this message. */
   key: string;
-  /** Offset in the stream, strictly increasing by 1 within an epoch; 0 before sequencing. */
+  /** Position in the stream: +1 per message within an epoch. */
   seq?: number;
+  /** Name of the stream's history: a new one when history was lost. */
   epoch?: string;
-  /** Producer name; a default_factory so that omit_defaults never drops it. */
+  /** The producer (`api`, `ws`, `simulator`, `nautilus`, `operator`, ...). */
   source: string;
+  /** The payload: its fields depend on `type`. */
   data: Record<string, unknown>;
+  /** The producer's correlation id, passed through. */
   correlation_id?: string | null;
+  /** 1 low, 2 normal (the default, left out), 3 high, 4 critical. */
   priority?: number;
+  /** Equal to `seq` (the original declared it and never filled it). */
+  sequence?: number;
+  /** The instrument (ticker, or a venue-qualified id such as `AUD/USD.SIM`). */
   symbol?: string | null;
+  /** Where the instrument trades. */
   venue?: string | null;
+  /** Which kind of market data (inferred from the `data` fields when absent). */
   data_type?: string | null;
+  /** Asset class of the instrument (`equity`, `fx`, `crypto`, ...). */
   asset_class?: string | null;
+  /** The portfolio (account) concerned. */
   portfolio_id?: string | null;
+  /** The strategy concerned. */
   strategy_id?: string | null;
+  /** The user concerned. */
   user_id?: string | null;
-  severity?: string | null;
+  /** How serious (`info`, `warning`, `error`, `fatal` are accepted as low, medium, high, critical). */
+  severity?: Severity | null;
+  /** The kind of risk. */
   risk_type?: string | null;
+  /** The trading engine (or one of its components). */
   engine_id?: string | null;
+  /** The system component concerned. */
   component?: string | null;
-  /**
-   * An operator notice (POST /api/broadcast) that every connected client receives,
-   * subscribed or not. Only the control plane sets it: producers cannot.
-   */
+  /** A grouping of alerts chosen by the producer. */
+  alert_category?: string | null;
+  /** How serious the alert is (also sent as `severity`). */
+  alert_level?: string | null;
+  /** What kind of problem. */
+  alert_type?: string | null;
+  /** The kind of limit breached. */
+  breach_type?: string | null;
+  /** The command that was run. */
+  command?: string | null;
+  /** The id of the command, as it was given. */
+  command_id?: string | null;
+  /** Unique id of the event. */
+  event_id?: string | null;
+  /** What happened (`session_started`, `strategy_deployed`, ...). */
+  event_type?: string | null;
+  /** The execution analysed. */
+  execution_id?: string | null;
+  /** Which metric `data.value` holds (`var_95`, `leverage`, ...). */
+  metric_type?: string | null;
+  /** The order. */
+  order_id?: string | null;
+  /** The order's status after the event. */
+  order_status?: string | null;
+  /** Direction of the position. */
+  position_side?: string | null;
+  /** The outcome. */
+  status?: string | null;
+  /** Display name of the strategy. */
+  strategy_name?: string | null;
+  /** Execution, fill or partial fill. */
+  trade_type?: string | null;
+  /** True on an operator notice that every connection receives (`POST /api/broadcast`). */
   broadcast?: boolean;
 }
 
-export interface EngineStatusData {
-  status: "degraded" | "down" | "running" | "stale" | "starting" | "stopped";
-  uptime_seconds?: number | null;
-  message?: string | null;
+/** `engine_status`: a trading engine's (or one of its components') state. */
+export interface EngineStatusPayload {
+  /** What the engine is doing. */
+  state: "degraded" | "down" | "error" | "running" | "stale" | "starting" | "stopped" | "stopping";
+  /** Seconds since the engine (as seen by its producer) started. */
+  uptime: number;
+  /** Memory use, in megabytes. */
+  memory_usage?: number | null;
+  /** CPU use, in percent. */
+  cpu_usage?: number | null;
+  /** Strategies running. */
+  active_strategies?: number | null;
+  /** Orders handled since start. */
+  orders_processed?: number | null;
+  /** Trades executed since start. */
+  trades_executed?: number | null;
+  /** When its last heartbeat arrived (ISO-8601). */
+  last_heartbeat?: string | null;
+  /** Errors since start. */
+  error_count?: number | null;
+  /** Warnings since start. */
+  warning_count?: number | null;
+  /** Overall performance score. */
+  performance_score?: number | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
 }
 
 /** Body of every 4xx/5xx answer of the control plane. */
@@ -393,18 +557,52 @@ export interface ErrorReply {
   priority?: number;
 }
 
-/** `event`, `alert`, `system_alert` and `notification`. */
-export interface EventData {
-  message: string;
+/** `event`: something happened (a session started, a strategy was deployed, ...). */
+export interface EventPayload {
+  /** What happened, for people. */
+  description: string;
+  /** Short title. */
   title?: string | null;
+  /** A grouping chosen by the producer. */
+  category?: string | null;
+  /** Labels. */
+  tags?: string[] | null;
+  /** The user who caused it. */
+  user_id?: string | null;
+  /** The session it happened in. */
+  session_id?: string | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
 }
 
-export interface ExecutionAnalyticsData {
-  order_id: string;
-  symbol: string;
+/** `execution_analytics`: the quality of one execution. */
+export interface ExecutionAnalyticsPayload {
+  /** Average price obtained. */
+  fill_price: number;
+  /** Price it is compared with (arrival price, VWAP, ...). */
+  benchmark_price: number;
+  /** `fill_price - benchmark_price`, derived when left out. */
+  slippage: number;
+  /** `slippage / benchmark_price * 10,000`, derived when left out. */
   slippage_bps: number;
+  /** How long it took, in milliseconds. */
+  execution_time_ms: number;
+  /** Implementation shortfall. */
+  execution_shortfall?: number | null;
+  /** Price move caused by the order. */
+  market_impact?: number | null;
+  /** Cost of the delay before executing. */
+  timing_cost?: number | null;
+  /** Cost of the quantity left unfilled. */
+  opportunity_cost?: number | null;
+  /** Score of the venue's execution. */
+  venue_quality?: number | null;
+  /** Filled quantity divided by ordered quantity. */
   fill_ratio?: number | null;
-  latency_ms?: number | null;
+  /** Share of the market volume the order took. */
+  participation_rate?: number | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
 }
 
 /** Server-side filters of a subscription (section 3). Unset means "no constraint". */
@@ -421,10 +619,38 @@ export interface Filters {
   asset_class?: string | null;
 }
 
+/** The latest values of a stream for `filters`, as one `snapshot` reply. */
+export interface GetSnapshot {
+  type: "get_snapshot";
+  stream?: string;
+  filters?: unknown;
+  topic?: string | null;
+  /** At most this many messages (default and maximum: `max_snapshot_reply`). */
+  limit?: number | null;
+  version?: string;
+  timestamp?: string | null;
+  message_id?: string | null;
+  correlation_id?: string | null;
+  priority?: number;
+}
+
+/** Recent trades readable by the caller, from the history of `trade_updates`. */
+export interface GetTradeHistory {
+  type: "get_trade_history";
+  filters?: unknown;
+  /** At most this many trades, newest last (default 100, at most 1000). */
+  limit?: number | null;
+  version?: string;
+  timestamp?: string | null;
+  message_id?: string | null;
+  correlation_id?: string | null;
+  priority?: number;
+}
+
 /** Sent by clients (with `client_timestamp`) and by the server (with `counter`). */
 export interface Heartbeat {
   type: "heartbeat";
-  client_timestamp?: number | null;
+  client_timestamp?: number | string | null;
   counter?: number | null;
   server_timestamp?: string | null;
   version?: string;
@@ -437,7 +663,7 @@ export interface Heartbeat {
 export interface HeartbeatResponse {
   type: "heartbeat_response";
   /** Echoed unchanged so the client computes its round trip. */
-  client_timestamp: number | null;
+  client_timestamp: number | string | null;
   server_timestamp: string;
   positions: Record<string, StreamPosition>;
   version: string;
@@ -462,27 +688,113 @@ export interface ListSubscriptions {
   priority?: number;
 }
 
-/** `order_update`: the order's state after an event. */
-export interface OrderData {
-  order_id: string;
-  symbol: string;
-  side: "buy" | "sell";
-  order_type: string;
-  quantity: number;
-  filled_quantity: number;
-  status: "cancelled" | "denied" | "expired" | "filled" | "open" | "partial" | "pending" | "rejected";
+/** `market_data`: a quote, trade, bar or tick of one symbol (`data_type` says which). */
+export interface MarketDataPayload {
+  /** Last (or reference) price. */
   price?: number | null;
-  avg_fill_price?: number | null;
-  reason?: string | null;
+  /** Best bid. */
+  bid_price?: number | null;
+  /** Best ask. */
+  ask_price?: number | null;
+  /** Quantity at the best bid. */
+  bid_size?: number | null;
+  /** Quantity at the best ask. */
+  ask_size?: number | null;
+  /** Traded volume (of the bar, or of the day). */
+  volume?: number | null;
+  /** First price of the bar. */
+  open?: number | null;
+  /** Highest price of the bar. */
+  high?: number | null;
+  /** Lowest price of the bar. */
+  low?: number | null;
+  /** Last price of the bar. */
+  close?: number | null;
+  /** Price change over the session. */
+  change?: number | null;
+  /** `change` in percent. */
+  change_percent?: number | null;
+  /** Price of the last trade. */
+  last_trade_price?: number | null;
+  /** Quantity of the last trade. */
+  last_trade_size?: number | null;
+  /** When the last trade happened (ISO-8601). */
+  last_trade_time?: string | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
 }
 
-/** `performance_update`: a portfolio's value and P&L. */
-export interface PerformanceData {
-  total_value: number;
-  total_pnl: number;
-  daily_pnl: number;
-  realized_pnl?: number | null;
-  unrealized_pnl?: number | null;
+/**
+ * `notification`: the original declared the type without an interface; Tidewire reads
+ * `title` and `message` when present.
+ */
+export interface NotificationPayload {
+  /** Short title. */
+  title?: string | null;
+  /** The notice, for people. */
+  message?: string | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
+}
+
+/** `order_update`: the order's state after an event. */
+export interface OrderPayload {
+  /** Buy or sell. */
+  side: "buy" | "sell";
+  /** Quantity ordered. */
+  quantity: number;
+  /** Quantity filled so far. */
+  filled_quantity: number;
+  /** Derived as `quantity - filled_quantity` when the producer leaves it out. */
+  remaining_quantity: number;
+  /** `market`, `limit`, `stop`, ... */
+  order_type?: string | null;
+  /** Limit (or stop) price. */
+  price?: number | null;
+  /** Average price of the fills so far. */
+  avg_fill_price?: number | null;
+  /** `day`, `gtc`, `ioc`, ... */
+  time_in_force?: string | null;
+  /** When the order was placed (ISO-8601). */
+  order_time?: string | null;
+  /** When the order last changed (ISO-8601). */
+  last_update_time?: string | null;
+  /** Why it was cancelled or expired. */
+  cancel_reason?: string | null;
+  /** Why it was rejected or denied. */
+  reject_reason?: string | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
+}
+
+/** `performance_update`: a portfolio's (or one strategy's) P&L. */
+export interface PerformancePayload {
+  /** Profit and loss. */
+  pnl: number;
+  /** `pnl` as a fraction of the value it was made on (0.012 = 1.2%). */
+  returns: number;
+  /** Sharpe ratio. */
+  sharpe_ratio?: number | null;
+  /** Largest peak-to-trough loss, as a fraction. */
+  max_drawdown?: number | null;
+  /** Share of winning trades (0 to 1). */
+  win_rate?: number | null;
+  /** Gross profit divided by gross loss. */
+  profit_factor?: number | null;
+  /** Number of trades. */
+  total_trades?: number | null;
+  /** Number of winning trades. */
+  winning_trades?: number | null;
+  /** Number of losing trades. */
+  losing_trades?: number | null;
+  /** Average P&L per trade. */
+  avg_trade_pnl?: number | null;
+  /** P&L of the best trade. */
+  best_trade?: number | null;
+  /** P&L of the worst trade. */
+  worst_trade?: number | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
 }
 
 /** The original dialect's `{"action":"ping"}`; answered with `pong`. */
@@ -504,14 +816,31 @@ export interface Pong {
   priority?: number;
 }
 
-/** `position_update`: a position of a portfolio in one symbol. */
-export interface PositionData {
-  symbol: string;
+/** `position_update`: a portfolio's position in one symbol. */
+export interface PositionPayload {
+  /**
+   * As the producer sent it; Tidewire's producers send it signed (negative = short).
+   * `position_side` is the direction.
+   */
   quantity: number;
+  /** Average entry price. */
   avg_price: number;
+  /** P&L of the open quantity at the market price. */
   unrealized_pnl: number;
+  /** Price the position is marked at. */
+  market_price?: number | null;
+  /** P&L realised by closing trades. */
   realized_pnl?: number | null;
+  /** What the open quantity cost. */
+  cost_basis?: number | null;
+  /** Value of the position at `market_price`. */
   market_value?: number | null;
+  /** P&L since the start of the day. */
+  day_pnl?: number | null;
+  /** Realised plus unrealised P&L. */
+  total_pnl?: number | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
 }
 
 export interface Publish {
@@ -537,15 +866,6 @@ export interface PublishResult {
   duplicate?: boolean;
 }
 
-/** `market_data` with `data_type: "quote"`. */
-export interface QuoteData {
-  bid: number;
-  ask: number;
-  bid_size?: number | null;
-  ask_size?: number | null;
-  last_trade_price?: number | null;
-}
-
 export interface Refresh {
   type: "refresh";
   token: string;
@@ -556,20 +876,46 @@ export interface Refresh {
   priority?: number;
 }
 
-/** `risk_alert` and `breach_alert`. */
-export interface RiskAlertData {
+/** `risk_alert`: a risk metric crossed its threshold. */
+export interface RiskAlertPayload {
+  /** The metric measured. */
   metric: string;
+  /** Its current value. */
   current_value: number;
+  /** The threshold it crossed. */
   threshold: number;
+  /** Text for people. */
+  message: string;
+  /** The hard limit, when it differs from the threshold. */
+  limit_value?: number | null;
+  /** How far past the limit, in percent of it. */
+  breach_percentage?: number | null;
+  /** What the producer suggests doing. */
+  recommended_action?: string | null;
+  /** Whether something was done automatically. */
+  auto_action_taken?: boolean | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
   timestamp: string;
-  message?: string | null;
 }
 
-export interface RiskMetricsData {
-  var_95: number;
-  exposure: number;
-  leverage: number;
-  margin_used?: number | null;
+/** `risk_metrics`: one metric (`metric_type`) of a portfolio. */
+export interface RiskMetricsPayload {
+  /** The metric's value. */
+  value: number;
+  /** Where the value stands in its history (0 to 100). */
+  percentile?: number | null;
+  /** Average of the metric over its history. */
+  historical_avg?: number | null;
+  /** Direction the metric is moving. */
+  trend?: "decreasing" | "increasing" | "stable" | null;
+  /** Confidence level of the estimate (0 to 1). */
+  confidence_level?: number | null;
+  /** How it was computed (`historical`, `parametric`, ...). */
+  calculation_method?: string | null;
+  /** History it was computed on (`30d`, or days). */
+  lookback_period?: string | number | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
 }
 
 export interface ServerHeartbeat {
@@ -583,12 +929,54 @@ export interface ServerHeartbeat {
   priority?: number;
 }
 
-export interface StrategyPerformanceData {
-  strategy_id: string;
-  pnl: number;
-  trades: number;
-  win_rate?: number | null;
-  sharpe_ratio?: number | null;
+/** Answer to `get_snapshot`: the newest message per key, in seq order. */
+export interface Snapshot {
+  type: "snapshot";
+  stream: string;
+  topic: string;
+  position: StreamPosition;
+  messages: AnyDataMessage[];
+  /** True when more messages matched than `limit` allowed (the newest are kept). */
+  truncated?: boolean;
+  version: string;
+  timestamp: string;
+  message_id: string;
+  correlation_id?: string | null;
+  priority?: number;
+}
+
+/** `strategy_performance`: one strategy's statistics. */
+export interface StrategyPerformancePayload {
+  /** Return since inception, as a fraction. */
+  total_return: number;
+  /** Sharpe ratio. */
+  sharpe_ratio: number;
+  /** Largest peak-to-trough loss, as a fraction. */
+  max_drawdown: number;
+  /** Number of trades. */
+  trade_count: number;
+  /** Share of winning trades (0 to 1). */
+  win_rate: number;
+  /** Gross profit divided by gross loss. */
+  profit_factor: number;
+  /** Calmar ratio. */
+  calmar_ratio?: number | null;
+  /** Sortino ratio. */
+  sortino_ratio?: number | null;
+  /** Value at risk at 95%. */
+  var_95?: number | null;
+  /** Conditional value at risk at 95%. */
+  cvar_95?: number | null;
+  /** Alpha against the benchmark. */
+  alpha?: number | null;
+  /** Beta against the benchmark. */
+  beta?: number | null;
+  /** Information ratio. */
+  information_ratio?: number | null;
+  /** Tracking error against the benchmark. */
+  tracking_error?: number | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
 }
 
 /**
@@ -606,7 +994,8 @@ export interface StreamPosition {
 
 export interface Subscribe {
   type: "subscribe";
-  stream: string;
+  /** The stream (or `topic`: a stream with a key suffix, `market_data.AAPL`). */
+  stream?: string;
   /** Validated separately (into `Filters`) so a bad filter reports `invalid_filter`. */
   filters?: Filters | null;
   subscription_id?: string | null;
@@ -614,6 +1003,32 @@ export interface Subscribe {
   rate_limit?: number | null;
   since?: StreamPosition | null;
   snapshot?: boolean | null;
+  /** The topic as the client named it, when it had a key suffix (set by protocol.compat). */
+  topic?: string | null;
+  /**
+   * The original trade-updates hook's form: one subscription per stream these events
+   * travel on (`trade_executed`, `order_status`, `position_update`, `pnl_update`, or any
+   * message type or stream name), ids `<subscription_id>.<stream>`.
+   */
+  event_types?: string[] | null;
+  version?: string;
+  timestamp?: string | null;
+  message_id?: string | null;
+  correlation_id?: string | null;
+  priority?: number;
+}
+
+/**
+ * The original order-book hook's subscribe; answered `unknown_stream` until order
+ * books exist.
+ */
+export interface SubscribeOrderBook {
+  type: "subscribe_order_book";
+  symbol?: string | null;
+  venue?: string | null;
+  asset_class?: string | null;
+  currency?: string | null;
+  subscription_id?: string | null;
   version?: string;
   timestamp?: string | null;
   message_id?: string | null;
@@ -625,11 +1040,18 @@ export interface SubscriptionConfirmed {
   type: "subscription_confirmed";
   subscription_id: string;
   stream: string;
+  /**
+   * The original protocol's name of the subscription's target: the stream, with the key
+   * suffix when the client named one (`market_data.AAPL`).
+   */
+  topic: string;
   filters: Filters;
   /** The stream's position when the subscription started: live messages follow it. */
   position: StreamPosition;
   recovered?: boolean | null;
   rate_limit?: number | null;
+  /** True when this confirms an `update_subscription` (the subscription went on). */
+  updated?: boolean;
   version: string;
   timestamp: string;
   message_id: string;
@@ -669,36 +1091,150 @@ export interface Subscriptions {
   priority?: number;
 }
 
-export interface SystemHealthData {
-  status: "degraded" | "healthy" | "unhealthy";
-  cpu_percent?: number | null;
-  memory_mb?: number | null;
-  message?: string | null;
+/** Clock synchronisation: answered with `sync_response` at once. */
+export interface Sync {
+  type: "sync";
+  client_timestamp?: number | string | null;
+  version?: string;
+  timestamp?: string | null;
+  message_id?: string | null;
+  correlation_id?: string | null;
+  priority?: number;
+}
+
+export interface SyncResponse {
+  type: "sync_response";
+  /** Echoed unchanged. */
+  client_timestamp: number | string | null;
+  server_timestamp: string;
+  /**
+   * The server's clock in epoch milliseconds (what the original client computed its
+   * offset from).
+   */
+  server_time: number;
+  version: string;
+  timestamp: string;
+  message_id: string;
+  correlation_id?: string | null;
+  priority?: number;
+}
+
+/** `system_alert`: a component of the system needs attention. */
+export interface SystemAlertPayload {
+  /** What is wrong, for people. */
+  description: string;
+  /** The metric that raised it. */
+  metric?: string | null;
+  /** The metric's current value. */
+  current_value?: number | null;
+  /** The metric's threshold. */
+  threshold?: number | null;
+  /** How much it affects users. */
+  impact_level?: string | null;
+  /** When it should be resolved (ISO-8601). */
+  estimated_resolution_time?: string | null;
+  /** What is being done about it. */
+  mitigation_actions?: string[] | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
+}
+
+/** `system_health`: a component's health. */
+export interface SystemHealthPayload {
+  /** The component's health. */
+  status: "degraded" | "error" | "healthy";
+  /** Percent of one core. */
+  cpu_usage?: number | null;
+  /** Memory use, in percent. */
+  memory_usage?: number | null;
+  /** Disk use, in percent. */
+  disk_usage?: number | null;
+  /** Network latency, in milliseconds. */
+  network_latency?: number | null;
+  /** Open connections. */
+  active_connections?: number | null;
+  /** Errors per second. */
+  error_rate?: number | null;
+  /** Messages (or requests) per second. */
+  throughput?: number | null;
+  /** Seconds since it started. */
+  uptime?: number | null;
+  /** Its software version. */
+  version?: string | null;
+  /** When it last restarted (ISO-8601). */
+  last_restart?: string | null;
+  /** Overall health score. */
+  health_score?: number | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
+}
+
+/** Answer to `get_trade_history`: `trade_updates` messages, oldest first. */
+export interface TradeHistory {
+  type: "trade_history";
+  position: StreamPosition;
+  trades: TradeUpdatesMessage[];
+  version: string;
+  timestamp: string;
+  message_id: string;
+  correlation_id?: string | null;
+  priority?: number;
 }
 
 /** `trade_updates`: one fill or execution. */
-export interface TradeData {
+export interface TradePayload {
+  /** The trade (fill). */
   trade_id: string;
-  order_id: string;
+  /** The instrument. */
   symbol: string;
+  /** Buy or sell. */
   side: "buy" | "sell";
+  /** Quantity of this fill. */
   quantity: number;
+  /** Price of this fill. */
   price: number;
+  /** The order's status after this fill. */
+  status: "cancelled" | "denied" | "expired" | "filled" | "open" | "partial" | "pending" | "rejected";
+  /** The order the trade filled. */
+  order_id?: string | null;
+  /** The order's filled quantity after this fill. */
+  filled_quantity?: number | null;
+  /** The order's quantity still to fill. */
+  remaining_quantity?: number | null;
+  /** Average price of the fills so far. */
+  avg_fill_price?: number | null;
+  /** Commission charged. */
   commission?: number | null;
-}
-
-/** `market_data` with `data_type: "trade"`. */
-export interface TradeTickData {
-  price: number;
-  size: number;
-  aggressor_side?: string | null;
-  trade_id?: string | null;
+  /** Other fees charged. */
+  fees?: number | null;
+  /** The venue's execution id. */
+  execution_id?: string | null;
+  /** Where it executed. */
+  venue?: string | null;
+  /** When it executed (ISO-8601). */
+  execution_time?: string | null;
+  /** Slippage against the benchmark, in basis points. */
+  slippage_bps?: number | null;
+  /** When the event happened (ISO-8601); filled from the envelope when absent. */
+  timestamp: string;
 }
 
 export interface Unsubscribe {
   type: "unsubscribe";
   subscription_id?: string | null;
   subscription_ids?: string[] | null;
+  version?: string;
+  timestamp?: string | null;
+  message_id?: string | null;
+  correlation_id?: string | null;
+  priority?: number;
+}
+
+export interface UnsubscribeOrderBook {
+  type: "unsubscribe_order_book";
+  symbol?: string | null;
+  venue?: string | null;
+  subscription_id?: string | null;
   version?: string;
   timestamp?: string | null;
   message_id?: string | null;
@@ -716,6 +1252,347 @@ export interface UnsubscriptionConfirmed {
   priority?: number;
 }
 
+/**
+ * New filters and/or rate limit for an existing subscription (also `update_filters`).
+ *
+ * Absent fields are kept; `filters: {}` removes every filter; `rate_limit: 0` removes the
+ * limit. Takes effect between two messages: no gap, no duplicate. On streams with a
+ * snapshot, the latest values of keys the old filters did not cover follow.
+ */
+export interface UpdateSubscription {
+  type: "update_subscription";
+  subscription_id: string;
+  filters?: unknown;
+  rate_limit?: number | null;
+  version?: string;
+  timestamp?: string | null;
+  message_id?: string | null;
+  correlation_id?: string | null;
+  priority?: number;
+}
+
+// --------------------------------------------------------------------------- Data messages by type
+
+/** `alert`: an alert for people to read. Stream `events`. */
+export interface AlertMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "alert_level" | "alert_category" | "data"
+  > {
+  type: "alert";
+  stream: "events";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** How serious the alert is (also sent as `severity`). */
+  alert_level: "low" | "medium" | "high" | "critical";
+  /** A grouping of alerts chosen by the producer. */
+  alert_category?: string;
+  data: AlertPayload;
+}
+
+/** `breach_alert`: a limit was breached. Stream `risk_alerts`. */
+export interface BreachAlertMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "portfolio_id" | "breach_type" | "severity" | "data"
+  > {
+  type: "breach_alert";
+  stream: "risk_alerts";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The portfolio (account) concerned. */
+  portfolio_id: string;
+  /** The kind of limit breached. */
+  breach_type: string;
+  /** How serious (`info`, `warning`, `error`, `fatal` are accepted as low, medium, high, critical). */
+  severity: "low" | "medium" | "high" | "critical";
+  data: BreachAlertPayload;
+}
+
+/** `command_response`: the outcome of a command an engine was given. Stream `events`. */
+export interface CommandResponseMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "command" | "status" | "command_id" | "data"
+  > {
+  type: "command_response";
+  stream: "events";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The command that was run. */
+  command: string;
+  /** Whether the command succeeded, failed or still runs. */
+  status: "success" | "error" | "pending";
+  /** The id of the command, as it was given. */
+  command_id?: string;
+  data: CommandResponsePayload;
+}
+
+/** `engine_status`: a trading engine's (or one of its components') state. Stream `engine_status`. */
+export interface EngineStatusMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "engine_id" | "data"
+  > {
+  type: "engine_status";
+  stream: "engine_status";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The trading engine (or one of its components). */
+  engine_id?: string;
+  data: EngineStatusPayload;
+}
+
+/** `event`: something happened (a session started, a strategy was deployed, ...). Stream `events`. */
+export interface EventMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "event_type" | "event_id" | "data"
+  > {
+  type: "event";
+  stream: "events";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** What happened (`session_started`, `strategy_deployed`, ...). */
+  event_type: string;
+  /** Unique id of the event. */
+  event_id: string;
+  data: EventPayload;
+}
+
+/** `execution_analytics`: the quality of one execution. Stream `execution_analytics`. */
+export interface ExecutionAnalyticsMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "execution_id" | "symbol" | "data"
+  > {
+  type: "execution_analytics";
+  stream: "execution_analytics";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The execution analysed. */
+  execution_id: string;
+  /** The instrument executed. */
+  symbol: string;
+  data: ExecutionAnalyticsPayload;
+}
+
+/** `market_data`: a quote, trade, bar or tick of one symbol (`data_type` says which). Stream `market_data`. */
+export interface MarketDataMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "symbol" | "venue" | "data_type" | "data"
+  > {
+  type: "market_data";
+  stream: "market_data";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The instrument (ticker, or a venue-qualified id such as `AUD/USD.SIM`). */
+  symbol: string;
+  /** Where the instrument trades. */
+  venue?: string;
+  /** Which kind of market data (inferred from the `data` fields when absent). */
+  data_type?: "tick" | "quote" | "bar" | "trade";
+  data: MarketDataPayload;
+}
+
+/** `notification`: the original declared the type without an interface; Tidewire reads `title` and `message` when present. Stream `events`. */
+export interface NotificationMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "data"
+  > {
+  type: "notification";
+  stream: "events";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  data: NotificationPayload;
+}
+
+/** `order_update`: the order's state after an event. Stream `order_updates`. At least one of `user_id`, `portfolio_id` is present. */
+export interface OrderUpdateMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "order_id" | "symbol" | "order_status" | "user_id" | "portfolio_id" | "data"
+  > {
+  type: "order_update";
+  stream: "order_updates";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The order. */
+  order_id: string;
+  /** The instrument (ticker, or a venue-qualified id such as `AUD/USD.SIM`). */
+  symbol: string;
+  /** The order's status after the event. */
+  order_status: "pending" | "open" | "filled" | "partial" | "cancelled" | "rejected" | "denied" | "expired";
+  /** The user concerned. */
+  user_id?: string;
+  /** The portfolio (account) concerned. */
+  portfolio_id?: string;
+  data: OrderPayload;
+}
+
+/** `performance_update`: a portfolio's (or one strategy's) P&L. Stream `performance_updates`. */
+export interface PerformanceUpdateMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "portfolio_id" | "strategy_id" | "data"
+  > {
+  type: "performance_update";
+  stream: "performance_updates";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The portfolio (account) concerned. */
+  portfolio_id: string;
+  /** The strategy, when the P&L is one strategy's. */
+  strategy_id?: string;
+  data: PerformancePayload;
+}
+
+/** `position_update`: a portfolio's position in one symbol. Stream `position_updates`. */
+export interface PositionUpdateMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "portfolio_id" | "symbol" | "position_side" | "data"
+  > {
+  type: "position_update";
+  stream: "position_updates";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The portfolio (account) concerned. */
+  portfolio_id: string;
+  /** The instrument (ticker, or a venue-qualified id such as `AUD/USD.SIM`). */
+  symbol: string;
+  /** Direction of the position. */
+  position_side: "long" | "short" | "flat";
+  data: PositionPayload;
+}
+
+/** `risk_alert`: a risk metric crossed its threshold. Stream `risk_alerts`. */
+export interface RiskAlertMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "portfolio_id" | "risk_type" | "severity" | "data"
+  > {
+  type: "risk_alert";
+  stream: "risk_alerts";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The portfolio (account) concerned. */
+  portfolio_id: string;
+  /** The kind of risk (the metric's name when the producer gave none). */
+  risk_type: string;
+  /** How serious (`info`, `warning`, `error`, `fatal` are accepted as low, medium, high, critical). */
+  severity: "low" | "medium" | "high" | "critical";
+  data: RiskAlertPayload;
+}
+
+/** `risk_metrics`: one metric (`metric_type`) of a portfolio. Stream `risk_metrics`. */
+export interface RiskMetricsMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "portfolio_id" | "metric_type" | "data"
+  > {
+  type: "risk_metrics";
+  stream: "risk_metrics";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The portfolio (account) concerned. */
+  portfolio_id: string;
+  /** Which metric `data.value` holds (`var_95`, `leverage`, ...). */
+  metric_type: string;
+  data: RiskMetricsPayload;
+}
+
+/** `strategy_performance`: one strategy's statistics. Stream `strategy_performance`. */
+export interface StrategyPerformanceMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "strategy_id" | "strategy_name" | "data"
+  > {
+  type: "strategy_performance";
+  stream: "strategy_performance";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The strategy. */
+  strategy_id: string;
+  /** Display name of the strategy. */
+  strategy_name: string;
+  data: StrategyPerformancePayload;
+}
+
+/** `system_alert`: a component of the system needs attention. Stream `events`. */
+export interface SystemAlertMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "component" | "alert_type" | "severity" | "data"
+  > {
+  type: "system_alert";
+  stream: "events";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The system component concerned. */
+  component: string;
+  /** What kind of problem. */
+  alert_type: string;
+  /** How serious (`info`, `warning`, `error`, `fatal` are accepted as low, medium, high, critical). */
+  severity: "low" | "medium" | "high" | "critical";
+  data: SystemAlertPayload;
+}
+
+/** `system_health`: a component's health. Stream `system_health`. */
+export interface SystemHealthMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "component" | "status" | "data"
+  > {
+  type: "system_health";
+  stream: "system_health";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The system component concerned. */
+  component?: string;
+  /** The component's health, as in `data.status`. */
+  status?: "healthy" | "degraded" | "error";
+  data: SystemHealthPayload;
+}
+
+/** `trade_updates`: one fill or execution. Stream `trade_updates`. At least one of `user_id`, `portfolio_id` is present. */
+export interface TradeUpdatesMessage
+  extends Omit<
+    DataMessage,
+    "type" | "stream" | "seq" | "epoch" | "sequence" | "user_id" | "trade_type" | "portfolio_id" | "data"
+  > {
+  type: "trade_updates";
+  stream: "trade_updates";
+  seq: number;
+  epoch: string;
+  sequence: number;
+  /** The user concerned. */
+  user_id?: string;
+  /** Execution, fill or partial fill. */
+  trade_type?: "execution" | "fill" | "partial_fill";
+  /** The portfolio (account) concerned. */
+  portfolio_id?: string;
+  data: TradePayload;
+}
+
 // --------------------------------------------------------------------------- Unions
 
 /** Any command a client sends; discriminated by `type`. */
@@ -727,7 +1604,13 @@ export type ClientCommand =
   | Auth
   | Refresh
   | Publish
-  | Ping;
+  | Ping
+  | UpdateSubscription
+  | GetSnapshot
+  | GetTradeHistory
+  | Sync
+  | SubscribeOrderBook
+  | UnsubscribeOrderBook;
 
 /** Any reply or notice the server sends; discriminated by `type`. */
 export type ServerReply =
@@ -741,72 +1624,84 @@ export type ServerReply =
   | AuthOk
   | Ack
   | ErrorReply
-  | Pong;
+  | Pong
+  | Snapshot
+  | TradeHistory
+  | SyncResponse;
+
+/** Any data message as subscribers receive it; discriminated by `type`. */
+export type AnyDataMessage =
+  | AlertMessage
+  | BreachAlertMessage
+  | CommandResponseMessage
+  | EngineStatusMessage
+  | EventMessage
+  | ExecutionAnalyticsMessage
+  | MarketDataMessage
+  | NotificationMessage
+  | OrderUpdateMessage
+  | PerformanceUpdateMessage
+  | PositionUpdateMessage
+  | RiskAlertMessage
+  | RiskMetricsMessage
+  | StrategyPerformanceMessage
+  | SystemAlertMessage
+  | SystemHealthMessage
+  | TradeUpdatesMessage;
 
 /** Any frame the server sends. */
-export type ServerMessage = ServerReply | DataMessage | Batch;
+export type ServerMessage = ServerReply | AnyDataMessage | Batch;
 
-/** `data` of a `market_data` message; its `data_type` says which. */
-export type MarketDataPayload = QuoteData | TradeTickData | BarData;
-
-// --------------------------------------------------------------------------- Payloads by message type
+// --------------------------------------------------------------------------- By message type
 
 /** `data` of each message type. */
 export interface PayloadByType {
-  alert: EventData;
-  breach_alert: RiskAlertData;
-  engine_status: EngineStatusData;
-  event: EventData;
-  execution_analytics: ExecutionAnalyticsData;
+  alert: AlertPayload;
+  breach_alert: BreachAlertPayload;
+  command_response: CommandResponsePayload;
+  engine_status: EngineStatusPayload;
+  event: EventPayload;
+  execution_analytics: ExecutionAnalyticsPayload;
   market_data: MarketDataPayload;
-  notification: EventData;
-  order_update: OrderData;
-  performance_update: PerformanceData;
-  position_update: PositionData;
-  risk_alert: RiskAlertData;
-  risk_metrics: RiskMetricsData;
-  strategy_performance: StrategyPerformanceData;
-  system_alert: EventData;
-  system_health: SystemHealthData;
-  trade_updates: TradeData;
+  notification: NotificationPayload;
+  order_update: OrderPayload;
+  performance_update: PerformancePayload;
+  position_update: PositionPayload;
+  risk_alert: RiskAlertPayload;
+  risk_metrics: RiskMetricsPayload;
+  strategy_performance: StrategyPerformancePayload;
+  system_alert: SystemAlertPayload;
+  system_health: SystemHealthPayload;
+  trade_updates: TradePayload;
 }
 
-/** `data_type` of a `market_data` message. */
-export type MarketDataType = "quote" | "trade" | "bar";
-
-/** `data` of a `market_data` message by its `data_type`. */
-export interface MarketDataPayloadByDataType {
-  quote: QuoteData;
-  trade: TradeTickData;
-  bar: BarData;
+/** The message interface of each message type. */
+export interface MessageByType {
+  alert: AlertMessage;
+  breach_alert: BreachAlertMessage;
+  command_response: CommandResponseMessage;
+  engine_status: EngineStatusMessage;
+  event: EventMessage;
+  execution_analytics: ExecutionAnalyticsMessage;
+  market_data: MarketDataMessage;
+  notification: NotificationMessage;
+  order_update: OrderUpdateMessage;
+  performance_update: PerformanceUpdateMessage;
+  position_update: PositionUpdateMessage;
+  risk_alert: RiskAlertMessage;
+  risk_metrics: RiskMetricsMessage;
+  strategy_performance: StrategyPerformanceMessage;
+  system_alert: SystemAlertMessage;
+  system_health: SystemHealthMessage;
+  trade_updates: TradeUpdatesMessage;
 }
 
 /**
- * A `market_data` message narrowed by its `data_type` (which market data always carries);
- * without an argument, the union over all data types (narrow it by testing `data_type`).
+ * A data message narrowed to one message type (`TypedDataMessage<"order_update">` is
+ * `OrderUpdateMessage`); without an argument, the union over all message types (narrow it
+ * by testing `type`).
  */
-export type MarketDataMessage<D extends MarketDataType = MarketDataType> = D extends MarketDataType
-  ? Omit<DataMessage, "type" | "stream" | "data" | "data_type"> & {
-      type: "market_data";
-      stream: "market_data";
-      data_type: D;
-      data: MarketDataPayloadByDataType[D];
-    }
-  : never;
-
-/**
- * A data message with `type`, `stream` and `data` narrowed to one message type; without an
- * argument, the union over all message types (narrow it by testing `type`).
- */
-export type TypedDataMessage<T extends MessageType = MessageType> = T extends "market_data"
-  ? MarketDataMessage
-  : T extends MessageType
-    ? Omit<DataMessage, "type" | "stream" | "data"> & {
-        type: T;
-        stream: StreamOfType[T];
-        data: PayloadByType[T];
-      }
-    : never;
+export type TypedDataMessage<T extends MessageType = MessageType> = MessageByType[T];
 
 /** `T` as received on a connection opened with `decimals=string`. */
 export type WithDecimalStrings<T> = {
