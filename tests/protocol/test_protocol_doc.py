@@ -170,13 +170,6 @@ def test_legacy_names_come_from_the_ingest_mapping() -> None:
     assert "`unhealthy`" in tables["system_health"][("status", "`data`")][5]
 
 
-def test_the_old_section_points_to_the_new_one() -> None:
-    text = DOC.read_text(encoding="utf-8")
-    old = text.split("## Required `data` fields per message type", 1)[1].split("\n## ", 1)[0]
-    assert "[Message types](#message-types)" in old
-    assert "`bid`, `ask`" not in old
-
-
 # ----- the derived-fields table says what ingest does
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "original_shapes.json"
