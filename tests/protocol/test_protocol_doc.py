@@ -255,3 +255,14 @@ def test_the_derivations_of_every_type() -> None:
     engine = _vector("engine_status")
     del engine["engine_id"]
     assert build_data_message(engine, default_source="nautilus").key == "nautilus"
+
+
+def test_every_command_and_reply_is_documented() -> None:
+    import typing
+
+    from tidewire.protocol.messages import ClientCommand, ServerReply
+
+    text = DOC.read_text(encoding="utf-8")
+    for union in (ClientCommand, ServerReply):
+        for cls in typing.get_args(union):
+            assert f"`{cls.__struct_config__.tag}" in text, cls.__struct_config__.tag
