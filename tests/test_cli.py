@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from conftest import TIMEOUT, quote
-from messages import order
+from messages import order, trade
 from tidewire.server.app import Gateway
 from tokens import SECRET, SECURE, token
 
@@ -60,6 +60,49 @@ async def test_tail_prints_matching_messages_one_per_line(gateway: Gateway) -> N
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
     assert [m["symbol"] for m in lines] == ["AAPL", "MSFT", "AAPL"]
+    assert lines[0]["data"]["bid_price"] == 100.0 and lines[0]["data_type"] == "quote"
+
+
+async def test_tail_follows_a_topic_with_a_price_filter(gateway: Gateway) -> None:
+    await gateway.publish(quote("AAPL", 50.0))  # the latest value, refused by --no-snapshot
+    tail = asyncio.create_task(
+        run(
+            "tail",
+            "market_data.AAPL",
+            "--url",
+            gateway.url,
+            "--min-price",
+            "100",
+            "--no-snapshot",
+            "--count",
+            "1",
+        )
+    )
+    async with asyncio.timeout(15):
+        while gateway.stats()["subscriptions"] == 0:  # noqa: ASYNC110 - a subprocess subscribes
+            await asyncio.sleep(0.02)
+    for symbol, bid in (("MSFT", 200.0), ("AAPL", 99.0), ("AAPL", 150.0)):
+        await gateway.publish(quote(symbol, bid))
+    code, out, err = await tail
+    assert code == 0, err
+    assert [json.loads(line)["data"]["bid_price"] for line in out.splitlines()] == [150.0]
+
+
+async def test_snapshot_and_trades_print_one_message_per_line(gateway: Gateway) -> None:
+    for symbol, bid in (("AAPL", 1.0), ("MSFT", 2.0), ("AAPL", 3.0)):
+        await gateway.publish(quote(symbol, bid))
+    code, out, err = await run("snapshot", "market_data", "--url", gateway.url, "--symbols", "AAPL")
+    assert code == 0, err
+    assert [json.loads(line)["data"]["bid_price"] for line in out.splitlines()] == [3.0]
+    for n, portfolio in enumerate(("P1", "P2", "P2"), start=1):
+        await gateway.publish(trade(portfolio, n=n))
+    code, out, err = await run("trades", "--url", gateway.url, "--portfolio-ids", "P2")
+    assert code == 0, err
+    assert [json.loads(line)["data"]["trade_id"] for line in out.splitlines()] == ["T-2", "T-3"]
+    code, _, err = await run("snapshot", "trade_updates", "--url", gateway.url)
+    assert code == 2 and "invalid_message" in err
+    code, _, err = await run("trades", "--url", "ws://127.0.0.1:1/ws")
+    assert code == 1 and "error: ws://127.0.0.1:1/ws: " in err
 
 
 async def test_tail_reports_a_bad_stream(gateway: Gateway) -> None:

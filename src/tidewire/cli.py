@@ -1,9 +1,8 @@
-"""Command line: `tidewire serve | tail | publish | schema`."""
+"""Command line: `tidewire serve | token | tail | snapshot | trades | publish | schema`."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -12,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import msgspec
 import typer
 
+from tidewire.client.cli import publish, snapshot, tail, trades
 from tidewire.protocol.errors import CloseCode
 
 app = typer.Typer(
@@ -312,117 +311,14 @@ def token(
     )
 
 
-@app.command()
-def tail(
-    stream: Annotated[str, typer.Argument(help="Stream to follow, e.g. market_data.")],
-    url: Annotated[str, typer.Option(help="Gateway WebSocket URL.")] = "ws://127.0.0.1:8765/ws",
-    symbols: Annotated[list[str] | None, typer.Option("--symbols", help="Symbol filter.")] = None,
-    portfolio_ids: Annotated[
-        list[str] | None, typer.Option("--portfolio-ids", help="Portfolio filter.")
-    ] = None,
-    strategy_ids: Annotated[
-        list[str] | None, typer.Option("--strategy-ids", help="Strategy filter.")
-    ] = None,
-    severity: Annotated[str | None, typer.Option(help="Minimum severity.")] = None,
-    venue: Annotated[str | None, typer.Option(help="Venue filter.")] = None,
-    count: Annotated[
-        int | None, typer.Option(help="Exit after this many messages (default: run until ^C).")
-    ] = None,
-    token: Annotated[
-        str | None, typer.Option(envvar="TIDEWIRE_TOKEN", help="JWT (or TIDEWIRE_TOKEN).")
-    ] = None,
-    ca_file: Annotated[
-        str | None, typer.Option(help="PEM CA file to trust for wss:// (self-signed gateways).")
-    ] = None,
-) -> None:
-    """Print live messages of STREAM, one JSON object per line."""
-    from tidewire.client import SubscriptionError, TidewireClient, is_resync
-
-    filters: dict[str, Any] = {}
-    for name, value in (
-        ("symbols", _split(symbols)),
-        ("portfolio_ids", _split(portfolio_ids)),
-        ("strategy_ids", _split(strategy_ids)),
-        ("severity", severity),
-        ("venue", venue),
-    ):
-        if value:
-            filters[name] = value
-
-    async def run() -> int:
-        async with TidewireClient(url, token=token, ca_file=ca_file) as client:
-            try:
-                subscription = await client.subscribe(stream, filters=filters or None)
-            except SubscriptionError as exc:
-                typer.echo(f"error: {exc.error_code}: {exc.error_message}", err=True)
-                return 2
-            seen = 0
-            async for message in subscription:
-                if is_resync(message):
-                    # A gap the gateway could not replay: say so, on stderr, and go on.
-                    typer.echo(f"resync: {message['reason']} ({message['stream']})", err=True)
-                    continue
-                sys.stdout.write(json.dumps(message, separators=(",", ":"), default=str) + "\n")
-                sys.stdout.flush()
-                seen += 1
-                if count is not None and seen >= count:
-                    break
-        return 0
-
-    with contextlib.suppress(KeyboardInterrupt):
-        raise typer.Exit(asyncio.run(run()))
+# The commands of a client of the gateway live with the SDK.
+for _command in (tail, snapshot, trades, publish):
+    app.command()(_command)
 
 
 def _split(values: list[str] | None) -> list[str]:
     """Accept both `--symbols A --symbols B` and `--symbols A,B`."""
     return [part for value in values or [] for part in value.split(",") if part]
-
-
-@app.command()
-def publish(
-    file: Annotated[
-        str, typer.Argument(help="JSON file (one message, a list, or JSON lines); - for stdin.")
-    ],
-    url: Annotated[
-        str, typer.Option(help="Control-plane URL of the gateway.")
-    ] = "http://127.0.0.1:8766",
-    token: Annotated[
-        str | None,
-        typer.Option(envvar="TIDEWIRE_TOKEN", help="JWT with the publisher role (or env)."),
-    ] = None,
-    ca_file: Annotated[
-        str | None, typer.Option(help="PEM CA file to trust for https:// (self-signed).")
-    ] = None,
-) -> None:
-    """Publish messages through POST /api/publish and print the gateway's answer."""
-    import ssl
-
-    import httpx
-
-    text = sys.stdin.read() if file == "-" else Path(file).read_text()
-    try:
-        body: Any = msgspec.json.decode(text)
-    except msgspec.DecodeError:
-        # JSON lines: one message per line.
-        try:
-            body = [msgspec.json.decode(line) for line in text.splitlines() if line.strip()]
-        except msgspec.DecodeError as exc:
-            typer.echo(f"error: {file} is neither JSON nor JSON lines: {exc}", err=True)
-            raise typer.Exit(2) from None
-    try:
-        response = httpx.post(
-            f"{url.rstrip('/')}/api/publish",
-            json=body,
-            timeout=30,
-            headers={"Authorization": f"Bearer {token}"} if token else None,
-            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
-        )
-    except httpx.HTTPError as exc:
-        typer.echo(f"error: cannot reach {url}: {exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(response.text)
-    if response.status_code != 200:
-        raise typer.Exit(1)
 
 
 @app.command()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import msgspec
 import pytest
 
 from messages import bar, engine_status, position, quote, sequenced
-from tidewire.client.dedupe import DuplicateFilter, conflation_key, newly_covered
+from tidewire.client.dedupe import DuplicateFilter, conflation_key
+from tidewire.client.routing import matches
 from tidewire.protocol.streams import STREAMS, snapshot_key
 
 
@@ -101,32 +104,44 @@ def test_conflation_key_equals_snapshot_key_on_the_wire(raw: dict[str, Any]) -> 
     assert conflation_key(message.stream, wire) == snapshot_key(STREAMS[message.stream], message)
 
 
-def test_after_an_update_the_snapshot_of_new_keys_is_delivered_once() -> None:
-    def pos(seq: int, portfolio: str, symbol: str = "AAPL") -> dict[str, Any]:
-        return msg(seq, key=portfolio, portfolio_id=portfolio, symbol=symbol)
+def covered_by(filters: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    return lambda message: matches(filters, message)
 
-    # A reliable snapshot stream (position_updates): one sequence per subscription.
+
+def pos(seq: int, portfolio: str, symbol: str = "AAPL") -> dict[str, Any]:
+    return msg(seq, key=portfolio, portfolio_id=portfolio, symbol=symbol)
+
+
+def test_after_an_update_the_new_keys_run_is_judged_per_unit() -> None:
+    # A reliable snapshot stream (position_updates): one sequence per subscription, except
+    # for the units the update covered newly.
     dedupe = DuplicateFilter()
     dedupe.restart("e1", None)
     assert accepted(dedupe, pos(5, "P1"), pos(8, "P1")) == [5, 8]
-    dedupe.admit(9, newly_covered("position_updates", {"portfolio_ids": ["P1"]}))
+    unit = partial(conflation_key, "position_updates")
+    dedupe.admit(unit, covered_by({"portfolio_ids": ["P1"]}))
+    # The gateway's order: the latest values of P2, then the live messages it held back.
     later = [
-        pos(3, "P2", "AAPL"),  # the snapshot of the newly covered P2
-        pos(6, "P2", "MSFT"),
-        pos(5, "P1"),  # P1 was covered: a duplicate
+        pos(3, "P2", "AAPL"),  # older than what was delivered
+        pos(12, "P2", "MSFT"),  # newer than a held-back message of P1
+        pos(10, "P1"),  # held back while the snapshot was fetched
+        pos(5, "P1"),  # covered before: a duplicate
         pos(3, "P2", "AAPL"),  # again (another subscription's snapshot)
-        pos(10, "P2", "AAPL"),  # live
-        pos(4, "P2", "TSLA"),  # older than the last live one, but a new unit
+        pos(13, "P2", "AAPL"),  # live
+        pos(13, "P2", "AAPL"),
     ]
-    assert accepted(dedupe, *later) == [3, 6, 10, 4]
-    dedupe.restart("e1", 10)  # a confirmation closes the window
+    assert accepted(dedupe, *later) == [3, 12, 10, 13]
+    # A second update: P2 was new at the first, it keeps its per-unit judgement.
+    dedupe.admit(unit, covered_by({"portfolio_ids": ["P1", "P2"]}))
+    assert accepted(dedupe, pos(12, "P2", "MSFT"), pos(14, "P2", "MSFT"), pos(10, "P1")) == [14]
+    dedupe.restart("e1", 14)  # a confirmation ends it
     assert accepted(dedupe, pos(7, "P2", "NVDA")) == []
 
 
-def test_after_an_update_a_newer_value_of_a_unit_wins() -> None:
-    dedupe = DuplicateFilter(lambda m: conflation_key("market_data", m))
+def test_after_an_update_new_keys_ignore_the_floor_but_not_newer_values() -> None:
+    dedupe = DuplicateFilter(partial(conflation_key, "market_data"))
     dedupe.restart("e1", 20)  # subscribed without a snapshot
-    dedupe.admit(25, newly_covered("market_data", {"symbols": ["AAPL"]}))
+    dedupe.admit(partial(conflation_key, "market_data"), covered_by({"symbols": ["AAPL"]}))
 
     def tick(seq: int, symbol: str) -> dict[str, Any]:
         return msg(seq, key=symbol, symbol=symbol, data_type="quote")
@@ -134,9 +149,9 @@ def test_after_an_update_a_newer_value_of_a_unit_wins() -> None:
     messages = [
         tick(22, "AAPL"),  # covered before: the usual rules
         tick(19, "AAPL"),  # under the floor
-        tick(18, "MSFT"),  # new key, under the floor: delivered
+        tick(18, "MSFT"),  # new key, under the floor: its latest value
         tick(26, "GOOG"),  # live first
-        tick(17, "GOOG"),  # then its older snapshot value: stale
+        tick(17, "GOOG"),  # then an older value: stale
         tick(18, "MSFT"),
     ]
     assert accepted(dedupe, *messages) == [22, 18, 26]

@@ -55,8 +55,10 @@ def confirmation(subscription_id: str, correlation_id: str) -> dict[str, Any]:
         "correlation_id": correlation_id,
         "subscription_id": subscription_id,
         "stream": "market_data",
+        "topic": "market_data",
         "filters": {},
         "position": {"epoch": "e1", "seq": 0},
+        "updated": False,
     }
 
 
@@ -336,9 +338,11 @@ def position_message(seq: int, symbol: str = "AAPL") -> dict[str, Any]:
         "stream": "position_updates",
         "key": "P1",
         "portfolio_id": "P1",
+        "symbol": symbol,
+        "position_side": "long",
         "seq": seq,
         "epoch": "e1",
-        "data": {"symbol": symbol, "quantity": 1, "avg_price": 1.0, "unrealized_pnl": 0.0},
+        "data": {"quantity": 1, "avg_price": 1.0, "unrealized_pnl": 0.0},
     }
 
 

@@ -5,15 +5,26 @@
         async for message in quotes:
             if is_resync(message):  # a gap: the snapshot that follows rebuilds the state
                 continue
-            print(message["symbol"], message["data"]["bid"], message["seq"])
+            data = message["data"]
+            print(message["symbol"], data["bid_price"], data["ask_price"], message["seq"])
+
+Messages are the canonical data messages: the envelope (`type`, `stream`, `key`, `seq`,
+`epoch`, `timestamp`, ...), the type's top-level fields (`symbol`, `portfolio_id`,
+`order_status`, ...) and the payload in `data`. Without subscribing::
+
+    latest = await client.get_snapshot("market_data", filters={"symbols": ["AAPL"]})
+    trades = await client.trade_history(filters={"portfolio_ids": ["PF-1"]}, limit=50)
+    clock = await client.sync()  # clock.offset, clock.round_trip (milliseconds)
+    await quotes.update(filters={"symbols": ["AAPL", "MSFT"]}, rate_limit=10)
 
 See `TidewireClient` for the options (reconnection, heartbeats, queueing, subprotocols),
-`Subscription` for iteration, positions and what happens when a consumer falls behind, and
-`tidewire.client.resync` for how gaps (a reconnection the gateway could not recover, a
-queue overflow) are signalled.
+`Subscription` for iteration, positions, filter updates and what happens when a consumer
+falls behind, and `tidewire.client.resync` for how gaps (a reconnection the gateway could
+not recover, a queue overflow) are signalled.
 """
 
 from tidewire.client.backoff import Backoff
+from tidewire.client.clock import ClockSync
 from tidewire.client.connection import TidewireClient
 from tidewire.client.dispatch import MessageHandler
 from tidewire.client.errors import (
@@ -35,6 +46,7 @@ __all__ = [
     "RESYNC",
     "AuthenticationError",
     "Backoff",
+    "ClockSync",
     "ConnectionClosedError",
     "ConnectionState",
     "MessageHandler",

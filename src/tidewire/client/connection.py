@@ -32,19 +32,20 @@ from tidewire.client.dispatch import Dispatcher
 from tidewire.client.errors import ConnectionClosedError, ServerError
 from tidewire.client.link import GiveUp, Link
 from tidewire.client.outbound import OutboundQueue
+from tidewire.client.queries import ClientQueries
 from tidewire.client.reconnect import ABNORMAL_CLOSURE, reconnect_refusal, throttled
 from tidewire.client.resync import ResyncHandler
 from tidewire.client.state import ConnectionState, StateTracker
-from tidewire.client.status import ClientStatus
-from tidewire.client.subscription import Subscription, new_subscription, position_of
+from tidewire.client.subscription import Subscription, new_subscription
 from tidewire.client.tokens import TokenSource
+from tidewire.client.wire import position_of
 from tidewire.protocol.codec import SUBPROTOCOL_JSON
 from tidewire.protocol.messages import Filters, StreamPosition, new_message_id
 
 logger = logging.getLogger("tidewire.client")
 
 
-class TidewireClient(ClientStatus):
+class TidewireClient(ClientQueries):
     """Connection manager for one Tidewire gateway connection.
 
     Use it as `async with TidewireClient(url) as client:`, or `await client.connect()` and
@@ -65,6 +66,11 @@ class TidewireClient(ClientStatus):
       entries and are sent in order after the next connection's resubscriptions. When it is
       full, sending raises `QueueFull`: nothing is ever dropped silently.
     - `subscription_queue_size`: default bounded queue size of every subscription.
+
+    Besides subscriptions: `update_subscription` (or `Subscription.update`) changes one's
+    filters or rate limit in place, `get_snapshot` and `trade_history` read the latest values
+    and recent trades without subscribing, `sync` measures the gateway's clock (see
+    `ClientQueries`).
 
     Recovery needs no application code: after every reconnection each subscription is sent
     again with `since` = its `position`, and the gateway replays what it missed; duplicates
@@ -289,7 +295,9 @@ class TidewireClient(ClientStatus):
     ) -> Subscription:
         """Subscribe to `stream` and wait for the gateway's confirmation.
 
-        `filters` are those of PROTOCOL.md section 3 (a dict or a `Filters`); the
+        `stream` is a stream name (canonical, singular or alias) or a topic: a stream with a
+        key suffix, `market_data.AAPL`, meaning `symbols: ["AAPL"]`. `filters` are those of
+        PROTOCOL.md section 3 (a dict or a `Filters`; empty values mean no filter); the
         subscription id is generated when not given. `queue_size` overrides the client's
         `subscription_queue_size`. `since` (a `StreamPosition` or `{epoch, seq}`, e.g. a
         `position` saved by an earlier process) resumes the stream after it, as every

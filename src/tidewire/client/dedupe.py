@@ -25,6 +25,12 @@ another subscription's setup:
   message after a newer one is stale and is dropped.
 * A message of an epoch other than the subscription's current one starts afresh: the
   stream's history was reset, seqs start again.
+* After an update of the subscription's filters (`update_subscription`) nothing restarts:
+  the subscription goes on. On streams with a snapshot the gateway then sends the latest
+  value of each unit the old filters did not cover (older than what was delivered, perhaps
+  older than the floor), then the live messages it held back meanwhile: a second ascending
+  run. `admit` has such newly covered units judged per unit, without the floor, until the
+  next confirmation; the units covered before keep their rules.
 
 A message without a valid `{epoch, seq}` is delivered: there is nothing to judge it by.
 """
@@ -34,6 +40,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
+from tidewire.protocol.streams import STREAMS
+
 Unit = Callable[[dict[str, Any]], Hashable | None]
 """The conflation unit of a message (None: it has none)."""
 
@@ -41,23 +49,26 @@ Unit = Callable[[dict[str, Any]], Hashable | None]
 def conflation_key(stream: str, message: Mapping[str, Any]) -> Hashable | None:
     """The unit in which a newer message of `stream` replaces an older one (its snapshot key).
 
-    The gateway's `snapshot_key`: positions per portfolio and symbol, market data per symbol
-    and data_type (a bar is not replaced by a quote), otherwise the message's `key`. None for
-    a message without a key.
+    The gateway's `protocol.streams.snapshot_key`, to the character: the key, then the
+    stream's `snapshot_fields` (top level first, then `data`), joined by "\x1f". Market data
+    per symbol and data_type (a bar is not replaced by a quote), positions per portfolio,
+    strategy and symbol, risk metrics per portfolio and metric_type, otherwise the `key`.
+    None for a message without a key.
     """
     key = message.get("key")
     if not isinstance(key, str | int):
         return None
-    if stream == "position_updates":
-        symbol = message.get("symbol")
-        if symbol is None:
-            data = message.get("data")
-            symbol = data.get("symbol") if isinstance(data, Mapping) else None
-        return (key, symbol if isinstance(symbol, Hashable) else None)
-    data_type = message.get("data_type")
-    if isinstance(data_type, str):
-        return (key, data_type)
-    return key
+    spec = STREAMS.get(stream)
+    if spec is None or not spec.snapshot_fields:
+        return key
+    data = message.get("data")
+    parts = [str(key)]
+    for name in spec.snapshot_fields:
+        value = message.get(name)
+        if value is None and isinstance(data, Mapping):
+            value = data.get(name)
+        parts.append("" if value is None else str(value))
+    return "\x1f".join(parts)
 
 
 def _seq_of(message: Mapping[str, Any]) -> tuple[str, int] | None:
@@ -81,6 +92,12 @@ class DuplicateFilter:
         self._floor: int | None = None
         self._last: int | None = None
         self._last_of_unit: dict[Hashable, int] = {}
+        # After filter updates: whether the filters before the latest one covered a
+        # message, the unit of a message, and the last seq of each newly covered unit on a
+        # reliable stream (latest-value streams keep theirs in _last_of_unit).
+        self._covered_before: Callable[[dict[str, Any]], bool] | None = None
+        self._window_unit: Unit | None = None
+        self._new_last: dict[Hashable, int] = {}
 
     @property
     def epoch(self) -> str | None:
@@ -96,6 +113,15 @@ class DuplicateFilter:
         self._floor = floor
         self._last = None
         self._last_of_unit.clear()
+        self._covered_before = self._window_unit = None
+        self._new_last.clear()
+
+    def admit(self, unit: Unit, covered_before: Callable[[dict[str, Any]], bool]) -> None:
+        """The subscription's filters changed (and the latest values of newly covered keys
+        follow): from now on a message `covered_before` says the old filters did not cover
+        is judged in its `unit`, ignoring the floor; so are, on a reliable stream, the units
+        that were new at an earlier update. Until the next `restart`."""
+        self._window_unit, self._covered_before = unit, covered_before
 
     def accept(self, message: dict[str, Any]) -> bool:
         """Whether to deliver `message`; records it as delivered when it is."""
@@ -105,6 +131,10 @@ class DuplicateFilter:
         epoch, seq = position
         if epoch != self._epoch:
             self.restart(epoch, None)
+        if self._covered_before is not None:
+            verdict = self._newly_covered(message, seq)
+            if verdict is not None:
+                return verdict
         if self._floor is not None and seq <= self._floor:
             return False
         if self._unit is None:
@@ -119,4 +149,19 @@ class DuplicateFilter:
         if last is not None and seq <= last:
             return False
         self._last_of_unit[unit] = seq
+        return True
+
+    def _newly_covered(self, message: dict[str, Any], seq: int) -> bool | None:
+        """The verdict on a message of a newly covered unit; None: the usual rules decide."""
+        assert self._window_unit is not None and self._covered_before is not None
+        unit = self._window_unit(message)
+        if unit is None:
+            return None
+        store = self._new_last if self._unit is None else self._last_of_unit
+        if (self._unit is not None or unit not in store) and self._covered_before(message):
+            return None
+        last = store.get(unit)
+        if last is not None and seq <= last:
+            return False
+        store[unit] = seq
         return True

@@ -16,6 +16,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tidewire.client.codec import FrameCodec
@@ -23,7 +24,8 @@ from tidewire.client.errors import ConnectionClosedError, ServerError, Subscript
 from tidewire.client.heartbeat import HeartbeatTracker
 from tidewire.client.resync import ResyncHandler, call_resync_handlers
 from tidewire.client.routing import Router
-from tidewire.client.subscription import Subscription, position_of
+from tidewire.client.subscription import Subscription
+from tidewire.client.wire import position_of
 
 logger = logging.getLogger("tidewire.client")
 
@@ -44,8 +46,23 @@ REPLY_TYPES = frozenset(
         "ack",
         "error",
         "pong",
+        # `snapshot` names a stream but is a reply: its messages answer a query and are not
+        # routed to subscriptions.
+        "snapshot",
+        "trade_history",
+        "sync_response",
     }
 )
+
+
+@dataclass(slots=True)
+class _PendingUpdate:
+    """An `update_subscription` waiting for its confirmation."""
+
+    subscription: Subscription
+    filters: dict[str, Any] | None
+    rate_limit: float | None
+    sent: bool = False
 
 
 class Dispatcher:
@@ -70,6 +87,9 @@ class Dispatcher:
         self._requests: dict[str, asyncio.Future[dict[str, Any]]] = {}
         # Requests written on the current connection: they fail when it is lost.
         self._sent_requests: set[str] = set()
+        # message_id -> an update to apply when the gateway confirms it (even when the
+        # caller stopped waiting: the gateway applied it, so must the routing).
+        self._updates: dict[str, _PendingUpdate] = {}
         self._pings: list[asyncio.Future[float]] = []
 
         self.established = False
@@ -107,6 +127,27 @@ class Dispatcher:
         """A subscribe went out on the current connection (replies correlate by message_id)."""
         self._subscribe_ids[message_id] = subscription_id
 
+    def expect_update(
+        self,
+        message_id: str,
+        subscription: Subscription,
+        filters: dict[str, Any] | None,
+        rate_limit: float | None,
+    ) -> None:
+        """An `update_subscription` of `subscription` is about to be sent as `message_id`.
+
+        Its `subscription_confirmed` (`updated: true`) switches the subscription's local
+        filters and rate limit in the reader, before any later message is routed.
+        """
+        self._updates[message_id] = _PendingUpdate(subscription, filters, rate_limit)
+
+    def release_update(self, message_id: str) -> None:
+        """The caller stopped waiting: forget the update unless it was sent (then its
+        confirmation, if one comes, still applies it)."""
+        update = self._updates.get(message_id)
+        if update is not None and not update.sent:
+            del self._updates[message_id]
+
     def expect_reply(self, message_id: str) -> asyncio.Future[dict[str, Any]]:
         """A future for the reply whose `correlation_id` is `message_id`."""
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -121,8 +162,13 @@ class Dispatcher:
     def sent(self, message: dict[str, Any]) -> None:
         """`message` was written on the current connection."""
         message_id = message.get("message_id")
-        if isinstance(message_id, str) and message_id in self._requests:
+        if not isinstance(message_id, str):
+            return
+        if message_id in self._requests:
             self._sent_requests.add(message_id)
+        update = self._updates.get(message_id)
+        if update is not None:
+            update.sent = True
 
     def expect_ping(self) -> asyncio.Future[float]:
         """A future for the round trip (ms) of the next heartbeat response."""
@@ -141,6 +187,9 @@ class Dispatcher:
             subscription._on_disconnected()
         self._subscribe_ids.clear()
         self.heartbeats.clear()
+        # Never confirmed on the lost connection; the next one resubscribes with the filters
+        # the subscription has. Updates still queued go out on the next connection.
+        self._updates = {key: update for key, update in self._updates.items() if not update.sent}
         lost = ConnectionClosedError("connection lost before the reply", code=code)
         for message_id in self._sent_requests:
             future = self._requests.get(message_id)
@@ -166,6 +215,7 @@ class Dispatcher:
         self._confirmations.clear()
         self._subscribe_ids.clear()
         self._sent_requests.clear()
+        self._updates.clear()
         self._resyncs.clear()
 
     # ------------------------------------------------------------------ inbound
@@ -224,15 +274,23 @@ class Dispatcher:
         # reliable stream before it: any reply means those are complete.
         for subscription in self.subscriptions.values():
             subscription._settle()
+        correlation_id = message.get("correlation_id")
+        # The answer to an update_subscription: it applies (or is refused) here, never as
+        # the confirmation of a subscribe.
+        update = (
+            self._updates.pop(correlation_id, None) if isinstance(correlation_id, str) else None
+        )
         if message_type == "connection_established":
             self._on_established(message)
+        elif update is not None or message.get("updated") is True:
+            if update is not None and message_type == "subscription_confirmed":
+                self._on_updated(update)
         elif message_type in ("subscription_confirmed", "subscription_error"):
             self._on_subscription_reply(message_type, message)
         elif message_type == "heartbeat_response":
             self._on_heartbeat_response(message)
         elif message_type == "auth_ok":
             self._on_identity(message)
-        correlation_id = message.get("correlation_id")
         if not isinstance(correlation_id, str):
             if message_type == "error":
                 logger.warning("error from the gateway: %s", message)
@@ -246,11 +304,20 @@ class Dispatcher:
             else:
                 future.set_result(message)
         elif message_type == "error":
-            if correlation_id in self._subscribe_ids:
+            if update is None and correlation_id in self._subscribe_ids:
                 # A subscribe so malformed that the gateway answered `error`.
                 self._on_subscription_reply("subscription_error", message)
             else:
                 logger.warning("error from the gateway: %s", message)
+
+    def _on_updated(self, update: _PendingUpdate) -> None:
+        subscription = update.subscription
+        if self.subscriptions.get(subscription.subscription_id) is not subscription:
+            return  # unsubscribed meanwhile
+        subscription._on_updated(update.filters, update.rate_limit)
+        self.router.add(
+            subscription.subscription_id, subscription.stream, subscription.filters, subscription
+        )
 
     def _on_established(self, message: dict[str, Any]) -> None:
         connection_id = message.get("connection_id")

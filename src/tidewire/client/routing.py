@@ -9,15 +9,17 @@ one stream; it follows the same rules (PROTOCOL.md section 3):
 * a filter matches a message that carries the field, at the top level or in `data`, with an
   allowed value; a message without the field does not match;
 * `severity` is a minimum: low < medium < high < critical;
-* the price for `min_price`/`max_price` is `price`, else `last_trade_price`, else the mid of
-  `bid` and `ask`; numbers sent as decimal strings (`decimals=string`) are compared as
-  numbers.
+* an empty list or an empty string is no filter (the original subscription form sends
+  `portfolio_ids: []` for a blank field);
+* the price for `min_price`/`max_price` is `data.price`, else `data.last_trade_price`, else
+  the mid of `data.bid_price` and `data.ask_price` (exact); numbers sent as decimal strings
+  (`decimals=string`) are compared as numbers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, Generic, TypeVar
 
 from tidewire.protocol.streams import FILTER_FIELDS, SEVERITY_ALIASES, SEVERITY_RANK
@@ -28,6 +30,8 @@ T = TypeVar("T")
 _LIST_FILTERS = ("symbols", "portfolio_ids", "strategy_ids")
 # Filters whose value is the one allowed value of one message field.
 _EQUALITY_FILTERS = ("user_id", "venue", "asset_class")
+# Values of a blank form field: no filter (as the gateway's `validate_filters` reads them).
+_BLANK: tuple[object, ...] = ([], "", None)
 
 
 def field_value(message: Mapping[str, Any], name: str) -> Any:
@@ -54,20 +58,34 @@ def _number(value: Any) -> Decimal | None:
 
 
 def message_price(message: Mapping[str, Any]) -> Decimal | None:
-    """The price that `min_price`/`max_price` compare: price, last trade price or bid/ask mid.
+    """The price that `min_price`/`max_price` compare, as the gateway reads it from `data`:
+    `price`, else `last_trade_price`, else the mid of `bid_price` and `ask_price`.
 
+    The first of `price` and `last_trade_price` that is present decides, as on the gateway.
     Returned as a Decimal so decimal-string payloads compare exactly; None when the message
     carries no price at all.
     """
+    data = message.get("data")
+    if not isinstance(data, Mapping):
+        return None
     for name in ("price", "last_trade_price"):
-        price = _number(field_value(message, name))
-        if price is not None:
-            return price
-    bid = _number(field_value(message, "bid"))
-    ask = _number(field_value(message, "ask"))
-    if bid is not None and ask is not None:
+        value = data.get(name)
+        if value is not None:
+            return _number(value)
+    bid = _number(data.get("bid_price"))
+    ask = _number(data.get("ask_price"))
+    if bid is None or ask is None:
+        return None
+    return exact_mid(bid, ask)
+
+
+def exact_mid(bid: Decimal, ask: Decimal) -> Decimal:
+    """`(bid + ask) / 2` without rounding, whatever the digits of the operands."""
+    # Enough digits for the exact sum plus one for the halving; the default 28 may not be.
+    exponent = min(int(bid.as_tuple().exponent), int(ask.as_tuple().exponent))
+    digits = max(bid.adjusted(), ask.adjusted()) - exponent + 3
+    with localcontext(prec=max(digits, 28)):
         return (bid + ask) / 2
-    return None
 
 
 def severity_rank(value: Any) -> int | None:
@@ -86,15 +104,15 @@ def matches(filters: Mapping[str, Any], message: Mapping[str, Any]) -> bool:
     gateway has applied it already.
     """
     for name in _LIST_FILTERS:
-        allowed = filters.get(name)
-        if allowed is not None and field_value(message, FILTER_FIELDS[name]) not in allowed:
+        allowed: Any = filters.get(name)
+        if allowed not in _BLANK and field_value(message, FILTER_FIELDS[name]) not in allowed:
             return False
     for name in _EQUALITY_FILTERS:
         wanted = filters.get(name)
-        if wanted is not None and field_value(message, FILTER_FIELDS[name]) != wanted:
+        if wanted not in _BLANK and field_value(message, FILTER_FIELDS[name]) != wanted:
             return False
     minimum = filters.get("severity")
-    if minimum is not None:
+    if minimum not in _BLANK:
         wanted_rank = severity_rank(minimum)
         rank = severity_rank(field_value(message, "severity"))
         if wanted_rank is None or rank is None or rank < wanted_rank:

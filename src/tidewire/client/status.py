@@ -60,7 +60,8 @@ class ClientStatus:
 
     @property
     def user_id(self) -> str | None:
-        """The user the gateway authenticated this connection as (None: anonymous)."""
+        """The user the gateway says this connection is (`anonymous` when the gateway runs
+        without authentication); None before the first connection."""
         return self._inbound.user_id
 
     @property

@@ -18,6 +18,8 @@ section 5):
   latest-value stream gets its snapshot after every resubscription, recovered or not: the
   newest value per key again, which is harmless for state and covers whatever the lost
   connection had in flight.
+* **Its filters and rate limit change in place** (`update()`): no gap, no duplicate, no
+  resync, the position is kept; the latest values of newly covered keys are delivered.
 * **Gaps are signalled, never hidden**: resync markers in the iterator and resync handlers,
   one mechanism for every gap (see `tidewire.client.resync`). The iterator yields them as
   dicts of `type` "resync"; it raises nothing at a gap.
@@ -27,16 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-import msgspec
-
 from tidewire.client.buffer import Gap, MessageBuffer, PushResult
 from tidewire.client.dedupe import DuplicateFilter, conflation_key
+from tidewire.client.errors import SubscriptionError
 from tidewire.client.resync import NOT_RECOVERED, OVERFLOW, ResyncHandler, resync_marker
+from tidewire.client.routing import matches
+from tidewire.client.wire import position_of, topic_applies, with_topic_filter
 from tidewire.protocol.messages import Filters, StreamPosition, new_message_id
 from tidewire.protocol.streams import keeps_last_values, resolve_stream
 
@@ -46,25 +50,14 @@ logger = logging.getLogger("tidewire.client")
 class _Owner(Protocol):
     async def unsubscribe(self, subscription_id: str) -> None: ...
 
-
-def position_of(value: Any) -> StreamPosition | None:
-    """A `{epoch, seq}` object from the wire as a StreamPosition; None when malformed."""
-    if not isinstance(value, Mapping):
-        return None
-    epoch, seq = value.get("epoch"), value.get("seq")
-    if not isinstance(epoch, str) or not epoch or isinstance(seq, bool) or not isinstance(seq, int):
-        return None
-    return StreamPosition(epoch, seq)
-
-
-def normalize_filters(filters: Mapping[str, Any] | Filters | None) -> dict[str, Any]:
-    """Filters as the plain dict sent on the wire; unset (None) filters are left out."""
-    if filters is None:
-        return {}
-    if isinstance(filters, Filters):
-        raw: dict[str, Any] = msgspec.to_builtins(filters)
-        return raw
-    return {name: value for name, value in filters.items() if value is not None}
+    async def update_subscription(
+        self,
+        subscription_id: str,
+        *,
+        filters: Mapping[str, Any] | Filters | None = None,
+        rate_limit: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[str, Any]: ...
 
 
 def new_subscription(
@@ -79,13 +72,18 @@ def new_subscription(
     since: StreamPosition | None = None,
     on_resync: ResyncHandler | None = None,
 ) -> Subscription:
-    """A Subscription for a subscribe call: canonical stream name, id generated if missing."""
-    spec = resolve_stream(stream)
+    """A Subscription for a subscribe call: canonical stream name, id generated if missing.
+
+    A topic with a key suffix (`market_data.AAPL`) is the stream with its key filter
+    (`symbols: ["AAPL"]`), as the gateway reads it; the filter is part of the subscription's
+    filters so that client-side routing applies it too.
+    """
+    spec, wanted, topic = with_topic_filter(stream, filters)
     return Subscription(
         owner,
         subscription_id=subscription_id or f"sub-{uuid.uuid4().hex[:16]}",
         stream=spec.name if spec is not None else stream,
-        filters=normalize_filters(filters),
+        filters=wanted,
         rate_limit=rate_limit,
         snapshot=snapshot,
         queue_size=queue_size,
@@ -93,6 +91,7 @@ def new_subscription(
         reliable=spec.reliable if spec is not None else True,
         since=since,
         on_resync=on_resync,
+        topic=topic,
     )
 
 
@@ -141,10 +140,14 @@ class Subscription:
         reliable: bool,
         since: StreamPosition | None = None,
         on_resync: ResyncHandler | None = None,
+        topic: str | None = None,
     ) -> None:
+        """`topic`: the stream with a key suffix (`market_data.AAPL`) when the application
+        named one; `filters` then hold the key filter already."""
         self._owner = owner
         self._subscription_id = subscription_id
         self._stream = stream
+        self._topic = topic
         self._filters = filters
         self._rate_limit = rate_limit
         self._snapshot = snapshot
@@ -188,8 +191,16 @@ class Subscription:
         return self._stream
 
     @property
+    def topic(self) -> str:
+        """The subscription's target as the gateway names it (`subscription_confirmed.topic`):
+        the stream, or the stream with the key suffix the application named
+        (`market_data.AAPL`)."""
+        return self._topic or self._stream
+
+    @property
     def filters(self) -> dict[str, Any]:
-        """The subscription's filters as sent to the gateway (a deep copy)."""
+        """The subscription's filters as sent to the gateway (a deep copy); after `update()`
+        the confirmed new ones. Client-side routing applies them too."""
         return copy.deepcopy(self._filters)
 
     @property
@@ -270,6 +281,24 @@ class Subscription:
         if not self._finished:
             await self._owner.unsubscribe(self._subscription_id)
 
+    async def update(
+        self,
+        *,
+        filters: Mapping[str, Any] | Filters | None = None,
+        rate_limit: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> None:
+        """Change the filters and/or the rate limit (`update_subscription`); see
+        `TidewireClient.update_subscription`. Raises SubscriptionError (`not_found`) once the
+        subscription has ended."""
+        if self._finished:
+            error = SubscriptionError("not_found", f"subscription {self._subscription_id} ended")
+            error.subscription_id = self._subscription_id
+            raise error
+        await self._owner.update_subscription(
+            self._subscription_id, filters=filters, rate_limit=rate_limit, timeout=timeout
+        )
+
     def __aiter__(self) -> Subscription:
         return self
 
@@ -303,7 +332,8 @@ class Subscription:
         command: dict[str, Any] = {
             "type": "subscribe",
             "message_id": new_message_id(),
-            "stream": self._stream,
+            # The topic as named, so that the gateway confirms that `topic`.
+            "stream": self._topic or self._stream,
             "subscription_id": self._subscription_id,
         }
         if self._filters:
@@ -330,6 +360,9 @@ class Subscription:
         stream = reply.get("stream")
         if isinstance(stream, str) and stream:
             self._stream = stream
+        topic = reply.get("topic")
+        if isinstance(topic, str) and topic and topic != self._stream:
+            self._topic = topic
         since, self._since_sent = self._since_sent, None
         position = position_of(reply.get("position"))
         replay = self._reliable and since is not None and recovered is True
@@ -375,6 +408,20 @@ class Subscription:
         self._buffer.mark(marker)
         self._ready.set()
         return marker
+
+    def _on_updated(self, filters: dict[str, Any] | None, rate_limit: float | None) -> None:
+        """The gateway confirmed an update (`updated: true`): the subscription goes on, its
+        position stays. None keeps the filters or the limit; a limit of 0 removes it."""
+        if rate_limit is not None:
+            self._rate_limit = rate_limit or None
+        if filters is None:
+            return
+        old, self._filters = self._filters, filters
+        if self._topic is not None and not topic_applies(self._topic, filters):
+            self._topic = None  # the key suffix no longer describes the subscription
+        if self._keeps_snapshot and filters != old:
+            # The latest values of the keys the old filters did not cover follow.
+            self._filter.admit(self._unit, functools.partial(matches, old))
 
     def _settle(self) -> None:
         """Every message of the setup after the last confirmation is in: take its position.
