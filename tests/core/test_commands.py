@@ -22,7 +22,7 @@ from fakes import (
     decode_writes,
     run_to_completion,
 )
-from messages import order, quote, risk_alert
+from messages import order, position, quote, risk_alert
 from tidewire.brokers.base import BrokerUnavailable, Snapshot
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core.auth import ROLE_SUBSCRIBER, AnonymousAuthenticator
@@ -76,6 +76,15 @@ class SuspendingBroker(MemoryBroker):
         result = await super().snapshot(stream)
         await Suspend()
         return result
+
+
+class LateSnapshotBroker(MemoryBroker):
+    """Suspends before it reads a snapshot: what is published meanwhile is in the answer,
+    as with a remote broker that is ahead of the node."""
+
+    async def snapshot(self, stream: str) -> Snapshot:
+        await Suspend()
+        return await super().snapshot(stream)
 
 
 class DownBroker(MemoryBroker):
@@ -755,6 +764,37 @@ def test_live_message_during_a_snapshot_is_delivered_once_after_it() -> None:
     confirmed, *data = c.received()
     assert confirmed["position"] == c.position("market_data", 1)
     assert [(m["symbol"], m["seq"]) for m in data] == [("AAPL", 1), ("MSFT", 2), ("AAPL", 3)]
+
+
+def test_widening_update_delivers_in_seq_order_when_the_snapshot_is_ahead() -> None:
+    """Confirmed at 2; while the snapshot is read, an old key (3) and a new key (4) tick:
+    the client gets 3 then 4, never 4 (from the snapshot) before 3."""
+    deferred = Deferred()
+    c = Client(spawn=deferred, broker=LateSnapshotBroker)
+    c.publish(position("PF-1", "AAPL", 1))
+    c.publish(position("PF-2", "AAPL", 1))
+    c.send(
+        {"type": "subscribe", "stream": "position_updates", "subscription_id": "p"}
+        | {"filters": {"portfolio_ids": ["PF-1"]}}
+    )
+    deferred.step()
+    deferred.finish()
+    assert [m["seq"] for m in c.received() if "seq" in m] == [1]
+    c.send(
+        {"type": "update_subscription", "subscription_id": "p"}
+        | {"filters": {"portfolio_ids": ["PF-1", "PF-2", "PF-3"]}}
+    )
+    deferred.step()  # the snapshot read is pending
+    c.publish(position("PF-1", "AAPL", 2))  # seq 3, an old key
+    c.publish(position("PF-3", "AAPL", 1))  # seq 4, a new key
+    deferred.finish()
+    confirmed, *data = c.received()
+    assert confirmed["updated"] is True and confirmed["position"]["seq"] == 2
+    assert [(m["portfolio_id"], m["seq"]) for m in data] == [
+        ("PF-2", 2),  # the new key's latest value as of the update
+        ("PF-1", 3),
+        ("PF-3", 4),
+    ]
 
 
 def test_subscription_removed_during_its_setup_gets_nothing() -> None:

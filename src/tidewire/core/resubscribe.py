@@ -5,8 +5,8 @@ The change takes effect between two dispatches (the hub re-indexes the subscript
 step), so every message is matched by either the old or the new filters, never both and
 never neither. On streams that keep latest values, the keys the old filters did not cover
 then get their latest value: the subscription buffers live messages while the snapshot is
-fetched, delivers the snapshot's messages for the new keys only, then the buffered ones
-(for new keys, those newer than the snapshot), as a subscribe does.
+fetched, delivers the snapshot's messages for the new keys only (up to the position the
+update was confirmed at), then the buffered ones, so everything arrives in seq order.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ class SubscriptionUpdates:
         if widen:
             subscription.buffer = []
             subscription.gated = True
+        position = self.broker.position(spec.name)
         self.hub.send(
             connection,
             SubscriptionConfirmed(
@@ -94,21 +95,27 @@ class SubscriptionUpdates:
                 topic=spec.name,
                 filters=filters,
                 rate_limit=rate_limit,
-                position=self.broker.position(spec.name),
+                position=position,
                 updated=True,
             ),
         )
         if widen:
-            self._spawn(self._new_keys(command, subscription, old))
+            self._spawn(self._new_keys(command, subscription, old, position))
 
     async def _new_keys(
-        self, command: UpdateSubscription, subscription: Subscription, old: Subscription
+        self,
+        command: UpdateSubscription,
+        subscription: Subscription,
+        old: Subscription,
+        position: StreamPosition,
     ) -> None:
-        """Deliver the latest values of the keys only the new filters cover."""
-        position: StreamPosition | None = None
+        """Deliver the latest values, up to `position`, of the keys only the new filters
+        cover, then the live messages buffered since the update (all after `position`):
+        everything in seq order, nothing twice."""
         try:
             snapshot = await self.broker.snapshot(subscription.spec.name)
         except BrokerUnavailable as exc:
+            snapshot = None
             self.hub.send(
                 subscription.connection,
                 ErrorReply(
@@ -119,24 +126,21 @@ class SubscriptionUpdates:
                 ),
             )
         except Exception:
+            snapshot = None
             log.exception("snapshot for an update of %s failed", subscription.subscription_id)
-        else:
-            position = snapshot.position
-            if not subscription.removed:
-                for message in snapshot.messages:
-                    if subscription.matches_all(message) and not old.matches_all(message):
-                        self.hub.deliver(subscription, message)
         if subscription.removed:
             return
-        for message in self.hub.open_gate(subscription):
-            covered = (
-                position is not None
-                and message.epoch == position.epoch
+        for message in snapshot.messages if snapshot is not None else ():
+            # Newer ones (the snapshot may be ahead of this node) arrive live: buffered.
+            if (
+                message.epoch == position.epoch
                 and message.seq <= position.seq
-            )
-            # Old keys were live all along: every buffered message of theirs goes out.
-            if old.matches_all(message) or not covered:
+                and subscription.matches_all(message)
+                and not old.matches_all(message)
+            ):
                 self.hub.deliver(subscription, message)
+        for message in self.hub.open_gate(subscription):
+            self.hub.deliver(subscription, message)
 
 
 def _rate_limit(subscription: Subscription, requested: float | None) -> float | None:
