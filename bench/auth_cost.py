@@ -150,23 +150,26 @@ def messages(stream: str, count: int) -> list[DataMessage]:
             raw: dict[str, Any] = {
                 "type": "order_update",
                 "portfolio_id": portfolio,
+                "order_id": f"O-{n}",
+                "symbol": "AAPL",
+                "order_status": "open",
                 "data": {
-                    "order_id": f"O-{n}",
-                    "symbol": "AAPL",
                     "side": "buy",
                     "order_type": "limit",
                     "quantity": 1,
                     "filled_quantity": 0,
-                    "status": "open",
+                    "remaining_quantity": 1,
                     "price": 1.0,
                 },
             }
         else:
             raw = {
                 "type": "event",
+                "event_type": "bench",
+                "event_id": f"E-{n}",
                 "portfolio_id": portfolio,
                 "severity": "low",
-                "data": {"message": f"event {n}"},
+                "data": {"description": f"event {n}"},
             }
         message = build_data_message(raw)
         out.append(DataMessage(**{**_fields(message), "seq": n + 1, "epoch": "bench"}))

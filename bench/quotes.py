@@ -23,7 +23,7 @@ def symbol(n: int, symbols: int) -> str:
 
 def quote_data(n: int) -> dict[str, Any]:
     bid = 100.0 + (n % 1000) / 100.0
-    return {"bid": bid, "ask": round(bid + 0.02, 2), "ts": time.time_ns()}
+    return {"bid_price": bid, "ask_price": round(bid + 0.02, 2), "ts": time.time_ns()}
 
 
 def raw_quote(n: int, symbols: int) -> dict[str, Any]:
@@ -44,17 +44,20 @@ _ID_PREFIX = os.urandom(4).hex()
 def envelope_json(n: int, symbols: int) -> str:
     """The delivered frame of the peers: Tidewire's envelope, built the idiomatic way."""
     sym = symbol(n, symbols)
+    timestamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     message = {
         "type": "market_data",
         "version": "3.0",
-        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "timestamp": timestamp,
         "message_id": f"tw-{_ID_PREFIX}-{n + 1:x}",
         "stream": "market_data",
         "key": sym,
         "seq": n + 1,
         "epoch": _EPOCH,
         "source": "bench",
-        "data": quote_data(n),
+        # The gateway fills data.timestamp from the envelope; `sequence` mirrors `seq`.
+        "data": {**quote_data(n), "timestamp": timestamp},
+        "sequence": n + 1,
         "symbol": sym,
         "venue": "SIM",
         "data_type": "quote",

@@ -122,7 +122,9 @@ class Consumer:
                     "id": message.get("message_id"),
                     "pf": message.get("portfolio_id"),
                     "sev": message.get("severity"),
-                    "sym": data.get("symbol") if isinstance(data, dict) else None,
+                    # Top level in the canonical shapes; trades also keep it in `data`.
+                    "sym": message.get("symbol")
+                    or (data.get("symbol") if isinstance(data, dict) else None),
                 }
             )
 

@@ -66,18 +66,19 @@ class Published:
 
 
 def to_wire(message: Published, pad: int = 0) -> dict[str, Any]:
-    """The body of one POST /api/publish item for `message` (`pad`: extra payload bytes)."""
+    """The body of one POST /api/publish item for `message` (`pad`: extra payload bytes),
+    in the canonical shape of its type (nothing for the gateway to rename or move)."""
     data: dict[str, Any]
+    top: dict[str, Any] = {}
     tag = f"{message.publisher}-{message.number}"
     if message.stream == "order_updates":
+        top = {"order_id": f"O-{tag}", "symbol": message.symbol, "order_status": "open"}
         data = {
-            "order_id": f"O-{tag}",
-            "symbol": message.symbol,
             "side": "buy",
             "order_type": "limit",
             "quantity": 100,
             "filled_quantity": 0,
-            "status": "open",
+            "remaining_quantity": 100,
             "price": 100.0,
         }
     elif message.stream == "trade_updates":
@@ -88,16 +89,20 @@ def to_wire(message: Published, pad: int = 0) -> dict[str, Any]:
             "side": "sell",
             "quantity": 10,
             "price": 100.5,
+            "status": "filled",
         }
     elif message.stream == "risk_alerts":
+        top = {"risk_type": "var"}
         data = {
             "metric": "var_95",
             "current_value": 1.5,
             "threshold": 1.0,
+            "message": "var_95 above its threshold",
             "timestamp": "2026-01-01T00:00:00Z",
         }
     else:
-        data = {"symbol": message.symbol, "quantity": 10, "avg_price": 100.0, "unrealized_pnl": 0}
+        top = {"symbol": message.symbol, "position_side": "long"}
+        data = {"quantity": 10, "avg_price": 100.0, "unrealized_pnl": 0}
     data["checker"] = {"publisher": message.publisher, "number": message.number}
     if pad:
         data["pad"] = "x" * pad
@@ -106,6 +111,7 @@ def to_wire(message: Published, pad: int = 0) -> dict[str, Any]:
         "message_id": message.message_id,
         "portfolio_id": message.portfolio,
         "source": "checker",
+        **top,
         "data": data,
     }
     if message.severity is not None:

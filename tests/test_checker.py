@@ -22,7 +22,15 @@ import pytest
 # `checker` is a top-level package next to `src/`, like `bench/` (pytest's pythonpath has ".").
 from checker.__main__ import parse_args, scenario_of
 from checker.faults import plan
-from checker.model import Published, draw_client, matches, portfolios
+from checker.model import (
+    RELIABLE_STREAMS,
+    Published,
+    draw_client,
+    draw_message,
+    matches,
+    portfolios,
+    to_wire,
+)
 from checker.publisher import LedgerBook
 from checker.rawclient import close_code_of
 from checker.records import log_of, read_log
@@ -39,6 +47,9 @@ from checker.scenario import (
 from checker.verify import Ledger, Verdict, verify
 
 from conftest import require_tool
+from tidewire.protocol.ingest import build_data_message
+from tidewire.protocol.legacy import upgrade
+from tidewire.protocol.shapes import TOP_LEVEL_FIELDS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -471,6 +482,22 @@ def test_clients_ask_for_what_they_get_checked_on() -> None:
     assert not any(
         matches(s.filters, message) for s in spec.subscriptions if "portfolio_ids" in s.filters
     )
+
+
+def test_the_published_messages_are_canonical() -> None:
+    """What the checker publishes needs no 0.1 mapping: the gateway keeps it as it is."""
+    rng = random.Random(5)
+    for number in range(1, 41):
+        draw = draw_message(rng, f"m{number}", "p0", number, RELIABLE_STREAMS, portfolios(3))
+        wire = to_wire(draw, pad=8)
+        top = {name: wire[name] for name in TOP_LEVEL_FIELDS if name in wire}
+        upgraded_top, upgraded_data = dict(top), dict(wire["data"])
+        upgrade(wire["type"], upgraded_top, upgraded_data)
+        assert (upgraded_top, upgraded_data) == (top, wire["data"])
+        message = build_data_message(wire)
+        assert message.stream == draw.stream and message.portfolio_id == draw.portfolio
+        assert message.symbol == draw.symbol and message.severity == draw.severity
+        assert {name: message.data[name] for name in wire["data"]} == wire["data"]
 
 
 def test_the_raw_clients_close_code_is_read_from_server_frames() -> None:

@@ -154,7 +154,7 @@ def test_order_lifecycle_is_valid(messages: list[DataMessage]) -> None:
         assert filled == sorted(filled) and filled[-1] <= quantity
         if path[-1] == "filled":
             assert filled[-1] == quantity
-        reason = {"cancelled": "cancel_reason", "rejected": "reject_reason"}.get(path[-1])
+        reason = {"cancelled": "cancel_reason", "rejected": "reject_reason"}.get(path[-1] or "")
         if reason is not None:
             assert updates[-1].data[reason]
         for update in updates:
@@ -343,10 +343,10 @@ def test_risk_metrics_and_strategies(messages: list[DataMessage]) -> None:
     for alert in of_type(messages, "risk_alert"):
         assert alert.data["timestamp"] == alert.timestamp and alert.data["threshold"] > 0
     for breach in of_type(messages, "breach_alert"):
-        data = breach.data
-        assert data["timestamp"] == breach.timestamp and data["limit_value"] > 0
-        expected = 100 * (data["current_value"] - data["limit_value"]) / data["limit_value"]
-        assert close(data["breach_percentage"], expected, 1e-3)
+        limit = breach.data
+        assert limit["timestamp"] == breach.timestamp and limit["limit_value"] > 0
+        expected = 100 * (limit["current_value"] - limit["limit_value"]) / limit["limit_value"]
+        assert close(limit["breach_percentage"], expected, 1e-3)
 
 
 def test_engine_status_and_health(messages: list[DataMessage]) -> None:

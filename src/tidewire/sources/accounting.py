@@ -73,10 +73,12 @@ class Book:
 
     spec: PortfolioSpec
     prior_pnl: float
-    """P&L of earlier days, so `total_pnl` and `daily_pnl` differ as on a real desk."""
+    """P&L of earlier days, so `pnl` (the total) and `daily_pnl` differ as on a real desk."""
     high: float
     positions: dict[str, Position] = field(default_factory=dict)
     levels: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The last value reported of each risk metric, for its `trend`."""
 
     def who(self) -> dict[str, str]:
         return {"portfolio_id": self.spec.portfolio_id, "user_id": self.spec.user_id}
@@ -104,6 +106,27 @@ class Strategy:
     symbols: list[str]
     fills: int = 0
     closes: int = 0
+    """Fills that reduced a position (round trips, for the win rate and profit factor)."""
     wins: int = 0
+    gross_profit: float = 0.0
+    gross_loss: float = 0.0
+    """Sums of the realized P&L of winning and (as a positive number) losing closes."""
+    peak_pnl: float = 0.0
+    max_drawdown: float = 0.0
+    """Largest drop of the P&L from its running peak so far (currency, positive)."""
     marks: deque[float] = field(default_factory=lambda: deque(maxlen=300))
     """Recent P&L marks, one per status interval, for the Sharpe ratio."""
+
+    @property
+    def capital(self) -> float:
+        """The strategy's share of its portfolio's capital (split evenly), for returns."""
+        return self.book.spec.capital / len(self.book.spec.strategies)
+
+    def closed(self, realized: float) -> None:
+        """Count a fill that realized `realized` (before commissions)."""
+        self.closes += 1
+        self.wins += realized > 0
+        if realized > 0:
+            self.gross_profit += realized
+        else:
+            self.gross_loss -= realized

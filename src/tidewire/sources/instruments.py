@@ -4,6 +4,11 @@
 `MarketModel` quotes; `PORTFOLIOS` are the simulated portfolios with their strategies.
 `round_step` and `decimals` put prices and quantities on an instrument's tick or step;
 `where` gives the fields that name an instrument in a message.
+
+Owners: each simulated portfolio belongs to one person, its `user_id` (PF-ALPHA alice,
+PF-BETA bob, PF-GAMMA carol). Every message about a portfolio carries both `portfolio_id`
+and that `user_id`, so trades and orders satisfy the original shape (which names a user)
+and a token for alice with `portfolio_ids: ["PF-ALPHA"]` sees exactly her book.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from decimal import Decimal
 __all__ = [
     "INSTRUMENTS",
     "PORTFOLIOS",
+    "STRATEGY_NAMES",
     "Instrument",
     "PortfolioSpec",
     "decimals",
     "pick_instruments",
     "round_step",
+    "strategy_name",
     "where",
 ]
 
@@ -124,6 +131,24 @@ PORTFOLIOS: tuple[PortfolioSpec, ...] = (
     PortfolioSpec("PF-BETA", "bob", 10_000_000.0, ("STRAT-STATARB-3", "STRAT-FXCARRY-4")),
     PortfolioSpec("PF-GAMMA", "carol", 50_000_000.0, ("STRAT-TREND-5", "STRAT-BASIS-6")),
 )
+
+
+STRATEGY_NAMES: dict[str, str] = {
+    "MOMO": "Momentum",
+    "MR": "Mean reversion",
+    "STATARB": "Statistical arbitrage",
+    "FXCARRY": "FX carry",
+    "TREND": "Trend following",
+    "BASIS": "Basis trading",
+}
+"""Readable names of the strategy kinds, by the middle part of a strategy id."""
+
+
+def strategy_name(strategy_id: str) -> str:
+    """`STRAT-MOMO-1` -> `Momentum 1` (the `strategy_name` of its messages)."""
+    _, kind, number = [*strategy_id.split("-", 2), "", ""][:3]
+    name = STRATEGY_NAMES.get(kind)
+    return f"{name} {number}" if name is not None else strategy_id
 
 
 @functools.cache

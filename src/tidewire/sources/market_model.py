@@ -2,21 +2,32 @@
 
 `MarketModel.step(dt)` advances simulated time by `dt` seconds and returns the raw producer
 messages (plain dicts, as `tidewire.protocol.ingest.build_data_message` takes them) for every
-stream of PROTOCOL.md section 4. Given a seed and a sequence of `dt`s the output is the same
-on every run (timestamps come from the injected clock), so tests step it instead of waiting.
+stream of docs/protocol.md. Given a seed and a sequence of `dt`s the output is the same on
+every run (timestamps come from the injected clock), so tests step it instead of waiting.
+
+Every message is already in its canonical shape (the original frontend's field names and
+placements, `protocol.payloads` and `protocol.shapes`), with every required field set, so
+ingest neither renames nor derives anything: `data.timestamp` is the step's time, orders
+carry `order_id`, `symbol` and `order_status` at the top level, risk metrics come one
+message per `metric_type`. Messages about a portfolio name its owner as `user_id` (see
+`tidewire.sources.instruments`: PF-ALPHA alice, PF-BETA bob, PF-GAMMA carol), trades and
+orders included.
 
 * Quotes: a log random walk per instrument with a slow pull back to its starting price and a
   hidden trend lasting minutes; spread proportional to the price; prices on the tick. Some
   quotes are followed by a trade tick; one-minute mid bars.
 * Orders of a few portfolios' strategies, which read the trend with noise and trade towards
   a target position: pending -> open -> partial* -> filled, or rejected, or cancelled. Each
-  fill gives a trade, execution analytics and a position update.
+  fill gives a trade (its `execution_id` is the trade id), execution analytics of that
+  execution against the mid at order time, and a position update.
 * Positions, P&L, performance, strategy statistics and risk metrics follow the fills exactly;
-  risk alerts fire when limits are crossed; engine status, system health and events.
+  risk alerts fire when limits are crossed; engine status, system health, events (each
+  with an `event_type` and a unique `event_id`), alerts and system alerts.
 
 This module drives the clock, quotes, orders and fills. The catalogue and portfolios are in
-`tidewire.sources.instruments`, position and P&L arithmetic in `.accounting`, and position
-marks, the periodic status streams and risk alerts in `.status` (a `StatusReporter`).
+`tidewire.sources.instruments`, position and P&L arithmetic in `.accounting`, the order,
+trade and execution messages in `.orders`, and position marks, the periodic status streams
+and risk alerts in `.status` (a `StatusReporter`).
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from tidewire.sources.instruments import (
     round_step,
     where,
 )
+from tidewire.sources.orders import Order, fill_messages, order_message
 from tidewire.sources.status import Raw, StatusReporter
 
 __all__ = ["MarketModel"]
@@ -86,26 +98,6 @@ class _Market:
     @property
     def mid(self) -> float:
         return (self.bid + self.ask) / 2
-
-
-@dataclass(slots=True)
-class _Order:
-    order_id: str
-    strategy: Strategy
-    market: _Market
-    side: str
-    quantity: float
-    limit: float | None
-    """Limit price; None for a market order."""
-    arrival_mid: float
-    created_at: float
-    next_at: float
-    expires_at: float
-    status: str = "pending"
-    filled: float = 0.0
-    notional: float = 0.0
-    resting: bool = False
-    """A limit order that was not marketable when it reached the book: its fills are passive."""
 
 
 class MarketModel:
@@ -163,7 +155,7 @@ class MarketModel:
                 names = [m.inst.symbol for m in picked[index :: len(spec.strategies)]]
                 self._strategies.append(Strategy(strategy_id, book, names))
         self._trading = [strategy for strategy in self._strategies if strategy.symbols]
-        self._orders: list[_Order] = []
+        self._orders: list[Order] = []
         self.elapsed = 0.0
         """Simulated seconds since the start."""
         self._steps = 0
@@ -171,7 +163,7 @@ class MarketModel:
         self._out: list[Raw] = []
         self._cursor = 0
         self._quote_budget = 0.0
-        self._counts = {"orders": 0, "fills": 0, "ticks": 0}
+        self._counts = {"orders": 0, "fills": 0, "ticks": 0, "events": 0}
         self._due = {"status": 0.0, "positions": position_interval, "bar": _BAR_SECONDS}
         # Occasional events: first ones early so a fresh dashboard shows every stream.
         for name, (low, high) in {
@@ -200,7 +192,8 @@ class MarketModel:
         if not self._steps:
             names = ", ".join(strategy.strategy_id for strategy in self._trading)
             text = f"{len(self._markets)} instruments; strategies {names}"
-            self._emit("event", {"title": "Simulator started", "message": text}, severity="low")
+            started = {"title": "Simulator started", "description": text, "category": "system"}
+            self._emit("event", started, event_type="simulator_started", severity="low")
         self._steps += 1
         self._quotes(start, dt)
         if self._every("bar", _BAR_SECONDS):
@@ -221,7 +214,13 @@ class MarketModel:
                 self._status.portfolio(book)
             for strategy in self._strategies:
                 self._status.strategy(strategy)
-            self._status.engine(self.elapsed, len(self._orders))
+            self._status.engine(
+                self.elapsed,
+                open_orders=len(self._orders),
+                orders=self._counts["orders"],
+                fills=self._counts["fills"],
+                strategies=len(self._trading),
+            )
         self._occasional()
         return self._out
 
@@ -239,6 +238,10 @@ class MarketModel:
         return True
 
     def _emit(self, kind: str, data: Raw, **top: Any) -> None:
+        data.setdefault("timestamp", self._now)
+        if kind == "event" and "event_id" not in top:
+            self._counts["events"] += 1
+            top["event_id"] = f"SIM-{self._prefix}-E{self._counts['events']:07d}"
         raw: Raw = {"type": kind, "timestamp": self._now, "data": data}
         raw.update((name, value) for name, value in top.items() if value is not None)
         self._out.append(raw)
@@ -291,8 +294,8 @@ class MarketModel:
             else:
                 market.bar = [mid, mid, mid, mid, 0.0]
             quote = {
-                "bid": market.bid,
-                "ask": market.ask,
+                "bid_price": market.bid,
+                "ask_price": market.ask,
                 "bid_size": self._size(inst, 0.2, 2.0),
                 "ask_size": self._size(inst, 0.2, 2.0),
                 "last_trade_price": market.last,
@@ -306,7 +309,7 @@ class MarketModel:
                 self._counts["ticks"] += 1
                 tick = {
                     "price": market.last,
-                    "size": size,
+                    "last_trade_size": size,
                     "aggressor_side": "buyer" if buyer else "seller",
                     "trade_id": f"{inst.venue}-{self._counts['ticks']}",
                 }
@@ -353,13 +356,23 @@ class MarketModel:
         order_id = f"SIM-{self._prefix}-O{self._counts['orders']:07d}"
         start = self.elapsed
         late, expiry = start + rng.uniform(0.005, 0.08), start + rng.uniform(5.0, 30.0)
-        order = _Order(
-            order_id, strategy, market, side, quantity, limit, market.mid, start, late, expiry
+        order = Order(
+            order_id,
+            strategy,
+            market,
+            side,
+            quantity,
+            limit,
+            market.mid,
+            start,
+            self._now,
+            late,
+            expiry,
         )
         self._orders.append(order)
         self._emit_order(order)
 
-    def _advance(self, order: _Order) -> None:
+    def _advance(self, order: Order) -> None:
         """Move an order one event along its lifecycle."""
         rng, market = self._rng, order.market
         order.next_at = self.elapsed + rng.uniform(0.02, 0.4)
@@ -392,7 +405,7 @@ class MarketModel:
             quantity = min(quantity, max(step, round_step(quantity * rng.uniform(0.2, 0.8), step)))
         self._fill(order, quantity, price)
 
-    def _fill(self, order: _Order, quantity: float, price: float) -> None:
+    def _fill(self, order: Order, quantity: float, price: float) -> None:
         inst, strategy = order.market.inst, order.strategy
         order.filled = round_step(order.filled + quantity, inst.qty_step)
         order.notional += quantity * price
@@ -403,61 +416,23 @@ class MarketModel:
         commission = round(quantity * inst.fee_per_unit + notional * fee_bps / 1e4, 2)
         self._counts["fills"] += 1
         strategy.fills += 1
-        trade = {
-            "trade_id": f"SIM-{self._prefix}-T{self._counts['fills']:07d}",
-            "order_id": order.order_id,
-            "symbol": inst.symbol,
-            "side": order.side,
-            "quantity": quantity,
-            "price": price,
-            "commission": commission,
-            "liquidity": "maker" if order.resting else "taker",
-        }
-        self._emit("trade_updates", trade, **self._owner(order))
+        trade_id = f"SIM-{self._prefix}-T{self._counts['fills']:07d}"
+        for kind, data, top in fill_messages(
+            order, trade_id, quantity, price, commission, self.elapsed
+        ):
+            self._emit(kind, data, **top)
         sign = 1 if order.side == "buy" else -1
-        # Positive slippage is a cost: bought above, or sold below, the mid at order time.
-        slippage = sign * (order.notional / order.filled / order.arrival_mid - 1) * 1e4
-        analytics = {
-            "order_id": order.order_id,
-            "symbol": inst.symbol,
-            "slippage_bps": round(slippage, 3),
-            "fill_ratio": round(order.filled / order.quantity, 6),
-            "latency_ms": round((self.elapsed - order.created_at) * 1000, 3),
-            "arrival_price": order.arrival_mid,
-        }
-        self._emit("execution_analytics", analytics, **self._owner(order))
         book = strategy.book
         position = book.positions.setdefault(inst.symbol, Position(strategy.strategy_id))
         realized = apply_fill(position, sign * quantity, price, inst)
         position.commissions += commission
         if realized is not None:
-            strategy.closes += 1
-            strategy.wins += realized > 0
+            strategy.closed(realized)
         self._status.position(book, inst.symbol, position)
 
-    def _owner(self, order: _Order) -> Raw:
-        place = where(order.market.inst)
-        return {"strategy_id": order.strategy.strategy_id, **order.strategy.book.who(), **place}
-
-    def _emit_order(self, order: _Order, reason: str | None = None) -> None:
-        inst = order.market.inst
-        data: Raw = {
-            "order_id": order.order_id,
-            "symbol": inst.symbol,
-            "side": order.side,
-            "order_type": "market" if order.limit is None else "limit",
-            "quantity": order.quantity,
-            "filled_quantity": order.filled,
-            "status": order.status,
-            "price": order.limit,
-            "avg_fill_price": None,
-            "reason": reason,
-        }
-        if order.filled:
-            data["avg_fill_price"] = round(order.notional / order.filled, decimals(inst.tick) + 4)
-        data = {name: value for name, value in data.items() if value is not None}
-        priority = 3 if order.status == "rejected" else None
-        self._emit("order_update", data, priority=priority, **self._owner(order))
+    def _emit_order(self, order: Order, reason: str | None = None) -> None:
+        kind, data, top = order_message(order, self._now, reason)
+        self._emit(kind, data, **top)
 
     # ------------------------------------------------------------------ occasional
 
@@ -466,13 +441,16 @@ class MarketModel:
         book = rng.choice(self._books)
         if self._timer("event", 20.0):
             strategy = rng.choice(self._strategies)
+            who = strategy.book.who()
             if rng.random() < 0.5:
                 text = f"{strategy.strategy_id} rebalanced its target weights"
-                kind, event = "event", {"title": "Strategy rebalanced", "message": text}
+                event = {"title": "Strategy rebalanced", "description": text}
+                event["category"] = "strategy"
+                self._emit("event", event, event_type="strategy_rebalanced", severity="low", **who)
             else:
                 text = f"{self._counts['orders']} orders, {self._counts['fills']} fills today"
-                kind, event = "notification", {"title": "Order flow summary", "message": text}
-            self._emit(kind, event, severity="low", **strategy.book.who())
+                note = {"title": "Order flow summary", "message": text}
+                self._emit("notification", note, severity="low", **who)
         if self._timer("alert", 60.0):
             self._status.throttle_alert(book)
         if self._timer("breach", 300.0):

@@ -5,6 +5,25 @@ status interval and at random times. It values positions and books at the curren
 (position updates, performance, risk metrics), fires edge-triggered risk and breach alerts
 when limits are crossed, reports strategy statistics and the engine's status and health, and
 raises the operational alerts no position produces.
+
+Every message is in its canonical shape (see `market_model`). Definitions:
+
+* performance: `pnl` is the portfolio's total P&L (earlier days included), `returns` that
+  P&L as a fraction of the capital it was made on (`pnl / (total_value - pnl)`, the
+  gateway's own derivation); `daily_pnl`, `total_value` and the parts are extras.
+* strategy performance: `total_return` is the strategy's P&L over its share of the
+  portfolio's capital (split evenly between its strategies), `max_drawdown` the largest
+  drop of that P&L from its running peak as the same fraction, `trade_count` its fills;
+  `win_rate` and `profit_factor` count fills that reduced a position (0 before the first;
+  `profit_factor` is capped at 100, and 100 while closes won and none lost); `sharpe_ratio`
+  is 0 until ten status intervals have passed.
+* risk metrics: one message per `metric_type` (var_95, exposure, leverage, margin_used,
+  net_exposure, concentration) with its `value` and `trend` against the previous report.
+* engine status: `state` starting (first step), degraded, else running; `uptime` is the
+  simulated seconds since the start. System health: `cpu_usage` in percent of a core,
+  `memory_usage` in percent of a 4096 MB budget (`memory_mb` is the amount),
+  `network_latency` in ms.
+* every breach alert also raises an `alert` (for people) on the events stream.
 """
 
 from __future__ import annotations
@@ -16,7 +35,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from tidewire.sources.accounting import Book, Mark, Position, Strategy, book_pnl, unrealized_pnl
-from tidewire.sources.instruments import decimals, where
+from tidewire.sources.instruments import decimals, strategy_name, where
 
 __all__ = ["ENGINE_ID", "HEALTH_COMPONENTS", "Emit", "Raw", "StatusReporter"]
 
@@ -33,6 +52,10 @@ class Emit(Protocol):
 ENGINE_ID = "SIM-ENGINE-1"
 HEALTH_COMPONENTS = ("sim-market-data", "sim-order-gateway")
 _LEVELS = ("low", "medium", "high", "critical")
+_MEMORY_BUDGET_MB = 4096.0
+_LATENCY_THRESHOLD_MS = 20.0
+_PROFIT_FACTOR_CAP = 100.0
+_PRIORITY = {"low": 2, "medium": 2, "high": 3, "critical": 4}
 # rule -> (metric, what it measures, medium/high/critical thresholds); see _check_limit.
 _LIMITS: dict[str, tuple[str, str, tuple[float, float, float]]] = {
     "concentration": ("position_concentration", "largest position / capital", (0.16, 0.175, 0.19)),
@@ -71,16 +94,19 @@ class StatusReporter:
         market = self._marks[symbol]
         inst = market.inst
         unrealized = unrealized_pnl(position, market)
+        digits = decimals(inst.tick)
         data = {
-            "symbol": symbol,
             "quantity": position.qty,
-            "avg_price": round(position.avg, decimals(inst.tick) + 4),
+            "avg_price": round(position.avg, digits + 4),
             "unrealized_pnl": round(unrealized, 2) if position.qty else 0.0,
             "realized_pnl": round(position.realized, 2),
+            "market_price": round(market.mid, digits + 1),
             "market_value": round(position.qty * market.mid * inst.multiplier, 2),
+            "cost_basis": round(position.qty * position.avg * inst.multiplier, 2),
         }
+        side = "long" if position.qty > 0 else "short" if position.qty < 0 else "flat"
         owner = {"strategy_id": position.strategy_id, **book.who(), **where(inst)}
-        self._emit("position_update", data, **owner)
+        self._emit("position_update", data, position_side=side, **owner)
 
     def portfolio(self, book: Book) -> None:
         """Performance and risk metrics of `book`, and alerts for the limits they cross."""
@@ -89,9 +115,11 @@ class StatusReporter:
         daily = realized + unrealized - commissions
         value = capital + book.prior_pnl + daily
         book.high = max(book.high, value)
+        pnl = book.prior_pnl + daily
         performance = {
+            "pnl": round(pnl, 2),
+            "returns": round(pnl / (value - pnl), 8),  # value - pnl is the capital
             "total_value": round(value, 2),
-            "total_pnl": round(book.prior_pnl + daily, 2),
             "daily_pnl": round(daily, 2),
             "realized_pnl": round(realized, 2),
             "unrealized_pnl": round(unrealized, 2),
@@ -115,45 +143,83 @@ class StatusReporter:
             "net_exposure": round(net, 2),
             "concentration": round(largest / capital, 6),
         }
-        self._emit("risk_metrics", metrics, **book.who())
+        for metric_type, metric in metrics.items():
+            self._metric(book, metric_type, metric)
         self._check_limit(book, "concentration", largest / capital)
         self._check_limit(book, "leverage", gross / value)
         self._check_limit(book, "drawdown", (book.high - value) / book.high)
         self._check_limit(book, "var", var_95 / capital)
 
+    def _metric(self, book: Book, metric_type: str, value: float) -> None:
+        """One risk metric of `book`, with its trend against the value reported last."""
+        previous = book.metrics.get(metric_type)
+        book.metrics[metric_type] = value
+        trend = "stable"
+        if previous is not None and abs(value - previous) > 1e-3 * abs(previous) + 1e-9:
+            trend = "increasing" if value > previous else "decreasing"
+        data: Raw = {"value": value, "trend": trend}
+        if metric_type == "var_95":
+            data.update(
+                confidence_level=0.95, calculation_method="parametric", lookback_period="1d"
+            )
+        self._emit("risk_metrics", data, metric_type=metric_type, **book.who())
+
     def strategy(self, strategy: Strategy) -> None:
-        """P&L, trade count, win rate and (once there is enough history) Sharpe ratio."""
+        """Return, drawdown, trade count, win rate, profit factor and Sharpe ratio."""
         realized, unrealized, commissions = book_pnl(
             strategy.book, self._marks, strategy.strategy_id
         )
         pnl = realized + unrealized - commissions
         strategy.marks.append(pnl)
+        strategy.peak_pnl = max(strategy.peak_pnl, pnl)
+        strategy.max_drawdown = max(strategy.max_drawdown, strategy.peak_pnl - pnl)
         marks = list(strategy.marks)
         steps = [later - earlier for earlier, later in itertools.pairwise(marks)]
-        sharpe = None
+        sharpe = 0.0
         if len(steps) >= 10:
             mean = sum(steps) / len(steps)
             deviation = math.sqrt(sum((step - mean) ** 2 for step in steps) / len(steps))
             # t-statistic of the recent P&L increments, clipped to a plausible range.
             sharpe = mean / deviation * math.sqrt(len(steps)) if deviation else 0.0
             sharpe = round(max(-4.0, min(4.0, sharpe)), 3)
+        profit_factor = 0.0  # nothing won yet
+        if strategy.gross_loss:
+            profit_factor = min(_PROFIT_FACTOR_CAP, strategy.gross_profit / strategy.gross_loss)
+        elif strategy.gross_profit:
+            profit_factor = _PROFIT_FACTOR_CAP  # won without a loss: no finite ratio
+        capital = strategy.capital
         performance = {
-            "strategy_id": strategy.strategy_id,
-            "pnl": round(pnl, 2),
-            "trades": strategy.fills,
-            "win_rate": round(strategy.wins / strategy.closes, 4) if strategy.closes else None,
+            "total_return": round(pnl / capital, 8),
             "sharpe_ratio": sharpe,
+            "max_drawdown": round(strategy.max_drawdown / capital, 8),
+            "trade_count": strategy.fills,
+            "win_rate": round(strategy.wins / strategy.closes, 4) if strategy.closes else 0.0,
+            "profit_factor": round(profit_factor, 4),
+            "pnl": round(pnl, 2),
         }
-        performance = {name: value for name, value in performance.items() if value is not None}
-        owner = {"strategy_id": strategy.strategy_id, **strategy.book.who()}
+        owner = {
+            "strategy_id": strategy.strategy_id,
+            "strategy_name": strategy_name(strategy.strategy_id),
+            **strategy.book.who(),
+        }
         self._emit("strategy_performance", performance, **owner)
 
-    def engine(self, elapsed: float, open_orders: int) -> None:
-        """Engine status and the health of each component, `elapsed` seconds after the start."""
+    def engine(
+        self, elapsed: float, *, open_orders: int, orders: int, fills: int, strategies: int
+    ) -> None:
+        """Engine status and the health of each component, `elapsed` seconds after the start
+        (`orders` and `fills` so far, `strategies` trading)."""
         degraded = self.degraded_until is not None
-        status = "starting" if elapsed == 0 else "degraded" if degraded else "running"
-        engine: Raw = {"status": status, "uptime_seconds": round(elapsed, 3)}
-        engine["open_orders"] = open_orders
+        state = "starting" if elapsed == 0 else "degraded" if degraded else "running"
+        engine: Raw = {
+            "state": state,
+            "uptime": round(elapsed, 3),
+            "active_strategies": strategies,
+            "orders_processed": orders,
+            "trades_executed": fills,
+            "last_heartbeat": self._now(),
+            "open_orders": open_orders,
+        }
         if degraded:
             engine["message"] = "market data latency elevated"
         severity = "medium" if degraded else "low"
@@ -165,11 +231,13 @@ class StatusReporter:
             sick = degraded and index == 0
             health = {
                 "status": "degraded" if sick else "healthy",
-                "cpu_percent": round(stats[0], 1),
+                "cpu_usage": round(stats[0], 1),
+                "memory_usage": round(100 * stats[1] / _MEMORY_BUDGET_MB, 1),
                 "memory_mb": round(stats[1], 1),
-                "latency_ms": round(
+                "network_latency": round(
                     self._rng.uniform(40, 120) if sick else self._rng.uniform(0.2, 3), 3
                 ),
+                "uptime": round(elapsed, 3),
             }
             severity = "medium" if sick else "low"
             self._emit("system_health", health, component=component, severity=severity)
@@ -183,7 +251,7 @@ class StatusReporter:
         rate = float(round(limit * rng.uniform(0.85, 1.3)))
         alert = ("operational", "orders_per_minute", rate, limit)
         text = "order rate close to the strategy's throttle"
-        self._alert("risk_alert", book, alert, rng.choice(_LEVELS[:2]), text)
+        self._risk_alert(book, alert, rng.choice(_LEVELS[:2]), text)
 
     def fat_finger_alert(self, book: Book) -> None:
         """A breach no position rule produces: an order blocked for its notional."""
@@ -192,20 +260,28 @@ class StatusReporter:
         value = limit * rng.uniform(1.05, 3.0)
         alert = ("fat_finger", "single_order_notional", value, limit)
         text = "order blocked before routing: notional above the hard limit"
-        self._alert("breach_alert", book, alert, rng.choice(_LEVELS[2:]), text)
+        self._breach_alert(book, alert, rng.choice(_LEVELS[2:]), text, "order blocked")
 
     def degrade(self, elapsed: float) -> None:
         """Degrade the engine for a few seconds from `elapsed` on."""
         self.degraded_until = elapsed + self._rng.uniform(5.0, 15.0)
-        alert_data = {"title": "Engine degraded", "message": "market data latency elevated"}
-        self._emit("system_alert", alert_data, severity="medium")
+        alert_data: Raw = {
+            "description": "market data latency elevated",
+            "metric": "network_latency",
+            "current_value": round(self._rng.uniform(40, 120), 3),
+            "threshold": _LATENCY_THRESHOLD_MS,
+            "impact_level": "medium",
+        }
+        top = {"component": HEALTH_COMPONENTS[0], "alert_type": "latency"}
+        self._emit("system_alert", alert_data, severity="medium", **top)
 
     def recover(self, elapsed: float) -> None:
         """End a degradation that is over at `elapsed`; nothing otherwise."""
         if self.degraded_until is not None and elapsed >= self.degraded_until:
             self.degraded_until = None
-            event = {"title": "Engine recovered", "message": "market data latency back to normal"}
-            self._emit("event", event, severity="low")
+            text = "market data latency back to normal"
+            event = {"title": "Engine recovered", "description": text, "category": "system"}
+            self._emit("event", event, event_type="engine_recovered", severity="low")
 
     # ------------------------------------------------------------------ alerts
 
@@ -228,21 +304,52 @@ class StatusReporter:
         if level == 0:
             text = f"{meaning} back within limits at {measured:.2%}"
         alert = (rule, metric, measured, threshold)
-        self._alert("risk_alert", book, alert, _LEVELS[level], text)
+        self._risk_alert(book, alert, _LEVELS[level], text)
         if level == len(thresholds):
-            self._alert("breach_alert", book, alert, "critical", f"hard limit breached: {text}")
+            self._breach_alert(book, alert, "critical", f"hard limit breached: {text}")
 
-    def _alert(
-        self, kind: str, book: Book, alert: tuple[str, str, float, float], severity: str, text: str
+    def _risk_alert(
+        self, book: Book, alert: tuple[str, str, float, float], severity: str, text: str
     ) -> None:
         risk_type, metric, value, threshold = alert
         data = {
             "metric": metric,
             "current_value": round(value, 6),
             "threshold": threshold,
-            "timestamp": self._now(),
             "message": text,
+            "timestamp": self._now(),
         }
-        priority = {"low": 2, "medium": 2, "high": 3, "critical": 4}[severity]
-        owner = {"severity": severity, "risk_type": risk_type, "priority": priority}
-        self._emit(kind, data, **owner, **book.who())
+        top = {"severity": severity, "risk_type": risk_type, "priority": _PRIORITY[severity]}
+        self._emit("risk_alert", data, **top, **book.who())
+
+    def _breach_alert(
+        self,
+        book: Book,
+        alert: tuple[str, str, float, float],
+        severity: str,
+        text: str,
+        auto_action: str | None = None,
+    ) -> None:
+        """A breach alert, and the `alert` that tells people about it."""
+        breach_type, metric, value, limit = alert
+        data: Raw = {
+            "limit_type": metric,
+            "current_value": round(value, 6),
+            "limit_value": limit,
+            "breach_percentage": round(100 * (value - limit) / abs(limit), 4),
+            "message": text,
+            "timestamp": self._now(),
+        }
+        if auto_action is not None:
+            data["auto_action"] = auto_action
+        top = {"severity": severity, "breach_type": breach_type, "priority": _PRIORITY[severity]}
+        self._emit("breach_alert", data, **top, **book.who())
+        portfolio = book.spec.portfolio_id
+        notice: Raw = {
+            "title": f"{portfolio}: {metric} limit breached",
+            "message": text,
+            "source": "risk engine",
+            "affected_component": portfolio,
+        }
+        level = {"alert_level": severity, "severity": severity, "alert_category": "risk"}
+        self._emit("alert", notice, priority=_PRIORITY[severity], **level, **book.who())

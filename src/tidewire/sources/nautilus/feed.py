@@ -8,6 +8,8 @@ messages, and every rule is tested without Redis or an event loop:
   state changes feed the trader's `Liveness` (and yield an `engine_status` when its status
   changes); everything else goes through `NautilusMapper`.
 * `tick(now)`: liveness transitions due to silence (stale, then down).
+  A trader's `engine_status` is canonical: `data.state`, `data.uptime` (see `liveness`),
+  `data.timestamp` and the envelope's `timestamp` are `now`.
 * `unreachable(reason, now)` / `reachable(now)`: Redis lost and back.
 * Warm-up (`warming=True`): after a restart, the entries up to the stored position are read
   again so the mapper rebuilds its state (open orders, accounts, venues); their messages are
@@ -44,7 +46,7 @@ class FeedOptions:
     stale_after: float = 2.0
     down_after: float = 5.0
     status_every: float = 5.0
-    """Seconds between two reports of an unchanged trader status (with its uptime), so a
+    """Seconds between two reports of an unchanged trader state (with its uptime), so a
     dashboard sees the engine_status stream alive; changes are reported at once."""
 
 
@@ -95,7 +97,7 @@ class NautilusFeed:
                 report = liveness.current(now)
             if report is not None:
                 self._reported_at[engine] = now
-                out.append(self._status(report))
+                out.append(self._status(report, now))
         return out
 
     def unreachable(self, reason: str, now: float) -> list[Raw]:
@@ -129,7 +131,7 @@ class NautilusFeed:
             if trader is not None and payload.get("component_id") == trader:
                 self.mapper.traders_seen.setdefault(trader)
                 liveness = self._liveness(self.options.engine_id or trader)
-                liveness.trader_state(str(payload.get("state")))
+                liveness.trader_state(str(payload.get("state")), now)
                 return self.tick(now)
         return self.mapper.map(entry)
 
@@ -155,18 +157,20 @@ class NautilusFeed:
             )
         return liveness
 
-    def _status(self, report: LivenessReport) -> Raw:
+    def _status(self, report: LivenessReport, now: float) -> Raw:
+        timestamp = iso_of_ns(round(now * 1e9))
         data: Raw = {
-            "status": report.status,
+            "state": report.status,
+            "uptime": round(report.uptime, 3),
+            "timestamp": timestamp,
             "message": report.message,
             "heartbeat_interval": report.interval,
         }
         if report.last_heartbeat is not None:
             data["last_heartbeat"] = iso_of_ns(int(report.last_heartbeat * 1e9))
-        if report.uptime_seconds is not None:
-            data["uptime_seconds"] = round(report.uptime_seconds, 3)
         return {
             "type": "engine_status",
+            "timestamp": timestamp,
             "source": self.options.mapping.source,
             "engine_id": report.engine_id,
             "severity": report.severity,

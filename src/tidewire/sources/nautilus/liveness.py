@@ -8,8 +8,9 @@ seconds. `Liveness` turns the time of the last heartbeat into a status:
 | condition (checked in this order) | status |
 |---|---|
 | the gateway cannot reach Redis | down ("Redis unreachable: ...") |
-| the Trader component is STOPPING/STOPPED/DISPOSING/DISPOSED | stopped (silence is expected) |
-| the Trader component is FAULTING/FAULTED | down |
+| the Trader component is STOPPING | stopping (silence is expected) |
+| the Trader component is STOPPED/DISPOSING/DISPOSED | stopped (silence is expected) |
+| the Trader component is FAULTING/FAULTED | error |
 | no heartbeat for more than `down_after` intervals | down |
 | no heartbeat for more than `stale_after` intervals | stale |
 | otherwise | the Trader's state: running (RUNNING or unknown), starting, degraded |
@@ -19,6 +20,11 @@ heartbeats (their Redis entry times), else `default_interval`. Times are seconds
 caller's wall clock; heartbeat times come from Redis entry ids, corrected for the offset
 between Redis's clock and the gateway's (so a backlog of old heartbeats read after a restart
 does not look alive).
+
+Uptime (Nautilus reports none) is what the gateway observed: while heartbeats arrive, the
+time since the first heartbeat of the current unbroken run of them; stale, up to the last
+heartbeat; with no heartbeat at all (a node without `heartbeat_interval_secs`), since the
+gateway first learned of the trader; 0 when stopped, in error or down.
 """
 
 from __future__ import annotations
@@ -28,7 +34,11 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
-from tidewire.sources.nautilus.status import ENGINE_STATUS_OF_STATE, SEVERITY_OF_STATUS
+from tidewire.sources.nautilus.status import (
+    DOWN_STATES,
+    ENGINE_STATUS_OF_STATE,
+    SEVERITY_OF_STATUS,
+)
 
 __all__ = ["Liveness", "LivenessReport"]
 
@@ -42,7 +52,8 @@ class LivenessReport:
 
     engine_id: str
     status: str
-    """starting, running, degraded, stale, stopped or down."""
+    """The engine state: starting, running, degraded, stale, stopping, stopped, error or
+    down."""
     severity: str
     message: str
     cause: str
@@ -50,8 +61,8 @@ class LivenessReport:
     reported again, a change of the message alone (the age of the silence) is not."""
     last_heartbeat: float | None
     interval: float
-    uptime_seconds: float | None = None
-    """Since the first heartbeat of the current unbroken run of heartbeats (None if none)."""
+    uptime: float = 0.0
+    """Seconds the trader was observed up (see the module docstring)."""
 
 
 class Liveness:
@@ -76,6 +87,7 @@ class Liveness:
         self._down_after = down_after
         self._beats: deque[float] = deque(maxlen=6)
         self._streak_start: float | None = None
+        self._first_seen: float | None = None
         self._state: str | None = None
         self._unreachable: str | None = None
         self._reported: tuple[str, str] | None = None
@@ -100,10 +112,18 @@ class Liveness:
         if last is None or at - last > self._down_after * self.interval:
             self._streak_start = at  # first heartbeat, or the first after a silence
         self._beats.append(at)
+        self._seen(at)
 
-    def trader_state(self, state: str) -> None:
-        """The Trader component's latest ComponentState name (RUNNING, STOPPED, ...)."""
+    def trader_state(self, state: str, at: float | None = None) -> None:
+        """The Trader component's latest ComponentState name (RUNNING, STOPPED, ...), learned
+        at `at` (gateway wall clock; when known, it starts the observed uptime)."""
         self._state = state
+        if at is not None:
+            self._seen(at)
+
+    def _seen(self, at: float) -> None:
+        if self._first_seen is None or at < self._first_seen:
+            self._first_seen = at
 
     def unreachable(self, reason: str) -> None:
         """The gateway lost Redis: the trader cannot be observed."""
@@ -117,10 +137,9 @@ class Liveness:
         last = self.last_heartbeat
         if self._unreachable is not None:
             return self._report("down", "unreachable", f"Redis unreachable: {self._unreachable}")
-        if self._state in _SILENT_OK:
-            return self._report("stopped", "state", f"trader {self._state.lower()}")
-        if self._state in _FAULTED:
-            return self._report("down", "state", f"trader {self._state.lower()}")
+        if self._state in _SILENT_OK or self._state in _FAULTED:
+            status = ENGINE_STATUS_OF_STATE[self._state]
+            return self._report(status, "state", f"trader {self._state.lower()}")
         interval = self.interval
         if last is not None:
             silence = now - last
@@ -129,7 +148,8 @@ class Liveness:
                 return self._report("down", "silence", text)
             if silence > self._stale_after * interval:
                 text = f"no heartbeat for {silence:.1f} s (interval {interval:g} s)"
-                return self._report("stale", "silence", text)
+                streak = self._streak_start if self._streak_start is not None else last
+                return self._report("stale", "silence", text, last - streak)
         if self._state is None and last is None:
             return None
         status = ENGINE_STATUS_OF_STATE.get(self._state or "RUNNING", "running")
@@ -137,9 +157,8 @@ class Liveness:
         text = "heartbeats arriving" if last is not None else "no heartbeat seen yet"
         if self._state is not None:
             text = f"trader {self._state.lower()}, {text}"
-        uptime = None
-        if self._streak_start is not None and last is not None:
-            uptime = max(0.0, now - self._streak_start)
+        since = self._streak_start if last is not None else self._first_seen
+        uptime = 0.0 if since is None else max(0.0, now - since)
         return self._report(status, cause, text, uptime)
 
     def evaluate(self, now: float) -> LivenessReport | None:
@@ -153,9 +172,7 @@ class Liveness:
         self._reported = marker
         return report
 
-    def _report(
-        self, status: str, cause: str, message: str, uptime: float | None = None
-    ) -> LivenessReport:
+    def _report(self, status: str, cause: str, message: str, uptime: float = 0.0) -> LivenessReport:
         return LivenessReport(
             engine_id=self.engine_id,
             status=status,
@@ -164,5 +181,5 @@ class Liveness:
             cause=cause,
             last_heartbeat=self.last_heartbeat,
             interval=self.interval,
-            uptime_seconds=uptime,
+            uptime=0.0 if status in DOWN_STATES else uptime,
         )

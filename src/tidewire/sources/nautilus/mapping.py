@@ -1,26 +1,35 @@
 """Nautilus message-bus payloads to Tidewire producer messages. Pure (state, no I/O).
 
 `NautilusMapper.map(entry)` returns the raw producer messages (dicts for
-`tidewire.protocol.ingest.build_data_message`) that one decoded entry becomes:
+`tidewire.protocol.ingest.build_data_message`) that one decoded entry becomes, each in its
+canonical shape with every required field (ingest renames and derives nothing):
 
 * QuoteTick, TradeTick, Bar -> `market_data` (`data_type` quote / trade / bar);
 * order events (`events.order.*`) -> `order_update`: the order's state after the event
-  (see `orders`);
+  (see `orders`), `order_id` (the client order id), `symbol` and `order_status` at the top
+  level;
 * OrderFilled (on `events.order.*` or its copy on `events.fills.*`, once per event id) ->
-  `trade_updates`;
+  `trade_updates`, `data.status` the order's status after the fill, `trade_type` `fill`
+  when it completed the order, else `partial_fill`;
 * OrderDenied -> a `risk_alert` (severity high) besides its `order_update` (status denied);
-* PositionOpened / PositionChanged / PositionClosed -> `position_update`;
-* AccountState -> `performance_update` with the balances;
+* PositionOpened / PositionChanged / PositionClosed -> `position_update` (`position_side`);
+* AccountState -> `performance_update`: `pnl`, `returns` and the balances (see `portfolio`);
 * TradingStateChanged -> a `risk_alert` for every portfolio seen so far (see `risk`);
-* ComponentStateChanged -> `engine_status`, engine id `{trader_id}/{component_id}` (the
-  Trader component itself is the trader's liveness, see `feed`);
+* ComponentStateChanged -> `engine_status`, engine id `{trader_id}/{component_id}`, with
+  `state` and the observed `uptime` (see `status`; the Trader component itself is the
+  trader's liveness, see `feed`);
 * instruments (`data.instrument.*`) -> nothing; remembered for the asset class.
+
+User: order updates and trades name the Nautilus `trader_id` as their `user_id` (the
+original shapes name a user; a Nautilus node trades as one trader, and the trader is what
+a desk knows it by). The portfolio (below) still decides who may read them.
 
 Values: prices, quantities and money become `decimal.Decimal` (exact; the connection's codec
 writes them as numbers or, with `decimals=string`, strings); `data.ts_event` keeps the
-Nautilus nanosecond timestamp and the envelope's `timestamp` is its ISO form. `message_id`
-is derived from the Nautilus `event_id` (or, for market data, from the Redis entry id), so
-re-reading an entry yields the same ids and the broker's idempotency drops the repeat.
+Nautilus nanosecond timestamp and the envelope's and `data`'s `timestamp` are its ISO form.
+`message_id` is derived from the Nautilus `event_id` (or, for market data, from the Redis
+entry id), so re-reading an entry yields the same ids and the broker's idempotency drops
+the repeat.
 
 Repeats: an event id seen before on the same kind of topic is dropped (Nautilus 1.221
 writes some AccountState events twice); the `events.fills.*` copy of an OrderFilled only
@@ -42,16 +51,28 @@ from typing import Any, Literal
 
 from tidewire.sources.nautilus.entries import Entry, entry_millis
 from tidewire.sources.nautilus.market import ASSET_CLASS, MARKET_DATA, market_data
-from tidewire.sources.nautilus.orders import ORDER_EVENTS, OrderState, OrderTracker, trade_data
+from tidewire.sources.nautilus.orders import (
+    ORDER_EVENTS,
+    OrderState,
+    OrderTracker,
+    trade_data,
+    trade_state,
+)
 from tidewire.sources.nautilus.portfolio import POSITION_EVENTS, Balances, position_data
 from tidewire.sources.nautilus.risk import PRIORITY_OF_SEVERITY, denial_data, trading_state_data
-from tidewire.sources.nautilus.status import SEVERITY_OF_STATUS, component_data, engine_id_of
+from tidewire.sources.nautilus.status import (
+    SEVERITY_OF_STATUS,
+    Uptimes,
+    component_data,
+    engine_id_of,
+)
 from tidewire.sources.nautilus.values import (
     data_message_id,
     event_message_id,
     instrument_parts,
     iso_of_ns,
     parse_ns,
+    put,
     text,
     venue_of_account,
 )
@@ -87,6 +108,7 @@ class NautilusMapper:
         self.options = options or MappingOptions()
         self.orders = OrderTracker()
         self.balances = Balances()
+        self.uptimes = Uptimes()
         self.instruments: dict[str, Raw] = {}
         """Instrument payloads by InstrumentId, from `data.instrument.*`."""
         self.venue_accounts: dict[str, str] = {}
@@ -160,25 +182,38 @@ class NautilusMapper:
         # events.fills.* (a copy for fill listeners). Only the first makes a trade update.
         is_copy = entry.topic.startswith("events.fills")
         order = None if is_copy else self.orders.apply(payload)
+        trader = text(payload.get("trader_id"))
         if order is not None:
             if order.portfolio_id is None:
                 order.portfolio_id = self._portfolio(payload, order)
             data = order.data()
             data["event"] = kind
+            data["last_update_time"] = iso_of_ns(self._ts(payload, entry))
             message = self._message("order_update", data, entry, payload, f"nt-{event_id}")
             out.append(self._owned(message, order.portfolio_id, order.strategy_id))
             message.update(self._where(order.instrument_id))
+            message.update(order_id=order.order_id, order_status=order.status)
+            _put_user(message, trader or order.trader_id)
         if kind == "OrderFilled" and self._first_fill(event_id):
             trade = trade_data(payload)
             if trade is not None:
+                applied = order is not None  # this event was just applied to its order
                 if order is None:
                     order = self.orders.orders.get(trade["order_id"])
+                trade.update(trade_state(order, trade, applied))
+                trade["execution_time"] = iso_of_ns(self._ts(payload, entry))
                 portfolio = order.portfolio_id if order is not None else None
                 message_id = event_message_id(event_id, "trade")
                 message = self._message("trade_updates", trade, entry, payload, message_id)
                 strategy = payload.get("strategy_id")
                 out.append(self._owned(message, portfolio or self._portfolio(payload), strategy))
                 message.update(self._where(trade["symbol"]))
+                # The trade's own `symbol` follows `symbol_style` like the top level's.
+                trade["symbol"] = message["symbol"]
+                put(trade, "venue", message.get("venue"))
+                complete = trade["status"] == "filled"
+                message["trade_type"] = "fill" if complete else "partial_fill"
+                _put_user(message, trader or (order.trader_id if order is not None else None))
         if kind == "OrderDenied" and not is_copy:
             quantity = order.quantity if order is not None else None
             data = denial_data(payload, quantity, self._ts(payload, entry))
@@ -196,11 +231,12 @@ class NautilusMapper:
 
     def _position(self, entry: Entry, payload: Raw, kind: str, event_id: str) -> list[Raw]:
         self._learn_account(payload)
-        data = position_data(kind, payload)
-        if data is None:
+        found = position_data(kind, payload)
+        if found is None:
             return []
+        instrument, position_side, data = found
         message = self._message("position_update", data, entry, payload, f"nt-{event_id}")
-        message.update(self._where(data["symbol"]))
+        message.update(self._where(instrument), position_side=position_side)
         return [self._owned(message, self._portfolio(payload), payload.get("strategy_id"))]
 
     def _account(self, entry: Entry, payload: Raw, event_id: str) -> list[Raw]:
@@ -235,12 +271,12 @@ class NautilusMapper:
         return out
 
     def _component(self, entry: Entry, payload: Raw, event_id: str) -> list[Raw]:
-        data = component_data(payload)
+        data = component_data(payload, self.uptimes, entry_millis(entry.entry_id))
         engine_id = engine_id_of(payload)
         if data is None or engine_id is None:
             return []
         message = self._message("engine_status", data, entry, payload, f"nt-{event_id}")
-        message.update(engine_id=engine_id, severity=SEVERITY_OF_STATUS[data["status"]])
+        message.update(engine_id=engine_id, severity=SEVERITY_OF_STATUS[data["state"]])
         return [message]
 
     # ------------------------------------------------------------------ envelope
@@ -249,10 +285,12 @@ class NautilusMapper:
         """A raw message of type `kind` with the envelope fields every mapping shares."""
         ts_event = self._ts(payload, entry)
         data["ts_event"] = ts_event
+        timestamp = iso_of_ns(ts_event)
+        data.setdefault("timestamp", timestamp)
         return {
             "type": kind,
             "message_id": message_id,
-            "timestamp": iso_of_ns(ts_event),
+            "timestamp": timestamp,
             "source": self.options.source,
             "data": data,
         }
@@ -340,6 +378,12 @@ class NautilusMapper:
             return False
         _remember(self._events_seen, key)
         return True
+
+
+def _put_user(message: Raw, trader: str | None) -> None:
+    """The trader as the message's `user_id` (see the module docstring)."""
+    if trader is not None:
+        message["user_id"] = trader
 
 
 def _remember(seen: OrderedDict[Any, None], key: Any) -> None:

@@ -1,4 +1,9 @@
-"""Market data payloads (QuoteTick, TradeTick, Bar) as `market_data` data. Pure."""
+"""Market data payloads (QuoteTick, TradeTick, Bar) as `market_data` data. Pure.
+
+Canonical names: a quote's `bid_price` / `ask_price` / `bid_size` / `ask_size` (Nautilus's
+own), a trade tick's `price` and `last_trade_size`, a bar's open / high / low / close /
+volume.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ def market_data(kind: str, payload: Raw) -> tuple[str, str, Raw] | None:
         instrument = text(payload.get("instrument_id"))
         if bid is None or ask is None or instrument is None:
             return None
-        data: Raw = {"bid": bid, "ask": ask}
+        data: Raw = {"bid_price": bid, "ask_price": ask}
         put(data, "bid_size", number(payload.get("bid_size")))
         put(data, "ask_size", number(payload.get("ask_size")))
         return instrument, "quote", data
@@ -50,7 +55,7 @@ def market_data(kind: str, payload: Raw) -> tuple[str, str, Raw] | None:
         instrument = text(payload.get("instrument_id"))
         if price is None or size is None or instrument is None:
             return None
-        data = {"price": price, "size": size}
+        data = {"price": price, "last_trade_size": size}
         put(data, "aggressor_side", side(payload.get("aggressor_side")))
         put(data, "trade_id", text(payload.get("trade_id")))
         return instrument, "trade", data

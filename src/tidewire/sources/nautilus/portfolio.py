@@ -1,16 +1,19 @@
 """Position events and account states as `position_update` / `performance_update` data. Pure.
 
-Positions: `quantity` is signed (negative when short) from Nautilus's exact `quantity`
-string and `side`; `avg_price` is `avg_px_open` (a float in Nautilus, taken at its shortest
-repr); `realized_pnl` and `unrealized_pnl` are the Money strings' amounts. Nautilus reports
+Positions: `position_side` (top level) is Nautilus's `side` in lower case (long, short,
+flat); `quantity` is signed (negative when short) from Nautilus's exact `quantity` string
+and `side`; `avg_price` is `avg_px_open` (a float in Nautilus, taken at its shortest repr);
+`realized_pnl` and `unrealized_pnl` are the Money strings' amounts. Nautilus reports
 unrealized P&L on PositionChanged (at the fill price); a position that opens at one price or
 closes has none, so it is 0 there. Tidewire does not re-mark positions on every quote.
 
-Accounts (`AccountState` -> the portfolio's balances): `total_value` is the total balance
-in the account's base currency (else its first balance), `total_pnl` its change since the
-first AccountState seen of the account, `daily_pnl` since the first one of the UTC day (by
-ts_event); every balance (total, locked, free per currency) and margin is in `balances` /
-`margins`.
+Accounts (`AccountState` -> the portfolio's `performance_update`): `total_value` is the
+total balance in the account's base currency (else its first balance); `pnl` is its change
+since the first AccountState the gateway saw of the account, and `returns` that change
+relative to that first value (`pnl / first total`; 0 when the first total was 0), so they
+cover what the gateway observed, not the account's life before; `daily_pnl` is the change
+since the first one of the UTC day (by ts_event); every balance (total, locked, free per
+currency) and margin is in `balances` / `margins`.
 """
 
 from __future__ import annotations
@@ -33,18 +36,23 @@ POSITION_EVENTS = {
 _NANOS_PER_DAY = 86_400 * 1_000_000_000
 
 
-def position_data(kind: str, payload: Raw) -> Raw | None:
-    """The `position_update` data of a position event; None when a field is missing."""
+def position_data(kind: str, payload: Raw) -> tuple[str, str, Raw] | None:
+    """(instrument id, position side, `position_update` data) of a position event; None when
+    a field is missing."""
     instrument = text(payload.get("instrument_id"))
     quantity = number(payload.get("quantity"))
     avg = number(payload.get("avg_px_open"))
     if instrument is None or quantity is None or avg is None or kind not in POSITION_EVENTS:
         return None
     position_side = lower(payload.get("side"))
+    if position_side not in ("long", "short", "flat"):
+        # Nautilus always names the side; should it not, the signed quantity tells.
+        signed = number(payload.get("signed_qty"))
+        negative = signed is not None and signed < 0
+        position_side = "flat" if not quantity else "short" if negative else "long"
     realized, currency = money(payload.get("realized_pnl"))
     unrealized, _ = money(payload.get("unrealized_pnl"))
     data: Raw = {
-        "symbol": instrument,
         "quantity": -quantity if position_side == "short" else quantity,
         "avg_price": avg,
         "unrealized_pnl": unrealized if unrealized is not None else Decimal(0),
@@ -52,7 +60,6 @@ def position_data(kind: str, payload: Raw) -> Raw | None:
         "event": POSITION_EVENTS[kind],
     }
     put(data, "position_id", text(payload.get("position_id")))
-    put(data, "side", position_side)
     put(data, "currency", currency or text(payload.get("currency")))
     put(data, "peak_quantity", number(payload.get("peak_qty")))
     put(data, "last_price", number(payload.get("last_px")))
@@ -63,7 +70,7 @@ def position_data(kind: str, payload: Raw) -> Raw | None:
     put(data, "opening_order_id", text(payload.get("opening_order_id")))
     put(data, "closing_order_id", text(payload.get("closing_order_id")))
     put(data, "account_id", text(payload.get("account_id")))
-    return data
+    return instrument, position_side, data
 
 
 @dataclass(slots=True)
@@ -97,9 +104,11 @@ class Balances:
             track = self._accounts[account_id] = _Account(total, day, total)
         elif day != track.day:
             track.day, track.day_start = day, total
+        pnl = total - track.start
         data: Raw = {
+            "pnl": pnl,
+            "returns": pnl / track.start if track.start else Decimal(0),
             "total_value": total,
-            "total_pnl": total - track.start,
             "daily_pnl": total - track.day_start,
             "currency": chosen["currency"],
             "balances": rows,
