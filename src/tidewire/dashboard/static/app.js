@@ -51,10 +51,21 @@ async function main() {
   const log = new RingBuffer(200);
   const note = (kind, text) => log.push({ time: Date.now(), kind, text });
 
+  // The gateway's clock against this one, measured with `sync` on every connection.
+  const clock = { offsetMs: null, rttMs: null, error: null };
   client.on("state", (previous, current) => {
     const code = current === "reconnecting" || current === "closed" ? ` (close ${client.closeCode ?? "–"})` : "";
     note("state", `${previous} → ${current}${code}`);
     if (current === "reconnecting" && previous === "connected") telemetry.countClose(client.closeCode ?? 1006);
+    if (current === "connected") {
+      client.sync().then(
+        (result) => Object.assign(clock, result, { error: null }),
+        (error) => {
+          clock.error = error.message;
+          note("error", `sync: ${error.message}`);
+        },
+      );
+    }
   });
   client.on("resync", (subscription, info) => note("resync", `${subscription.subscriptionId} (${info.stream}): ${info.reason}${info.snapshot ? ", snapshot follows" : ""}`));
   client.on("error", (error) => note("error", error.message));
@@ -69,7 +80,7 @@ async function main() {
   };
   const auth = new AuthSession(client, { required: config.auth_required === true, start, note });
 
-  const ctx = { client, config, auth, store, telemetry, subscriptions, recovery, scheduler, log, note, batchMs, maxMessages: option("max_messages", 2000) };
+  const ctx = { client, config, auth, store, telemetry, subscriptions, recovery, scheduler, log, note, clock, batchMs, maxMessages: option("max_messages", 2000) };
   const panels = [
     new ConnectionPanel(ctx),
     new SubscriptionPanel(ctx),

@@ -23,7 +23,7 @@
  *       filters: { symbols: ["AAPL", "MSFT"] },
  *       onMessage(message) {
  *         if (isResync(message)) return; // a gap: the snapshot that follows rebuilds the state
- *         console.log(message.symbol, message.data.bid, message.seq);
+ *         console.log(message.symbol, message.data.bid_price, message.seq);
  *       },
  *     });
  *
@@ -44,6 +44,14 @@ import { ABNORMAL_CLOSURE, CloseCode, reconnectRefusal, throttled } from "./clie
 import { Dispatcher, safeCall } from "./client/dispatch.js";
 import { ConnectionClosedError, RequestTimeout, ServerError, SubscriptionError, TokenError } from "./client/errors.js";
 import { OutboundQueue } from "./client/outbound.js";
+import {
+  clockSync,
+  snapshotCommand,
+  snapshotResult,
+  tradeHistoryCommand,
+  tradeHistoryResult,
+  updateCommand,
+} from "./client/queries.js";
 import { Subscription, normalizeFilters } from "./client/subscription.js";
 import {
   RefreshTimer,
@@ -57,7 +65,7 @@ import {
 
 export { Backoff } from "./client/backoff.js";
 export { CloseCode, RECONNECT_CLOSE_CODES, reconnectRefusal } from "./client/closecodes.js";
-export { DuplicateFilter, conflationKey } from "./client/dedupe.js";
+export { DuplicateFilter, conflationKey, messageKey } from "./client/dedupe.js";
 export {
   AuthenticationError,
   ConnectionClosedError,
@@ -70,8 +78,8 @@ export {
 } from "./client/errors.js";
 export { HeartbeatTracker } from "./client/heartbeat.js";
 export { NOT_RECOVERED, RESYNC, isResync } from "./client/resync.js";
-export { Router, matches } from "./client/routing.js";
-export { STREAMS, STREAM_NAMES, isReliable, keepsLastValues, resolveStream } from "./client/streams.js";
+export { Router, matches, messagePrice } from "./client/routing.js";
+export { STREAMS, STREAM_NAMES, isReliable, keepsLastValues, resolveStream, splitTopic, streamSpec } from "./client/streams.js";
 export { Subscription } from "./client/subscription.js";
 export {
   TOKEN_SUBPROTOCOL_PREFIX,
@@ -84,8 +92,11 @@ export {
 /** @import { MessageCallback, ResyncCallback } from "./client/subscription.js" */
 /** @import { ResyncMarker } from "./client/resync.js" */
 /** @import { TokenProvider, TokenSource } from "./client/tokens.js" */
+/** @import { ClockSync, SnapshotResult, SubscriptionChange, TradeHistoryResult } from "./client/queries.js" */
 
 export const SUBPROTOCOL_JSON = "tidewire.v3.json";
+/** Tries of an `update_subscription` the gateway answers `unavailable` (still starting). */
+const UPDATE_ATTEMPTS = 5;
 
 /** Where a client's connection stands (the Python client's `ConnectionState`). */
 export const ConnectionState = Object.freeze({
@@ -159,6 +170,8 @@ export const ConnectionState = Object.freeze({
  * @property {[frame: FrameInfo]} frame every frame sent or received
  * @property {[subscription: Subscription, info: ResyncMarker]} resync a gap of a subscription
  * @property {[subscription: Subscription, reply: Record<string, any>]} confirmed a (re)subscription
+ * @property {[subscription: Subscription, reply: Record<string, any>]} updated an
+ *   `update_subscription` took effect (the subscription's filters and rate limit changed)
  * @property {[error: Error]} error an error reply nobody waited for, a refused resubscription,
  *   a subscription the gateway ended, a failed token provider or refresh (`TokenError`)
  * @property {[info: TokenInfo]} authenticated a connection or a refresh put a token in force
@@ -254,6 +267,7 @@ export class TidewireClient {
       established: () => this._onEstablished(),
       authenticated: () => this._onAuthenticated(),
       confirmed: (subscription, reply) => this._emit("confirmed", subscription, reply),
+      updated: (subscription, reply) => this._emit("updated", subscription, reply),
       resync: (subscription, info) => this._emit("resync", subscription, info),
       message: (message) => this._emit("message", message),
       error: (error) => this._emit("error", error),
@@ -610,35 +624,104 @@ export class TidewireClient {
   }
 
   /**
-   * Change the rate limit of a latest-value subscription: the gateway has no command for it,
-   * so the subscription is ended and made again with the same id and `since` its position
-   * (the snapshot that follows covers anything in flight). Reliable streams refuse rate
-   * limits (PROTOCOL.md section 3), checked here before the subscription is touched.
+   * Change the filters and/or the rate limit of a subscription in place
+   * (`update_subscription`): the same subscription goes on, switched between two messages,
+   * without a gap or a duplicate. `filters` replace the old ones (`{}` or null: none);
+   * `rateLimit` null or 0 removes the limit. Where the stream keeps last values, those of
+   * the keys the new filters add follow the confirmation. Resolves when the gateway
+   * confirmed (the subscription's `filters` and `rateLimit` are then the confirmed ones);
+   * while the subscription is not live on a connection the change is kept for its next
+   * subscribe. Rejects with `SubscriptionError` when refused (the subscription goes on as it
+   * was; `invalid_rate_limit` on a reliable stream before anything is sent).
+   * @param {string} id
+   * @param {SubscriptionChange} change
+   * @param {{timeout?: number | undefined}} [options]
+   * @returns {Promise<Subscription>}
+   */
+  async updateSubscription(id, change, options = {}) {
+    const subscription = this._inbound.subscriptions.get(id);
+    if (subscription === undefined) throw new Error(`no subscription ${id}`);
+    const command = updateCommand(subscription, change);
+    if (command === null) return subscription;
+    /** @type {{filters?: Filters, rateLimit?: number | null}} */
+    const local = {};
+    if (command.filters !== undefined) local.filters = command.filters;
+    if (command.rate_limit !== undefined) local.rateLimit = command.rate_limit;
+    const applyLocally = () => {
+      subscription._applyLocally(local);
+      this._inbound.reroute(subscription);
+      return subscription;
+    };
+    for (let attempt = 1; ; attempt++) {
+      if (this._ws === null || !this._ready || subscription._generation !== this._generation) return applyLocally();
+      try {
+        await this.request(command, options);
+        return subscription;
+      } catch (error) {
+        // Lost with the connection: the resubscription of the next one carries the change.
+        if (error instanceof ConnectionClosedError && subscription.active && this._ws === null) return applyLocally();
+        // The gateway is still delivering the subscription's snapshot or replay (or an
+        // earlier update's): it says so, retryable; the next try usually finds it done.
+        const starting = error instanceof ServerError && error.errorCode === "unavailable" && error.retryable;
+        if (!starting || attempt >= UPDATE_ATTEMPTS || !subscription.active) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 25 * 2 ** attempt));
+      }
+    }
+  }
+
+  /**
+   * Change the rate limit of a latest-value subscription (`updateSubscription` with
+   * `rateLimit` only; null removes it). Reliable streams take no rate limit (every message
+   * matters there): refused here before anything is sent.
    * @param {string} id
    * @param {number | null} rateLimit
-   * @returns {Promise<Subscription>} the new subscription (the old one has ended)
+   * @param {{timeout?: number | undefined}} [options]
+   * @returns {Promise<Subscription>} the subscription (the same object, updated)
    */
-  async setRateLimit(id, rateLimit) {
-    const old = this._inbound.subscriptions.get(id);
-    if (old === undefined) throw new Error(`no subscription ${id}`);
-    if (old.reliable && rateLimit !== null) {
-      const error = new SubscriptionError(
-        "invalid_rate_limit",
-        `${old.stream} is a reliable stream: it cannot be rate limited`,
-      );
-      error.subscriptionId = id;
-      throw error;
-    }
-    await this.unsubscribe(id);
-    return this.subscribe(old.stream, {
-      subscriptionId: id,
-      filters: { ...old.filters },
-      rateLimit,
-      snapshot: old.snapshot,
-      since: old.position,
-      onMessage: old.onMessage,
-      onResync: old.onResync,
-    });
+  async setRateLimit(id, rateLimit, options = {}) {
+    return this.updateSubscription(id, { rateLimit }, options);
+  }
+
+  /**
+   * The latest values of `stream` that `filters` select (`get_snapshot`): the newest message
+   * per snapshot unit, in seq order, at most `limit` (the newest are kept, `truncated` says
+   * so). Nothing is subscribed: the messages go to no subscription.
+   * @param {StreamName | string} stream a stream (or alias), or a topic (`market_data.AAPL`)
+   * @param {Filters | Record<string, unknown> | null} [filters]
+   * @param {{limit?: number | null, timeout?: number | undefined}} [options]
+   * @returns {Promise<SnapshotResult>}
+   */
+  async getSnapshot(stream, filters = null, options = {}) {
+    const reply = await this.request(snapshotCommand(stream, filters, options), options);
+    return snapshotResult(reply);
+  }
+
+  /**
+   * Recent trades this connection may read (`get_trade_history`), from the history of
+   * `trade_updates`: at most `limit` (the gateway's default 100, at most 1000), oldest first.
+   * @param {Filters | Record<string, unknown> | null} [filters]
+   * @param {{limit?: number | null, timeout?: number | undefined}} [options]
+   * @returns {Promise<TradeHistoryResult>}
+   */
+  async getTradeHistory(filters = null, options = {}) {
+    const reply = await this.request(tradeHistoryCommand(filters, options), options);
+    return tradeHistoryResult(reply);
+  }
+
+  /**
+   * Compare clocks with the gateway (`sync`): `offsetMs` is the gateway's clock minus this
+   * one, from `sync_response.server_time` at the middle of the round trip `rttMs`. Only when
+   * connected: a command that waited in the queue would measure the wait.
+   * @param {{timeout?: number | undefined}} [options]
+   * @returns {Promise<ClockSync>}
+   */
+  async sync(options = {}) {
+    if (this._ws === null || this._state !== ConnectionState.CONNECTED) throw new ConnectionClosedError("not connected");
+    const sentAt = Date.now();
+    const started = performance.now();
+    // Epoch milliseconds, as a number: the gateway echoes it in the type it was sent.
+    const reply = await this.request({ type: "sync", client_timestamp: sentAt }, options);
+    return clockSync(reply, sentAt, performance.now() - started);
   }
 
   /**

@@ -15,28 +15,90 @@
  * messages may overtake the market lane, so different keys may arrive out of seq order). A
  * message of another epoch starts afresh: the stream's history was reset. A message without a
  * valid `{epoch, seq}` is delivered: there is nothing to judge it by.
+ *
+ * After an update of the subscription's filters (`update_subscription`) nothing restarts: the
+ * subscription goes on. On streams with last values the gateway then sends the latest values
+ * of the keys the old filters did not cover, with seqs up to the confirmed position, older
+ * than what was delivered: `admit` lets each such unit through once (the rule of the Python
+ * client, `tidewire.client.dedupe`).
  */
+
+import { matches } from "./routing.js";
+import { streamSpec } from "./streams.js";
+
+/** @import { Filters } from "../tidewire-protocol.d.ts" */
 
 /** @typedef {(message: Record<string, any>) => string | null} Unit */
 
+/** Joins the parts of a snapshot unit (the gateway's separator). */
+export const UNIT_SEPARATOR = "\u001f";
+
 /**
- * The unit in which a newer message of `stream` replaces an older one (the gateway's snapshot
- * key): positions per portfolio and symbol, market data per symbol and data_type (a bar is not
- * replaced by a quote), otherwise the message's `key`. Null for a message without a key.
+ * The field `name` of a message: at the top level when set there, else in `data`.
+ * @param {Record<string, any>} message
+ * @param {string} name
+ * @returns {any}
+ */
+function field(message, name) {
+  const value = message[name];
+  if (value !== undefined && value !== null) return value;
+  const data = message.data;
+  return data !== null && typeof data === "object" ? data[name] : undefined;
+}
+
+/**
+ * The key of a message of `stream`: its `key`, else what the gateway keys it by (the stream's
+ * key field, else its fallback: `user_id` for trades and orders, `source` for engines and
+ * components). Null when there is none.
+ * @param {string} stream
+ * @param {Record<string, any>} message
+ * @returns {string | null}
+ */
+export function messageKey(stream, message) {
+  const key = message.key;
+  if (typeof key === "string" || typeof key === "number") return String(key);
+  const spec = streamSpec(stream);
+  if (spec === null) return null;
+  for (const name of [spec.keyField, spec.keyFallback]) {
+    if (name === null) continue;
+    const value = name === "source" ? message.source : field(message, name);
+    if (typeof value === "string" || typeof value === "number") return String(value);
+  }
+  return null;
+}
+
+/**
+ * The unit in which a newer message of `stream` replaces an older one: the gateway's
+ * `snapshot_key`, the key then the stream's `snapshotFields` (top level first, then `data`;
+ * "" when absent) joined by U+001F. Market data per symbol and data_type (a bar is not
+ * replaced by a quote), positions per portfolio, strategy and symbol, risk metrics per
+ * portfolio and metric_type, otherwise the key. Null for a message without a key.
  * @param {string} stream
  * @param {Record<string, any>} message
  * @returns {string | null}
  */
 export function conflationKey(stream, message) {
-  const key = message.key;
-  if (typeof key !== "string" && typeof key !== "number") return null;
-  if (stream === "position_updates") {
-    let symbol = message.symbol;
-    if (symbol == null && message.data !== null && typeof message.data === "object") symbol = message.data.symbol;
-    return `${key}\u0000${symbol ?? ""}`;
+  const key = messageKey(stream, message);
+  if (key === null) return null;
+  const fields = streamSpec(stream)?.snapshotFields ?? [];
+  if (fields.length === 0) return key;
+  const parts = [key];
+  for (const name of fields) {
+    const value = field(message, name);
+    parts.push(value === undefined || value === null ? "" : String(value));
   }
-  const dataType = message.data_type;
-  return typeof dataType === "string" ? `${key}\u0000${dataType}` : String(key);
+  return parts.join(UNIT_SEPARATOR);
+}
+
+/**
+ * After a filter update: the unit of a message the old filters did not cover (the latest
+ * values of such keys follow the update), null for one they covered.
+ * @param {string} stream
+ * @param {Filters} oldFilters
+ * @returns {Unit}
+ */
+export function newlyCovered(stream, oldFilters) {
+  return (message) => (matches(oldFilters, message) ? null : conflationKey(stream, message));
 }
 
 /**
@@ -63,6 +125,14 @@ export class DuplicateFilter {
     this._last = null;
     /** @type {Map<string, number>} */
     this._lastOfUnit = new Map();
+    // The latest values after a filter update: their last seq, the unit of a message they
+    // may hold (null: the old filters covered it), and the units delivered from them.
+    /** @type {number | null} */
+    this._admitUpTo = null;
+    /** @type {Unit | null} */
+    this._admitUnit = null;
+    /** @type {Set<string>} */
+    this._admitted = new Set();
   }
 
   /** The epoch messages are judged in; null before the first restart or message. */
@@ -80,6 +150,22 @@ export class DuplicateFilter {
     this._floor = floor;
     this._last = null;
     this._lastOfUnit.clear();
+    this._admitUpTo = this._admitUnit = null;
+    this._admitted.clear();
+  }
+
+  /**
+   * The subscription's filters changed: deliver, once per unit, the messages with seq <=
+   * `upTo` for which `newUnit` gives a unit (those the old filters did not cover: the latest
+   * values of the newly covered keys). Replaces the window of an earlier update, whose
+   * messages came before this update's confirmation.
+   * @param {number} upTo
+   * @param {Unit} newUnit
+   */
+  admit(upTo, newUnit) {
+    this._admitUpTo = upTo;
+    this._admitUnit = newUnit;
+    this._admitted.clear();
   }
 
   /**
@@ -91,6 +177,10 @@ export class DuplicateFilter {
     if (position === null) return true;
     const { epoch, seq } = position;
     if (epoch !== this._epoch) this.restart(epoch, null);
+    if (this._admitUpTo !== null && seq <= this._admitUpTo) {
+      const admitted = this._admit(message, seq);
+      if (admitted !== null) return admitted;
+    }
     if (this._floor !== null && seq <= this._floor) return false;
     if (this._unit === null) {
       if (this._last !== null && seq <= this._last) return false;
@@ -102,6 +192,23 @@ export class DuplicateFilter {
     const last = this._lastOfUnit.get(unit);
     if (last !== undefined && seq <= last) return false;
     this._lastOfUnit.set(unit, seq);
+    return true;
+  }
+
+  /**
+   * The verdict on a message of the update window; null: the usual rules decide.
+   * @param {Record<string, any>} message
+   * @param {number} seq
+   * @returns {boolean | null}
+   */
+  _admit(message, seq) {
+    const unit = /** @type {Unit} */ (this._admitUnit)(message);
+    if (unit === null) return null;
+    if (this._admitted.has(unit)) return false;
+    const last = this._unit === null ? undefined : this._lastOfUnit.get(unit);
+    if (last !== undefined && seq <= last) return false; // a newer value of this unit came first
+    this._admitted.add(unit);
+    if (this._unit !== null) this._lastOfUnit.set(unit, seq);
     return true;
   }
 }

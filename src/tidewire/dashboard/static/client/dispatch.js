@@ -35,6 +35,9 @@ export const REPLY_TYPES = new Set([
   "ack",
   "error",
   "pong",
+  "snapshot",
+  "trade_history",
+  "sync_response",
 ]);
 
 /**
@@ -42,6 +45,8 @@ export const REPLY_TYPES = new Set([
  * @property {() => void} established `connection_established` arrived: send the backlog now
  * @property {() => void} authenticated `auth_ok` arrived (`userId`, `expiresAt` updated)
  * @property {(subscription: Subscription, reply: Record<string, any>) => void} confirmed
+ * @property {(subscription: Subscription, reply: Record<string, any>) => void} updated an
+ *   `update_subscription` took effect (filters and rate limit of the subscription changed)
  * @property {(subscription: Subscription, info: ResyncMarker) => void} resync
  * @property {(message: Record<string, any>) => void} message every message, after routing
  * @property {(error: Error) => void} error an error reply nobody waits for, a refused resubscription
@@ -130,6 +135,12 @@ export class Dispatcher {
     this.router.remove(subscription.subscriptionId);
     this._confirmations.delete(subscription.subscriptionId);
     subscription._finish(error);
+  }
+
+  /** @param {Subscription} subscription its filters changed: route by the new ones */
+  reroute(subscription) {
+    if (this.subscriptions.get(subscription.subscriptionId) !== subscription) return;
+    this.router.add(subscription.subscriptionId, subscription.stream, subscription.filters, subscription);
   }
 
   /** @param {string} messageId @param {string} subscriptionId */
@@ -300,6 +311,10 @@ export class Dispatcher {
 
   /** @param {string} type @param {Record<string, any>} message */
   _onSubscriptionReply(type, message) {
+    if (type === "subscription_confirmed" && message.updated === true) {
+      this._onUpdated(message);
+      return;
+    }
     // Every subscribe this client sends carries a message_id, so a reply correlated with
     // another id answers a raw subscribe sent with `sendMessage`: it must not touch ours.
     const correlationId = message.correlation_id;
@@ -336,6 +351,21 @@ export class Dispatcher {
     this.forget(subscription, error);
     if (waiter !== undefined) waiter.reject(error);
     else this._hooks.error(error); // a resubscription refused
+  }
+
+  /**
+   * The confirmation of an `update_subscription`: the subscription goes on, with new filters
+   * from this message on (a refused update leaves it as it was: only the request fails).
+   * @param {Record<string, any>} message
+   */
+  _onUpdated(message) {
+    const id = message.subscription_id;
+    const subscription = typeof id === "string" ? this.subscriptions.get(id) : undefined;
+    if (subscription === undefined) return;
+    subscription._onUpdated(message);
+    this.router.add(subscription.subscriptionId, subscription.stream, subscription.filters, subscription);
+    const hooks = this._hooks;
+    safeCall(() => hooks.updated(subscription, message));
   }
 
   /** @param {Record<string, any>} message */

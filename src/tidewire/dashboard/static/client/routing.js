@@ -9,9 +9,12 @@
  *
  * - a filter matches a message that carries the field, at the top level or in `data`, with an
  *   allowed value; a message without the field does not match;
+ * - an empty list or an empty string is no filter (the original forms send `portfolio_ids: []`
+ *   for a blank field);
  * - `severity` is a minimum: low < medium < high < critical;
- * - the price for `min_price`/`max_price` is `price`, else `last_trade_price`, else the mid of
- *   `bid` and `ask`; decimal strings (`decimals=string`) are compared as numbers.
+ * - the price for `min_price`/`max_price` is `data.price` when present, else
+ *   `data.last_trade_price`, else the mid of `data.bid_price` and `data.ask_price`; decimal
+ *   strings (`decimals=string`) are compared as numbers.
  */
 
 /** @import { Filters } from "../tidewire-protocol.d.ts" */
@@ -64,17 +67,20 @@ function toNumber(value) {
 }
 
 /**
- * The price `min_price`/`max_price` compare: price, last trade price or bid/ask mid; null when
+ * The price `min_price`/`max_price` compare, as the gateway reads it (only in `data`): the
+ * first of `price` and `last_trade_price` that is present, else the bid/ask mid; null when
  * the message carries no price.
  * @param {Record<string, any>} message
  */
 export function messagePrice(message) {
+  const data = message.data;
+  if (data === null || typeof data !== "object") return null;
   for (const name of ["price", "last_trade_price"]) {
-    const price = toNumber(fieldValue(message, name));
-    if (price !== null) return price;
+    const value = data[name];
+    if (value !== undefined && value !== null) return toNumber(value);
   }
-  const bid = toNumber(fieldValue(message, "bid"));
-  const ask = toNumber(fieldValue(message, "ask"));
+  const bid = toNumber(data.bid_price);
+  const ask = toNumber(data.ask_price);
   return bid !== null && ask !== null ? (bid + ask) / 2 : null;
 }
 
@@ -100,14 +106,18 @@ export function severityRank(value) {
 export function matches(filters, message) {
   for (const name of LIST_FILTERS) {
     const allowed = filters[name];
-    if (allowed != null && !allowed.includes(fieldValue(message, FILTER_FIELDS[name]))) return false;
+    if (allowed != null && allowed.length > 0 && !allowed.includes(fieldValue(message, FILTER_FIELDS[name]))) {
+      return false;
+    }
   }
   for (const name of EQUALITY_FILTERS) {
     const wanted = filters[name];
-    if (wanted != null && fieldValue(message, FILTER_FIELDS[name]) !== wanted) return false;
+    if (wanted != null && wanted !== "" && fieldValue(message, FILTER_FIELDS[name]) !== wanted) return false;
   }
-  if (filters.severity != null) {
-    const wanted = severityRank(filters.severity);
+  // Typed as a level, but an application may pass the blank of a form.
+  const severity = /** @type {unknown} */ (filters.severity);
+  if (severity != null && severity !== "") {
+    const wanted = severityRank(severity);
     const rank = severityRank(fieldValue(message, "severity"));
     if (wanted === null || rank === null || rank < wanted) return false;
   }

@@ -16,9 +16,9 @@
  *   handlers (see `resync.js`).
  */
 
-import { DuplicateFilter, conflationKey, positionOf } from "./dedupe.js";
+import { DuplicateFilter, conflationKey, newlyCovered, positionOf } from "./dedupe.js";
 import { NOT_RECOVERED, resyncMarker } from "./resync.js";
-import { isReliable, keepsLastValues, resolveStream } from "./streams.js";
+import { KEY_FILTER_OF_FIELD, isReliable, keepsLastValues, resolveStream, splitTopic, streamSpec } from "./streams.js";
 
 /** @import { Filters, StreamPosition, Subscribe, SubscriptionConfirmed } from "../tidewire-protocol.d.ts" */
 /** @import { ResyncMarker } from "./resync.js" */
@@ -42,7 +42,8 @@ import { isReliable, keepsLastValues, resolveStream } from "./streams.js";
  */
 
 /**
- * Filters as sent on the wire: unset (null/undefined) filters and empty strings are left out.
+ * Filters as sent on the wire: unset (null/undefined) filters, empty strings and empty lists
+ * are left out (the gateway reads them as "no filter" too).
  * @param {Filters | Record<string, unknown> | null | undefined} filters
  * @returns {Filters}
  */
@@ -50,9 +51,56 @@ export function normalizeFilters(filters) {
   /** @type {Record<string, unknown>} */
   const out = {};
   for (const [name, value] of Object.entries(filters ?? {})) {
-    if (value !== null && value !== undefined && value !== "") out[name] = value;
+    if (value === null || value === undefined || value === "") continue;
+    if (Array.isArray(value) && value.length === 0) continue;
+    out[name] = value;
   }
   return /** @type {Filters} */ (out);
+}
+
+/**
+ * @typedef {object} SubscriptionTarget
+ * @property {string} stream the canonical stream (`name` itself when it names none)
+ * @property {string | null} topic `name` when it had a key suffix
+ * @property {string | null} keyFilter the filter the suffix became (`symbols`, ...)
+ * @property {Filters} filters the filters, with the key filter added
+ */
+
+/**
+ * What a subscription to `name` asks for: the canonical stream, the topic when `name` had a
+ * key suffix (`market_data.AAPL`: the gateway turns it into the key filter, and so does the
+ * client, to route), and the filters with that key filter added.
+ * @param {string} name
+ * @param {Filters} filters
+ * @returns {SubscriptionTarget}
+ */
+export function subscriptionTarget(name, filters) {
+  const [streamName, key] = splitTopic(name);
+  const stream = resolveStream(streamName) ?? streamName;
+  const keyField = streamSpec(stream)?.keyField;
+  const keyFilter = keyField === undefined ? undefined : /** @type {Record<string, string>} */ (KEY_FILTER_OF_FIELD)[keyField];
+  if (key === null) return { stream, topic: null, keyFilter: null, filters };
+  // A stream no filter selects by key: left for the gateway to refuse, as asked.
+  if (keyFilter === undefined) return { stream: name, topic: name, keyFilter: null, filters };
+  /** @type {Record<string, unknown>} */
+  const withKey = { ...filters };
+  // A different value is left for the gateway to refuse (`invalid_filter`).
+  if (withKey[keyFilter] === undefined) withKey[keyFilter] = [key];
+  return { stream, topic: name, keyFilter, filters: /** @type {Filters} */ (withKey) };
+}
+
+/**
+ * Whether two sets of wire filters are the same (the gateway sends the latest values of new
+ * keys only when the filters changed).
+ * @param {Readonly<Filters>} a
+ * @param {Readonly<Filters>} b
+ */
+function sameFilters(a, b) {
+  const keys = Object.keys(a).sort();
+  if (keys.join() !== Object.keys(b).sort().join()) return false;
+  const x = /** @type {Record<string, unknown>} */ (a);
+  const y = /** @type {Record<string, unknown>} */ (b);
+  return keys.every((k) => JSON.stringify(x[k]) === JSON.stringify(y[k]));
 }
 
 export class Subscription {
@@ -67,10 +115,18 @@ export class Subscription {
     this._owner = owner;
     /** Id of the subscription, kept across reconnections. */
     this.subscriptionId = options.subscriptionId;
+    const target = subscriptionTarget(options.stream, options.filters);
     /** Canonical stream name (resolved from aliases; the gateway's name after confirmation). */
-    this.stream = resolveStream(options.stream) ?? options.stream;
-    /** @type {Readonly<Filters>} the filters as sent to the gateway */
-    this.filters = Object.freeze({ ...options.filters });
+    this.stream = target.stream;
+    /** @type {string | null} the topic as asked for (`market_data.AAPL`), sent as `stream` */
+    this._askedTopic = target.topic;
+    /** @type {string | null} the filter its key suffix became */
+    this._topicFilter = target.keyFilter;
+    /** The gateway's name of the target (`topic` of the confirmation): the stream, or the
+     * topic with its key suffix. */
+    this.topic = target.topic ?? this.stream;
+    /** @type {Readonly<Filters>} the filters in force (as confirmed by the gateway) */
+    this.filters = Object.freeze({ ...target.filters });
     /** Maximum messages per second asked of the gateway per key; null for no limit. */
     this.rateLimit = options.rateLimit;
     /** `snapshot` of the subscribe command; null leaves the gateway's default. */
@@ -96,6 +152,8 @@ export class Subscription {
     this.recovered = null;
     /** Confirmations received (the first subscribe and every resubscription). */
     this.confirmations = 0;
+    /** Updates confirmed (`update_subscription`: new filters or rate limit). */
+    this.updates = 0;
     /** @type {number | null} `performance.now()` of the last delivered message */
     this.lastMessageAt = null;
     /** @type {Error | null} why the subscription ended, when it did not end by unsubscribe */
@@ -147,7 +205,7 @@ export class Subscription {
     const command = {
       type: "subscribe",
       message_id: messageId,
-      stream: this.stream,
+      stream: this._topic(),
       subscription_id: this.subscriptionId,
     };
     if (Object.keys(this.filters).length > 0) command.filters = { ...this.filters };
@@ -170,6 +228,8 @@ export class Subscription {
     const recovered = reply.recovered;
     this.recovered = typeof recovered === "boolean" ? recovered : null;
     if (typeof reply.stream === "string" && reply.stream !== "") this.stream = reply.stream;
+    const topic = /** @type {Record<string, any>} */ (reply).topic;
+    if (typeof topic === "string" && topic !== "") this.topic = topic;
     const since = this._sinceSent;
     this._sinceSent = null;
     const position = positionOf(reply.position);
@@ -202,6 +262,51 @@ export class Subscription {
       // A latest-value stream loses nothing its snapshot does not replace.
       loss: this.reliable || !snapshot,
     });
+  }
+
+  /**
+   * The gateway confirmed an `update_subscription` (`updated: true`): the subscription goes on
+   * with the confirmed filters and rate limit, its position kept. No resync, no restart: the
+   * stream switches between two messages; where it keeps last values, those of the keys the
+   * old filters did not cover follow, each delivered once although older than what was.
+   * @param {Record<string, any>} reply
+   */
+  _onUpdated(reply) {
+    this.updates += 1;
+    const rate = reply.rate_limit;
+    this.rateLimit = typeof rate === "number" && rate > 0 ? rate : null;
+    const filters = reply.filters;
+    if (filters === null || typeof filters !== "object") return;
+    const old = this.filters;
+    this.filters = Object.freeze({ ...normalizeFilters(filters) });
+    this.topic = this._topic();
+    const position = positionOf(reply.position);
+    if (this._keepsSnapshot && position !== null && this._filter.epoch === position.epoch && !sameFilters(old, this.filters)) {
+      this._filter.admit(position.seq, newlyCovered(this.stream, old));
+    }
+  }
+
+  /**
+   * What `subscribe` names: the topic as asked for (so that the gateway confirms it by that
+   * name) while the filters still select its key alone, else the stream.
+   */
+  _topic() {
+    const topic = this._askedTopic;
+    if (topic === null || this._topicFilter === null) return topic ?? this.stream;
+    const values = /** @type {Record<string, unknown>} */ (this.filters)[this._topicFilter];
+    const key = topic.slice(topic.indexOf(".") + 1);
+    return Array.isArray(values) && values.length === 1 && values[0] === key ? topic : this.stream;
+  }
+
+  /**
+   * Filters and rate limit changed while the subscription was not live on the gateway: the
+   * next (re)subscription carries them.
+   * @param {{filters?: Filters, rateLimit?: number | null}} change
+   */
+  _applyLocally(change) {
+    if (change.filters !== undefined) this.filters = Object.freeze({ ...normalizeFilters(change.filters) });
+    if (change.rateLimit !== undefined) this.rateLimit = change.rateLimit === null || change.rateLimit <= 0 ? null : change.rateLimit;
+    this.topic = this._topic();
   }
 
   /** A reply after the confirmation: the setup (replay, snapshot) is complete. */

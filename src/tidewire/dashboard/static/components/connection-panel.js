@@ -7,7 +7,7 @@ import { fmtDuration, fmtInt, fmtMs, fmtTime } from "../lib/format.js";
 import { throttle } from "../lib/scheduler.js";
 
 export class ConnectionPanel {
-  constructor({ client, telemetry, recovery, log, auth }) {
+  constructor({ client, telemetry, recovery, log, auth, clock }) {
     this.id = "connection";
     this.title = "Connection";
     this.client = client;
@@ -15,6 +15,7 @@ export class ConnectionPanel {
     this.recovery = recovery;
     this.log = log;
     this.auth = auth;
+    this.clock = clock;
     this.active = false;
     this._due = throttle(5);
     this._logSize = -1;
@@ -33,9 +34,10 @@ export class ConnectionPanel {
     const [sessionTile, session] = tile("Page uptime", "conn-session");
     const [subsTile, subs] = tile("Subscriptions", "conn-subs");
     const [limitsTile, limits] = tile("Server limits", "conn-limits");
+    const [clockTile, clockValue] = tile("Gateway clock offset (sync)", "conn-clock");
     const [userTile, user] = tile("User (token)", "conn-user");
     const [expiresTile, expires] = tile("Token expires", "conn-expires");
-    this.v = { state, latency, uptime, attempts, url, id, version, close, next, queued, received, session, subs, limits, user, expires };
+    this.v = { state, latency, uptime, attempts, url, id, version, close, next, queued, received, session, subs, limits, clock: clockValue, user, expires };
     const authTiles = auth.required ? [userTile, expiresTile] : [];
 
     this.autoReconnect = h("input", { type: "checkbox", checked: client.autoReconnect, "data-testid": "auto-reconnect", onchange: (e) => (client.autoReconnect = e.target.checked) });
@@ -58,7 +60,7 @@ export class ConnectionPanel {
         h("div", { class: "kvs" }, stateTile, latencyTile, uptimeTile, attemptsTile)),
       h("div", { class: "row" },
         h("div", { class: "card grow" }, h("h3", {}, "Details"),
-          h("div", { class: "kvs" }, urlTile, idTile, versionTile, closeTile, nextTile, queuedTile, receivedTile, subsTile, sessionTile, limitsTile, authTiles)),
+          h("div", { class: "kvs" }, urlTile, idTile, versionTile, closeTile, nextTile, queuedTile, receivedTile, subsTile, sessionTile, limitsTile, clockTile, authTiles)),
         h("div", { class: "card grow" }, h("h3", {}, "Recovery"), h("div", { class: "kv" }, h("div", { class: "kv-label" }, "Last reconnection"), this.recoveryText),
           h("h3", { class: "spaced" }, "Event log"), this.logBox)),
     );
@@ -118,6 +120,9 @@ export class ConnectionPanel {
     }
     const l = c.serverLimits;
     setText(v.limits, l ? `${l.max_subscriptions} subs · ${l.max_inbound_per_second}/s in` : "–");
+    const clock = this.clock;
+    const offset = clock.offsetMs === null ? "–" : `${clock.offsetMs >= 0 ? "+" : "−"}${fmtMs(Math.abs(clock.offsetMs))} (rtt ${fmtMs(clock.rttMs)})`;
+    setText(v.clock, clock.error !== null && clock.offsetMs === null ? "not measured" : offset);
     if (this.autoReconnect.checked !== c.autoReconnect) this.autoReconnect.checked = c.autoReconnect;
     this.connectBtn.disabled = c.state === "connected" || c.state === "connecting";
     this.disconnectBtn.disabled = c.state === "disconnected" || c.state === "closed";

@@ -1,6 +1,7 @@
 // 2. Subscription manager: every subscription with its stream, filters, rate, message count,
-// age of the last message and health; create with the full filter set, change a rate limit,
-// subscribe and unsubscribe in bulk.
+// age of the last message and health; create with the full filter set, change the filters or
+// the rate limit of live subscriptions in place (update_subscription), subscribe and
+// unsubscribe in bulk.
 
 import { STREAM_NAMES, STREAMS } from "../tidewire-client.js";
 import { esc, h, setHtml, setText } from "../lib/dom.js";
@@ -63,6 +64,7 @@ export class SubscriptionPanel {
           h("h3", {}, "Subscriptions ", this.summary),
           h("div", { class: "toolbar" },
             h("button", { class: "btn danger", "data-testid": "sub-unsubscribe-selected", onclick: () => this._unsubscribeSelected() }, "Unsubscribe selected"),
+            h("button", { class: "btn", "data-testid": "sub-update-selected", title: "the form's filters replace those of the selected subscriptions", onclick: () => this._updateSelected() }, "Apply filters to selected"),
             h("button", { class: "btn", "data-testid": "sub-subscribe-all", onclick: () => this._subscribeAll() }, "Subscribe every stream"),
           ),
           h("div", { class: "scroll taller" },
@@ -129,6 +131,20 @@ export class SubscriptionPanel {
     } catch (error) {
       setText(this.errorText, error.message);
     }
+  }
+
+  /** The form's filters (blank: none) for every selected subscription, each updated in place. */
+  async _updateSelected() {
+    const ids = [...this._selected].filter((id) => this.client.subscriptions.has(id));
+    if (ids.length === 0) {
+      setText(this.errorText, "select the subscriptions to update");
+      return;
+    }
+    setText(this.errorText, "");
+    const filters = this._filters();
+    const results = await Promise.allSettled(ids.map((id) => this.subs.update(id, { filters })));
+    const failed = results.filter((r) => r.status === "rejected");
+    setText(this.errorText, failed.map((r) => r.reason.message).join("; "));
   }
 
   _selectAll(on) {

@@ -23,6 +23,13 @@ export function fmtPrice(value) {
   return number.toFixed(abs >= 1000 ? 2 : abs >= 10 ? 2 : abs >= 1 ? 4 : 5);
 }
 
+/** A fraction as a percentage (0.0123 -> "1.23%"); "–" for missing values. */
+export function fmtPct(value, digits = 2) {
+  if (value === null || value === undefined || value === "") return "–";
+  const number = Number(value);
+  return Number.isFinite(number) ? `${(number * 100).toFixed(digits)}%` : String(value);
+}
+
 /** Money with separators and sign colouring left to the caller. */
 export function fmtMoney(value) {
   if (value === null || value === undefined) return "–";

@@ -6,12 +6,33 @@
 // own, not across subscriptions), so the store drops a message id it has just seen, and a
 // keyed row never goes back to an older seq of the same epoch.
 
+import { conflationKey } from "../tidewire-client.js";
 import { RingBuffer } from "./ring.js";
 
 const MAX_ROWS = 500;
 const FEED_SIZE = 300;
 const BUCKET_MS = 250; // price series: one point per symbol per quarter second
 export const SERIES_POINTS = 480; // two minutes of buckets
+// Envelope fields: every other top-level field (symbol, order_status, metric_type, ...) goes
+// into the row beside `data`'s.
+const ENVELOPE = new Set(["version", "timestamp", "message_id", "stream", "key", "seq", "epoch", "data", "correlation_id", "priority", "sequence", "broadcast"]);
+
+/**
+ * One row of a table or feed: `data`, then the message's top-level fields over it (they are
+ * the canonical place of symbol, order_status, position_side, ...), `_t` the event's time.
+ */
+export function rowOf(message) {
+  const d = message.data ?? {};
+  const row = { ...d };
+  for (const name in message) {
+    const value = message[name];
+    if (!ENVELOPE.has(name) && value !== null && value !== undefined) row[name] = value;
+  }
+  row._t = d.timestamp ?? message.timestamp;
+  row.seq = message.seq;
+  row.epoch = message.epoch;
+  return row;
+}
 
 class SeenIds {
   constructor(capacity) {
@@ -86,6 +107,7 @@ export class Store {
     this.positions = new KeyedTable();
     this.performance = new KeyedTable();
     this.strategies = new KeyedTable();
+    /** Risk metrics per portfolio and metric_type (one message per metric). */
     this.riskMetrics = new KeyedTable();
     this.engines = new KeyedTable();
     this.health = new KeyedTable();
@@ -105,42 +127,46 @@ export class Store {
     if (state === undefined || this._seen.check(message.message_id)) return;
     state.count += 1;
     state.lastAt = Date.now();
-    const d = message.data ?? {};
-    const row = { ...d, _t: message.timestamp, seq: message.seq, epoch: message.epoch, portfolio_id: message.portfolio_id, strategy_id: message.strategy_id, severity: message.severity, type: message.type };
+    if (message.stream === "market_data") {
+      this._market(message, message.data ?? {});
+      state.version += 1;
+      return;
+    }
+    const row = rowOf(message);
+    // Keyed tables hold the gateway's snapshot unit: a position per portfolio, strategy and
+    // symbol, a risk metric per portfolio and metric_type, otherwise the key.
+    const unit = conflationKey(message.stream, message) ?? message.message_id;
     let changed = true;
     switch (message.stream) {
-      case "market_data":
-        this._market(message, d);
-        break;
       case "order_updates":
-        changed = this.orders.put(d.order_id ?? message.message_id, row);
+        changed = this.orders.put(`${message.key}|${message.order_id ?? message.message_id}`, row);
         break;
       case "position_updates":
-        changed = this.positions.put(`${message.key}|${d.symbol ?? message.symbol}`, row);
+        changed = this.positions.put(unit, row);
         break;
       case "performance_updates":
-        changed = this.performance.put(message.key, row);
+        changed = this.performance.put(unit, row);
         break;
       case "strategy_performance":
-        changed = this.strategies.put(message.key, row);
+        changed = this.strategies.put(unit, row);
         break;
       case "risk_metrics":
-        changed = this.riskMetrics.put(message.key, row);
+        changed = this.riskMetrics.put(unit, row);
         break;
       case "engine_status":
-        changed = this.engines.put(message.key, { ...row, engine_id: message.engine_id ?? message.key });
+        changed = this.engines.put(unit, { ...row, engine_id: message.engine_id ?? message.key });
         break;
       case "system_health":
-        changed = this.health.put(message.key, { ...row, component: message.component ?? message.key });
+        changed = this.health.put(unit, { ...row, component: message.component ?? message.key });
         break;
       case "trade_updates":
         this.trades.push(row);
         break;
       case "risk_alerts":
-        this.alerts.push({ ...row, risk_type: message.risk_type, symbol: message.symbol ?? d.symbol });
+        this.alerts.push(row);
         break;
       case "events":
-        this.events.push({ ...row, source: message.source });
+        this.events.push(row);
         break;
       case "execution_analytics":
         this.executions.push(row);
@@ -155,7 +181,7 @@ export class Store {
     const symbol = message.symbol ?? message.key;
     let entry = this.symbols.get(symbol);
     if (entry === undefined) {
-      entry = { symbol, venue: message.venue, assetClass: message.asset_class, bid: null, ask: null, last: null, first: null, mid: null, t: [], p: [], version: 0, seqs: new Map(), epoch: null };
+      entry = { symbol, venue: message.venue, assetClass: message.asset_class, bid: null, ask: null, last: null, lastSize: null, changePercent: null, first: null, mid: null, t: [], p: [], version: 0, seqs: new Map(), epoch: null };
       this.symbols.set(symbol, entry);
     }
     // Keep only the newest state per symbol (another subscription's snapshot may be older).
@@ -166,17 +192,24 @@ export class Store {
     entry.epoch = message.epoch;
     entry.seqs.set(message.data_type, message.seq ?? 0);
     let price = null;
-    if (message.data_type === "quote" || (d.bid !== undefined && d.ask !== undefined)) {
-      entry.bid = d.bid;
-      entry.ask = d.ask;
-      price = (Number(d.bid) + Number(d.ask)) / 2;
-      if (d.last_trade_price != null) entry.last = Number(d.last_trade_price);
-    } else if (message.data_type === "trade") {
-      entry.last = Number(d.price);
-      price = entry.last;
-    } else if (message.data_type === "bar") {
+    const hasQuote = d.bid_price != null && d.ask_price != null;
+    if (message.data_type === "bar" || (!hasQuote && d.close != null)) {
       price = Number(d.close);
+    } else if (hasQuote) {
+      entry.bid = d.bid_price;
+      entry.ask = d.ask_price;
+      price = (Number(d.bid_price) + Number(d.ask_price)) / 2;
+      if (d.last_trade_price != null) entry.last = Number(d.last_trade_price);
+    } else {
+      // A trade (price or last_trade_price, with last_trade_size) or a tick (price).
+      const last = d.price ?? d.last_trade_price;
+      if (last != null) {
+        entry.last = Number(last);
+        price = entry.last;
+      }
+      if (d.last_trade_size != null) entry.lastSize = Number(d.last_trade_size);
     }
+    if (d.change_percent != null) entry.changePercent = Number(d.change_percent);
     if (price === null || !Number.isFinite(price)) return;
     entry.mid = price;
     if (entry.first === null) entry.first = price;

@@ -72,12 +72,17 @@ export class SubscriptionRegistry {
     }
   }
 
-  /** Change a subscription's rate limit (the client resubscribes it from its position). */
-  async setRateLimit(id, rateLimit) {
-    const meta = this.meta.get(id);
+  /**
+   * Change a subscription's filters and/or rate limit in place (`update_subscription`: the
+   * same subscription goes on). New filters restart its "keys seen".
+   * @param {string} id
+   * @param {{filters?: object | null, rateLimit?: number | null}} change
+   */
+  async update(id, change) {
     try {
-      const subscription = await this.client.setRateLimit(id, rateLimit);
-      if (meta) subscription.onMessage = (message) => this._deliver(meta, message);
+      const subscription = await this.client.updateSubscription(id, change);
+      const meta = this.meta.get(id);
+      if (meta && change.filters !== undefined) meta.keys.clear();
       return subscription;
     } catch (error) {
       this._error(id, error);
@@ -85,6 +90,11 @@ export class SubscriptionRegistry {
     } finally {
       this.version += 1;
     }
+  }
+
+  /** Change a subscription's rate limit (null: none). */
+  setRateLimit(id, rateLimit) {
+    return this.update(id, { rateLimit });
   }
 
   _deliver(meta, message) {
