@@ -150,9 +150,13 @@ PRICE_CASES = [
     pytest.param({"last_trade_price": 99.5}, 99.5, id="last_trade_price"),
     pytest.param({"bid_price": 99.0, "ask_price": 101.0}, 100.0, id="mid"),
     pytest.param(
-        {"price": 50.0, "last_trade_price": 150.0, "bid_price": 1, "ask_price": 3}, 50.0, id="price-first"
+        {"price": 50.0, "last_trade_price": 150.0, "bid_price": 1, "ask_price": 3},
+        50.0,
+        id="price-first",
     ),
-    pytest.param({"last_trade_price": 150.0, "bid_price": 1.0, "ask_price": 3.0}, 150.0, id="last-before-mid"),
+    pytest.param(
+        {"last_trade_price": 150.0, "bid_price": 1.0, "ask_price": 3.0}, 150.0, id="last-before-mid"
+    ),
     pytest.param({"bid_price": 99.0}, None, id="bid-only"),
     pytest.param({"ask_price": 99.0}, None, id="ask-only"),
     pytest.param({}, None, id="none"),
@@ -183,7 +187,11 @@ def test_message_price(data: dict[str, Any], expected: float | None) -> None:
         ({"min_price": 10, "max_price": 20}, {"price": 5}, False),
         # price wins over last_trade_price, which wins over the mid
         ({"min_price": 100.0}, {"price": 50.0, "last_trade_price": 150.0}, False),
-        ({"min_price": 100.0}, {"last_trade_price": 150.0, "bid_price": 1.0, "ask_price": 2.0}, True),
+        (
+            {"min_price": 100.0},
+            {"last_trade_price": 150.0, "bid_price": 1.0, "ask_price": 2.0},
+            True,
+        ),
         ({"min_price": 100.0}, {"bid_price": 99.0, "ask_price": 101.0}, True),
         ({"min_price": 100.5}, {"bid_price": 99.0, "ask_price": 101.0}, False),
         # without a price the filter does not match

@@ -29,7 +29,10 @@ async def test_latest_value_snapshot_then_live(gateway: Gateway, connect: Connec
     confirmed = await client.subscribe("market_data", filters={"symbols": ["AAPL", "MSFT"]})
     assert confirmed["position"]["seq"] == 5
     snapshot = await client.data(2)
-    assert [(m["symbol"], m["data"]["bid_price"]) for m in snapshot] == [("AAPL", 3.0), ("MSFT", 50.0)]
+    assert [(m["symbol"], m["data"]["bid_price"]) for m in snapshot] == [
+        ("AAPL", 3.0),
+        ("MSFT", 50.0),
+    ]
     await gateway.publish(quote("AAPL", bid=4.0, ask=4.1))
     live = await client.data(1)
     assert live[0]["seq"] == 6

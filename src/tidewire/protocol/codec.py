@@ -7,9 +7,8 @@ recipient of a format gets the same bytes.
 
 from __future__ import annotations
 
-import typing
-
 import enum
+import typing
 from typing import Any
 
 import msgspec
