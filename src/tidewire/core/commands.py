@@ -418,13 +418,4 @@ class CommandHandler:
         self, connection: Connection, exc: ProtocolError, correlation_id: str | None
     ) -> None:
         connection.errors += 1
-        self.hub.send(
-            connection,
-            ErrorReply(
-                correlation_id=correlation_id,
-                error_code=exc.code.value,
-                error_message=exc.message,
-                retryable=exc.retryable,
-                details=exc.details,
-            ),
-        )
+        self.hub.send(connection, ErrorReply.of(exc, correlation_id))

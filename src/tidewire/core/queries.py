@@ -155,12 +155,4 @@ class Queries:
         self, connection: Connection, request_id: str | None, exc: BrokerUnavailable
     ) -> None:
         error = ProtocolError(ErrorCode.UNAVAILABLE, f"broker unavailable: {exc}")
-        self.hub.send(
-            connection,
-            ErrorReply(
-                correlation_id=request_id,
-                error_code=error.code.value,
-                error_message=error.message,
-                retryable=error.retryable,
-            ),
-        )
+        self.hub.send(connection, ErrorReply.of(error, request_id))

@@ -116,15 +116,10 @@ class SubscriptionUpdates:
             snapshot = await self.broker.snapshot(subscription.spec.name)
         except BrokerUnavailable as exc:
             snapshot = None
-            self.hub.send(
-                subscription.connection,
-                ErrorReply(
-                    correlation_id=command.message_id,
-                    error_code=ErrorCode.UNAVAILABLE.value,
-                    error_message=f"latest values of the new keys unavailable: {exc}",
-                    retryable=True,
-                ),
+            error = ProtocolError(
+                ErrorCode.UNAVAILABLE, f"latest values of the new keys unavailable: {exc}"
             )
+            self.hub.send(subscription.connection, ErrorReply.of(error, command.message_id))
         except Exception:
             snapshot = None
             log.exception("snapshot for an update of %s failed", subscription.subscription_id)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from tidewire.protocol.errors import ProtocolError
 from tidewire.protocol.shapes import TOP_LEVEL_FIELDS
 
 PROTOCOL_VERSION = "3.0"
@@ -431,6 +432,17 @@ class ErrorReply(Reply, tag="error"):
     error_message: str
     retryable: bool
     details: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, error: ProtocolError, correlation_id: str | None) -> ErrorReply:
+        """The `error` reply that reports `error` to the request `correlation_id`."""
+        return cls(
+            correlation_id=correlation_id,
+            error_code=error.code.value,
+            error_message=error.message,
+            retryable=error.retryable,
+            details=error.details,
+        )
 
 
 class Pong(Reply, tag="pong"):
