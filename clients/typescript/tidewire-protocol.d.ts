@@ -256,6 +256,7 @@ export type CloseCode =
   | 1001
   | 1008
   | 1009
+  | 1011
   | 1012
   | 4001
   | 4003
@@ -270,6 +271,7 @@ export interface CloseCodes {
   readonly GOING_AWAY: 1001;
   readonly POLICY_VIOLATION: 1008;
   readonly MESSAGE_TOO_BIG: 1009;
+  readonly INTERNAL_ERROR: 1011;
   readonly SERVICE_RESTART: 1012;
   readonly AUTH_FAILED: 4001;
   readonly FORBIDDEN: 4003;

@@ -33,6 +33,9 @@ class GatewaySettings(BaseSettings):
     max_query_messages: int = Field(
         1000, ge=1, description="messages in one get_snapshot or get_trade_history answer"
     )
+    max_queries_in_flight: int = Field(
+        16, ge=1, description="get_snapshot / get_trade_history queries answered at once"
+    )
     max_message_bytes: int = Field(
         65_536, ge=256, description="largest inbound message; larger gets message_too_large"
     )

@@ -20,6 +20,7 @@ from fakes import (
     FakeTransport,
     connection,
     decode_writes,
+    received,
     run_to_completion,
 )
 from messages import order, position, quote, risk_alert
@@ -983,3 +984,95 @@ def test_a_failed_setup_ends_the_subscription_with_an_answer() -> None:
     assert reply["correlation_id"] == REQ and reply["retryable"] is True
     assert c.connection.subscriptions == {}
     assert c.hub.subscriber_count("market_data") == 0
+
+
+# ------------------------------------------------------------------ the original hooks' commands
+
+
+def test_one_query_at_a_time_per_connection() -> None:
+    deferred = Deferred()
+    c = Client(spawn=deferred)
+    c.publish(quote("AAPL"))
+    c.send({"type": "get_snapshot", "stream": "market_data", "message_id": "q1"})
+    second = c.request({"type": "get_trade_history", "message_id": "q2"})
+    assert (second["error_code"], second["correlation_id"]) == ("rate_limited", "q2")
+    assert second["retryable"] is True
+    deferred.finish()
+    [answer] = c.received()
+    assert answer["type"] == "snapshot" and answer["correlation_id"] == "q1"
+    c.send({"type": "get_trade_history", "message_id": "q3"})
+    deferred.finish()
+    [again] = c.received()
+    assert again["type"] == "trade_history"  # the first one was counted out
+
+
+def test_the_node_answers_a_bounded_number_of_queries_at_once() -> None:
+    deferred = Deferred()
+    c = Client(spawn=deferred)
+    queries = c.handler.queries
+    queries.max_in_flight = 1
+    other = connection(
+        connection_id="c2",
+        transport=FakeTransport(),
+        fmt=WireFormat.JSON,
+        principal=c.connection.principal,
+        inbound_rate=1000.0,
+        inbound_burst=1000,
+        now=c.clock(),
+    )
+    c.hub.add_connection(other)
+    c.send({"type": "get_snapshot", "stream": "market_data"})
+    c.handler.on_frame(other, b'{"type": "get_snapshot", "stream": "market_data"}', False)
+    c.scheduler.run(True)
+    [refused] = received(other)
+    assert refused["error_code"] == "rate_limited"
+    assert refused["details"] == {"limit": 1}
+    deferred.finish()
+    assert c.received()[0]["type"] == "snapshot"
+
+
+def test_a_throttled_subscription_widened_ends_on_the_newest_value() -> None:
+    deferred = Deferred()
+    c = Client(spawn=deferred, broker=LateSnapshotBroker)
+    c.send(
+        {"type": "subscribe", "stream": "market_data", "snapshot": False, "rate_limit": 1.0}
+        | {"filters": {"symbols": ["AAPL"]}}
+    )
+    assert c.received()[0]["type"] == "subscription_confirmed"
+    c.publish(quote("AAPL", bid=1.0))  # seq 1: sent
+    c.publish(quote("AAPL", bid=2.0))  # seq 2: held by the rate limit
+    c.send(
+        {"type": "update_subscription", "subscription_id": "sub-1"}
+        | {"filters": {"symbols": ["AAPL", "MSFT"]}}
+    )
+    deferred.step()
+    c.publish(quote("AAPL", bid=3.0))  # seq 3, while the new keys' snapshot is read
+    deferred.finish()
+    data = [m for m in c.received(timers=True) if "seq" in m]
+    assert [m["seq"] for m in data] == [1, 2, 3]
+    assert data[-1]["data"]["bid_price"] == 3.0
+
+
+def test_unknown_ids_in_a_bulk_unsubscribe_are_named_within_bounds(client: Client) -> None:
+    ids = [f"n{n}" for n in range(120)]
+    reply = client.request({"type": "unsubscribe", "subscription_ids": ["s1", *ids]})
+    assert reply["error_code"] == "not_found"
+    assert len(reply["details"]["subscription_ids"]) == 100
+    assert len(reply["error_message"]) < 300
+    assert set(client.connection.subscriptions) == {"s1", "s2"}
+
+
+def test_event_types_cannot_resume_with_since(client: Client) -> None:
+    reply = client.request(
+        {"type": "subscribe", "event_types": ["trade_executed", "order_status"]}
+        | {"since": {"epoch": "e", "seq": 1}}
+    )
+    assert (reply["type"], reply["error_code"]) == ("subscription_error", "invalid_message")
+
+
+def test_a_topic_suffix_problem_is_a_subscription_error(client: Client) -> None:
+    reply = client.request(
+        {"type": "subscribe", "topic": "engine_status.N1", "subscription_id": "e1"}
+    )
+    assert reply["type"] == "subscription_error"
+    assert (reply["subscription_id"], reply["error_code"]) == ("e1", "invalid_filter")

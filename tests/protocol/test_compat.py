@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tidewire.protocol.codec import to_command
-from tidewire.protocol.compat import normalize_command
+from tidewire.protocol.compat import normalize_command, topic_filters
 from tidewire.protocol.errors import ErrorCode, ProtocolError
 from tidewire.protocol.messages import (
     PROTOCOL_VERSION,
@@ -363,25 +363,28 @@ def test_dialects_end_to_end(raw: dict[str, Any], expected: Any) -> None:
 )
 def test_topic_with_a_key_suffix(topic: str, stream: str, filters: dict[str, Any]) -> None:
     command = to_command({"action": "subscribe", "topic": topic})
-    assert command == Subscribe(stream=stream, topic=topic, filters=filters)
+    assert command == Subscribe(stream=stream, topic=topic)
+    assert topic_filters(STREAMS[stream], topic, None) == filters
 
 
 def test_topic_suffix_and_an_agreeing_filter() -> None:
-    raw = {"type": "subscribe", "topic": "market_data.A", "filters": {"symbols": ["A"]}}
-    assert to_command(raw) == Subscribe(
-        stream="market_data", topic="market_data.A", filters={"symbols": ["A"]}
-    )
+    spec = STREAMS["market_data"]
+    assert topic_filters(spec, "market_data.A", {"symbols": ["A"]}) == {"symbols": ["A"]}
+    assert topic_filters(spec, "market_data.A", {"symbols": []}) == {"symbols": ["A"]}
+    assert topic_filters(spec, "market_data", {"venue": "X"}) == {"venue": "X"}
 
 
 def test_topic_suffix_and_a_disagreeing_filter() -> None:
-    error = _error({"type": "subscribe", "topic": "market_data.A", "filters": {"symbols": ["B"]}})
-    assert error.code is ErrorCode.INVALID_FILTER
-    assert error.details == {"topic": "market_data.A", "filter": "symbols"}
+    with pytest.raises(ProtocolError) as caught:
+        topic_filters(STREAMS["market_data"], "market_data.A", {"symbols": ["B"]})
+    assert caught.value.code is ErrorCode.INVALID_FILTER
+    assert caught.value.details == {"topic": "market_data.A", "filter": "symbols"}
 
 
 def test_topic_suffix_on_a_stream_without_a_key_filter() -> None:
-    error = _error({"type": "subscribe", "topic": "engine_status.N1"})
-    assert error.code is ErrorCode.INVALID_FILTER
+    with pytest.raises(ProtocolError) as caught:
+        topic_filters(STREAMS["engine_status"], "engine_status.N1", None)
+    assert caught.value.code is ErrorCode.INVALID_FILTER
 
 
 def test_a_dotted_unknown_stream_stays_unknown() -> None:
@@ -403,7 +406,7 @@ def test_get_snapshot_with_a_topic() -> None:
     from tidewire.protocol.messages import GetSnapshot
 
     assert to_command({"type": "get_snapshot", "topic": "market_data.A"}) == GetSnapshot(
-        stream="market_data", topic="market_data.A", filters={"symbols": ["A"]}
+        stream="market_data", topic="market_data.A"
     )
 
 

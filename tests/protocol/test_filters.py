@@ -206,3 +206,8 @@ def test_input_is_not_modified() -> None:
     raw = {"symbols": ["A"], "min_price": 1}
     validate_filters(raw, MARKET)
     assert raw == {"symbols": ["A"], "min_price": 1}
+
+
+def test_non_string_filter_names_are_invalid_not_a_crash() -> None:
+    error = refused({1: ["a"], "symbols": ["A"]}, PORTFOLIO)
+    assert error.details == {"filters": ["1"]}

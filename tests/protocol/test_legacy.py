@@ -398,3 +398,75 @@ def test_returns_are_not_derived_from_a_zero_base() -> None:
 def test_envelope_timestamp_comes_from_data_when_only_data_has_one() -> None:
     raw = {"type": "notification", "data": {"timestamp": TS}}
     assert build_data_message(raw).timestamp == TS
+
+
+# --------------------------------------------------------------------------- what is refused
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"x": 2**64},  # JSON carries it, msgpack does not
+        {"x": -(2**63) - 1},
+        {"nested": [{"x": 2**70}]},
+    ],
+)
+def test_numbers_a_subscriber_could_not_decode_are_refused(data: dict[str, Any]) -> None:
+    raw = {"type": "notification", "data": data}
+    with pytest.raises(ProtocolError) as caught:
+        build_data_message(raw)
+    assert caught.value.details == {"field": "data"}
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"side": "buy", "quantity": 1.7e308, "filled_quantity": -1.7e308}, "remaining_quantity"),
+        ({"side": "buy", "quantity": 2**64, "filled_quantity": -(2**64)}, "data"),
+    ],
+)
+def test_a_derivation_past_the_range_is_not_made(data: dict[str, Any], field: str) -> None:
+    raw = {
+        "type": "order_update",
+        "order_id": "O",
+        "user_id": "u",
+        "symbol": "A",
+        "order_status": "open",
+        "data": data,
+    }
+    with pytest.raises(ProtocolError) as caught:
+        build_data_message(raw)
+    assert field in caught.value.message or caught.value.details == {"field": field}
+
+
+def test_a_field_of_another_type_is_refused() -> None:
+    raw = {"type": "market_data", "symbol": "A", "order_status": "open", "data": {}}
+    with pytest.raises(ProtocolError) as caught:
+        build_data_message(raw)
+    assert caught.value.details == {"field": "order_status", "type": "market_data"}
+
+
+@pytest.mark.parametrize("status", [["rejected"], {"a": 1}])
+def test_odd_status_types_are_invalid_not_a_crash(status: Any) -> None:
+    raw = {
+        "type": "order_update",
+        "portfolio_id": "P",
+        "data": {"order_id": "O", "symbol": "A", "side": "buy", "quantity": 1},
+    }
+    raw["data"] |= {"filled_quantity": 0, "status": status, "reason": "x"}
+    with pytest.raises(ProtocolError) as caught:
+        build_data_message(raw)
+    assert caught.value.code is ErrorCode.INVALID_MESSAGE
+
+
+def test_a_01_synonym_beside_its_canonical_name_stays_as_sent() -> None:
+    raw = {"type": "event", "event_type": "e", "data": {"description": "d", "message": "m"}}
+    data = build_data_message(raw).data
+    assert (data["description"], data["message"]) == ("d", "m")
+
+
+def test_a_partial_fill_is_partial_whatever_the_remaining_quantity() -> None:
+    data = {"trade_id": "T", "symbol": "A", "side": "buy", "quantity": 1, "price": 1}
+    raw = {"type": "trade_updates", "user_id": "u", "trade_type": "partial_fill"}
+    message = build_data_message({**raw, "data": {**data, "remaining_quantity": 0}})
+    assert message.data["status"] == "partial"

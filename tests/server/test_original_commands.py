@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from conftest import TIMEOUT, WsClient
 from messages import order, position, quote, trade
 from tidewire.server.app import Gateway
-from tokens import SECURE, token
+from tokens import SECURE, bearer, token
 
 Connect = Callable[..., Awaitable[WsClient]]
 MakeGateway = Callable[..., Awaitable[Gateway]]
@@ -418,3 +419,43 @@ async def test_other_paths_are_not_found(gateway: Gateway, path: str) -> None:
     with pytest.raises(Exception) as caught:
         await ws_connect(f"ws://127.0.0.1:{gateway.port}{path}", open_timeout=TIMEOUT)
     assert "404" in str(caught.value)
+
+
+async def test_event_types_count_against_the_users_subscription_limit(
+    make_gateway: MakeGateway, connect: Connect
+) -> None:
+    gateway = await make_gateway(**SECURE, max_subscriptions_per_user=3)
+    alice = await connect(gateway, token=token("alice", portfolios=["PF-A"]))
+    reply = await alice.request(
+        {"type": "subscribe", "event_types": ["trade_executed", "order_status"]}
+        | {"subscription_id": "g1"},
+        "subscription_confirmed",
+    )
+    assert reply["subscription_id"] == "g1.trade_updates"
+    await alice.recv_type("subscription_confirmed")
+    refused = await alice.request(
+        {"type": "subscribe", "event_types": ["position_update", "pnl_update"]},
+        "subscription_error",
+    )
+    assert refused["error_code"] == "too_many_subscriptions"
+    listing = await alice.request({"type": "list_subscriptions"}, "subscriptions")
+    assert len(listing["subscriptions"]) == 2
+
+
+async def test_a_rest_refusal_names_the_request_item(
+    make_gateway: MakeGateway, connect: Connect
+) -> None:
+    gateway = await make_gateway(**SECURE)
+    feed = token("feed", portfolios=["PF-A"], roles=["publisher"])
+    old_metrics = {
+        "type": "risk_metrics",
+        "portfolio_id": "PF-A",
+        "data": {"var_95": 1.0, "exposure": 2.0, "leverage": 3.0},
+    }
+    foreign = {**old_metrics, "portfolio_id": "PF-B"}
+    async with httpx.AsyncClient(base_url=gateway.internal_url, timeout=TIMEOUT) as http:
+        response = await http.post(
+            "/api/publish", json=[old_metrics, foreign], headers=bearer(feed)
+        )
+    assert response.status_code == 403
+    assert response.json()["details"]["index"] == 1  # the second item, not its fourth message

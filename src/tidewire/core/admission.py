@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from tidewire.core.entitlements import authorize_subscribe, message_check
 from tidewire.core.subscription import Subscription
+from tidewire.protocol.compat import topic_filters
 from tidewire.protocol.errors import ErrorCode, ProtocolError
 from tidewire.protocol.filters import validate_filters
 from tidewire.protocol.messages import Subscribe, now_iso
@@ -32,10 +33,21 @@ def admit(
     """The subscriptions `command` creates (not registered yet); raises ProtocolError."""
     if command.event_types is None:
         return [_one(connection, command, stream_of(command), limits, ledger)]
+    if command.since is not None:
+        # Positions are per stream: one `since` cannot resume several.
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            "since cannot be used with event_types: resume each stream with its own subscribe",
+        )
     specs = event_streams(command.event_types)
     room = limits.max_subscriptions - len(connection.subscriptions)
     if len(specs) > room:
         raise _too_many(limits.max_subscriptions, "per connection")
+    user = connection.user_id
+    if user is not None and ledger.subscription_count(user) + len(specs) > (
+        limits.max_subscriptions_per_user
+    ):
+        raise _too_many(limits.max_subscriptions_per_user, "per user across its connections")
     base = command.subscription_id or free_subscription_id(connection)
     subscriptions = [
         _one(connection, command, spec, limits, ledger, f"{base}.{spec.name}") for spec in specs
@@ -45,13 +57,24 @@ def admit(
     return subscriptions
 
 
-def members(connection: Connection, subscription_id: str) -> list[str]:
-    """The ids an unsubscribe of `subscription_id` names: itself, or the subscriptions of
-    the `event_types` group it named (itself again when there is neither: not found)."""
-    if subscription_id in connection.subscriptions:
-        return [subscription_id]
-    group = [sid for sid, sub in connection.subscriptions.items() if sub.group == subscription_id]
-    return group or [subscription_id]
+def unsubscribe_ids(connection: Connection, ids: list[str]) -> list[str]:
+    """The subscription ids an unsubscribe of `ids` names, each once: an id itself, or the
+    members of the `event_types` group it names (kept as is when it is neither: the
+    caller reports it not found)."""
+    subscriptions = connection.subscriptions
+    groups: dict[str, list[str]] | None = None
+    out: dict[str, None] = {}
+    for name in dict.fromkeys(ids):
+        if name in subscriptions:
+            out[name] = None
+            continue
+        if groups is None:  # built once, and only when an id is not a subscription's
+            groups = {}
+            for sid, sub in subscriptions.items():
+                if sub.group is not None:
+                    groups.setdefault(sub.group, []).append(sid)
+        out.update(dict.fromkeys(groups.get(name, [name])))
+    return list(out)
 
 
 def stream_of(command: Subscribe) -> StreamSpec:
@@ -123,7 +146,10 @@ def _one(
     ledger: IdentityLedger,
     subscription_id: str | None = None,
 ) -> Subscription:
-    filters = validate_filters(command.filters, spec, limits.max_filter_values)
+    raw_filters = command.filters
+    if command.topic is not None:
+        raw_filters = topic_filters(spec, command.topic, raw_filters)
+    filters = validate_filters(raw_filters, spec, limits.max_filter_values)
     subscription_id = subscription_id or command.subscription_id
     if subscription_id is not None:
         if not subscription_id or len(subscription_id) > MAX_SUBSCRIPTION_ID_LENGTH:

@@ -62,6 +62,8 @@ from tidewire.protocol.paths import path_subscriptions
 
 log = logging.getLogger("tidewire.commands")
 
+MAX_NAMED_IDS = 100
+"""Unknown ids a `not_found` answer lists at most."""
 ORDER_BOOKS_UNAVAILABLE = (
     "order books are not available on this gateway yet: subscribe to market_data for the "
     "top of the book"
@@ -79,6 +81,8 @@ class CommandLimits:
     max_connections_per_user: int = 200
     max_query_messages: int = 1000
     """The most messages a `get_snapshot` or `get_trade_history` answer carries."""
+    max_queries_in_flight: int = 16
+    """Queries (`get_snapshot`, `get_trade_history`) the node answers at once."""
 
 
 class CommandHandler:
@@ -105,7 +109,13 @@ class CommandHandler:
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._spawn = spawn or self._create_task
-        self.queries = Queries(hub, broker, limits.max_query_messages, limits.max_filter_values)
+        self.queries = Queries(
+            hub,
+            broker,
+            limits.max_query_messages,
+            limits.max_filter_values,
+            limits.max_queries_in_flight,
+        )
         self.updates = SubscriptionUpdates(hub, broker, limits.max_filter_values, self._spawn)
 
     def on_frame(self, connection: Connection, payload: bytes, binary: bool) -> None:
@@ -270,10 +280,16 @@ class CommandHandler:
         if subscription.removed or connection.closed:
             return
         self._confirm(command, subscription, setup.position, setup.recovered)
-        for message in setup.messages:
-            self.hub.deliver(subscription, message)
-        for message in recovery.after(setup, self.hub.open_gate(subscription)):
-            self.hub.deliver(subscription, message)
+        try:
+            for message in setup.messages:
+                self.hub.deliver(subscription, message)
+            for message in recovery.after(setup, self.hub.open_gate(subscription)):
+                self.hub.deliver(subscription, message)
+        except Exception:
+            # Confirmed, and part of it sent: the client must reconnect and recover rather
+            # than go on with a gap (or a gate that never opens).
+            log.exception("delivering the setup of %s failed", subscription.subscription_id)
+            self.hub.close(connection, CloseCode.INTERNAL_ERROR, "internal error")
 
     def _refuse(
         self,
@@ -329,14 +345,17 @@ class CommandHandler:
                 ErrorCode.INVALID_MESSAGE, "unsubscribe needs subscription_id or subscription_ids"
             )
         # An id of an `event_types` subscribe names its whole group.
-        ids = [sid for name in ids for sid in admission.members(connection, name)]
+        ids = admission.unsubscribe_ids(connection, ids)
         unknown = [sid for sid in ids if sid not in connection.subscriptions]
         if unknown:
-            # All or nothing: a typo in a bulk unsubscribe must not half-apply it.
+            # All or nothing: a typo in a bulk unsubscribe must not half-apply it. The
+            # answer names the first unknown ids only: a frame of ids must not come back
+            # several times its size.
+            named = ", ".join(map(repr, unknown[:10])) + (", ..." if len(unknown) > 10 else "")
             raise ProtocolError(
                 ErrorCode.NOT_FOUND,
-                f"no subscription {', '.join(map(repr, unknown))} on this connection",
-                {"subscription_ids": unknown},
+                f"no subscription {named} on this connection",
+                {"subscription_ids": unknown[:MAX_NAMED_IDS]},
             )
         for sid in dict.fromkeys(ids):
             self.hub.remove_subscription(connection.subscriptions[sid])

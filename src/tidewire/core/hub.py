@@ -31,6 +31,7 @@ from tidewire.core.flusher import Flusher, Scheduler
 from tidewire.core.frames import build_frame
 from tidewire.core.quotas import IdentityLedger
 from tidewire.core.subscription import Subscription
+from tidewire.core.throttle import Throttle
 from tidewire.protocol.codec import ENCODE, WIRE_FORMATS, WireFormat
 from tidewire.protocol.errors import CloseCode
 from tidewire.protocol.messages import DataMessage, Filters
@@ -190,22 +191,32 @@ class Hub:
         self, subscription: Subscription, filters: Filters, rate_limit: float | None
     ) -> None:
         """Give a live subscription new filters and rate limit between two dispatches, so it
-        misses nothing and gets nothing twice. Held (rate-limited) messages that still match
-        stay held, or go out now when the rate limit is removed."""
+        misses nothing and gets nothing twice. What the old rate limit held and the new
+        filters still match goes out now; the new rate limit (if any) starts afresh."""
         throttle = subscription.throttle
         self._remove_from_index(subscription)
         subscription.reconfigure(filters, rate_limit)
         self._add_to_index(subscription)
         if throttle is None:
             return
-        for key, encoded in list(throttle.held.items()):
-            if not subscription.matches_all(encoded.message):
-                del throttle.held[key]
-        if subscription.throttle is None:
-            for encoded in throttle.release(self._clock()):
+        self.counters.conflated += throttle.conflated - subscription.conflated_seen
+        for encoded in throttle.release(self._clock()):
+            if subscription.matches_all(encoded.message):
                 subscription.messages_delivered += 1
                 self._queue(subscription.connection, encoded)
                 self.counters.deliveries += 1
+
+    def offer(self, subscription: Subscription, message: DataMessage) -> None:
+        """Deliver a live message that waited in a subscription's buffer, through its rate
+        limit when it has one (conflated with what the limit holds)."""
+        if subscription.throttle is None:
+            self.deliver(subscription, message)
+            return
+        encoded = EncodedMessage(message)
+        if self._pass_gate(subscription, encoded):
+            subscription.messages_delivered += 1
+            self._queue(subscription.connection, encoded)
+            self.counters.deliveries += 1
 
     def _add_to_index(self, subscription: Subscription) -> None:
         index = self._index.get(subscription.spec.name)
@@ -422,7 +433,8 @@ class Hub:
         if not throttle.scheduled:
             throttle.scheduled = True
             self._scheduler.call_later(
-                max(0.0, throttle.next_release - now), lambda: self._release(subscription)
+                max(0.0, throttle.next_release - now),
+                lambda: self._release(subscription, throttle),
             )
         return False
 
@@ -439,10 +451,9 @@ class Hub:
                 throttle.discard(key, encoded)
         self._held = None
 
-    def _release(self, subscription: Subscription) -> None:
-        throttle = subscription.throttle
-        if throttle is None or subscription.removed:
-            return  # removed, or its rate limit was (update_subscription)
+    def _release(self, subscription: Subscription, throttle: Throttle[EncodedMessage]) -> None:
+        if subscription.removed or subscription.throttle is not throttle:
+            return  # removed, or its rate limit was replaced (update_subscription)
         throttle.scheduled = False
         self.counters.conflated += throttle.conflated - subscription.conflated_seen
         subscription.conflated_seen = throttle.conflated

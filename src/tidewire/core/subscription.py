@@ -157,18 +157,12 @@ class Subscription:
         )
 
     def reconfigure(self, filters: Filters, rate_limit: float | None) -> None:
-        """New filters and rate limit (`update_subscription`); the hub re-indexes it.
-
-        A throttle keeps what it holds (and its schedule) when the rate changes; removing
-        the rate limit leaves the held messages to the caller (`Hub.reconfigure`)."""
+        """New filters and rate limit (`update_subscription`); the hub re-indexes it and
+        sends what the old throttle held (`Hub.reconfigure`): a new rate starts afresh."""
         self._compile(filters)
         self.rate_limit = rate_limit
-        if rate_limit is None:
-            self.throttle = None
-        elif self.throttle is None:
-            self.throttle = Throttle(rate_limit)
-        else:
-            self.throttle.interval = 1.0 / rate_limit
+        self.throttle = Throttle(rate_limit) if rate_limit is not None else None
+        self.conflated_seen = 0
         self.gated = self.buffer is not None or self.throttle is not None
         self.plain = self.reader is None and self._filters_plain
 

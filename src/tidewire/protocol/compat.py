@@ -17,7 +17,12 @@ from typing import Any
 
 from tidewire.protocol.errors import ErrorCode, ProtocolError
 from tidewire.protocol.messages import ACCEPTED_VERSIONS, PROTOCOL_VERSION
-from tidewire.protocol.streams import KEY_FILTER_OF_FIELD, STREAM_ALIASES, resolve_stream
+from tidewire.protocol.streams import (
+    KEY_FILTER_OF_FIELD,
+    STREAM_ALIASES,
+    StreamSpec,
+    resolve_stream,
+)
 
 _FILTER_NAMES = frozenset(
     {
@@ -120,8 +125,7 @@ def _normalize_subscribe(cmd: dict[str, Any]) -> None:
     if isinstance(stream, str):
         name, key = split_topic(stream)
         if key is not None:
-            cmd["topic"] = stream
-            _add_key_filter(cmd, name, key)
+            cmd["topic"] = stream  # its key filter is added by `topic_filters`
         cmd["stream"] = STREAM_ALIASES.get(name, name)
     since = cmd.get("since")
     if isinstance(since, dict) and "sequence" in since and "seq" not in since:
@@ -130,11 +134,13 @@ def _normalize_subscribe(cmd: dict[str, Any]) -> None:
         cmd["since"] = since
 
 
-def _add_key_filter(cmd: dict[str, Any], stream: str, key: str) -> None:
-    """The key suffix of a topic as the stream's key filter (`symbols: [key]`, ...)."""
-    spec = resolve_stream(stream)
-    assert spec is not None
-    topic = cmd["topic"]
+def topic_filters(spec: StreamSpec, topic: str, filters: Any) -> Any:
+    """`filters` with the key filter of a topic's suffix (`market_data.AAPL`: `symbols:
+    ["AAPL"]`). Raises ProtocolError(invalid_filter) when the stream's key has no filter
+    (engine_status, system_health, events) or `filters` names other keys."""
+    _, key = split_topic(topic)
+    if key is None:
+        return filters
     name = KEY_FILTER_OF_FIELD.get(spec.key_field)
     if name is None:
         raise ProtocolError(
@@ -143,19 +149,18 @@ def _add_key_filter(cmd: dict[str, Any], stream: str, key: str) -> None:
             f"subscribe to {spec.name} without the suffix of {topic!r}",
             {"topic": topic},
         )
-    filters = cmd.get("filters")
     if filters is None:
         filters = {}
     if not isinstance(filters, dict):
-        return  # validation reports it
+        return filters  # validation reports it
     current = filters.get(name)
     if current not in (None, [], [key]):
         raise ProtocolError(
             ErrorCode.INVALID_FILTER,
-            f"topic {topic!r} names {key!r} but filters.{name} is {current!r}",
+            f"topic {topic!r} names {key!r} but filters.{name} is {current!r}"[:300],
             {"topic": topic, "filter": name},
         )
-    cmd["filters"] = {**filters, name: [key]}
+    return {**filters, name: [key]}
 
 
 def _normalize_unsubscribe(cmd: dict[str, Any]) -> None:

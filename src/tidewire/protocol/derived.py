@@ -8,6 +8,7 @@ Pure: dicts in, dicts changed in place.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -36,11 +37,15 @@ def compute(fn: Callable[..., Decimal], *values: Any) -> Any:
         result = fn(*exact)
     except (ArithmeticError, InvalidOperation):
         return None
+    if not result.is_finite():
+        return None
     if any(isinstance(v, Decimal) for v in values):
         return result
     if all(isinstance(v, int) for v in values) and result == result.to_integral_value():
         return int(result)
-    return float(result)
+    number = float(result)
+    # Past float's range the JSON encoder would write null for a required number.
+    return number if math.isfinite(number) else None
 
 
 def _set(data: Fields, name: str, value: Any) -> None:
@@ -112,8 +117,9 @@ def fill(message_type: str, top: Fields, data: Fields, timestamp: str, message_i
 
 def _trade_status(top: Fields, data: Fields) -> str:
     """A trade's order status when the producer gave none: partial when its remaining
-    quantity or its `trade_type` says so, else filled (a trade is a fill)."""
+    quantity is above 0 or its `trade_type` is `partial_fill`, else filled (a trade is a
+    fill)."""
     remaining = _exact(data.get("remaining_quantity"))
-    if remaining is not None:
-        return "filled" if remaining == 0 else "partial"
-    return "partial" if top.get("trade_type") == "partial_fill" else "filled"
+    if (remaining is not None and remaining > 0) or top.get("trade_type") == "partial_fill":
+        return "partial"
+    return "filled"

@@ -37,6 +37,7 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
     AUTH_FAILED = 4001
     FORBIDDEN = 4003
@@ -56,7 +57,7 @@ RECONNECT_CLOSE_CODES: frozenset[int] = frozenset(
         CloseCode.TOO_MANY_CONNECTIONS,
         CloseCode.INBOUND_RATE_EXCEEDED,
         1006,  # abnormal closure: the TCP connection just went away
-        1011,  # server error
+        CloseCode.INTERNAL_ERROR,
         1013,  # try again later
     }
 )

@@ -33,7 +33,7 @@ def validate_filters(
         raise ProtocolError(ErrorCode.INVALID_FILTER, "`filters` must be an object")
     raw = {name: value for name, value in raw.items() if value not in _BLANK}
     known = set(Filters.__struct_fields__)
-    unknown = sorted(name for name in raw if name not in known)
+    unknown = sorted(str(name) for name in raw if name not in known)
     if unknown:
         raise ProtocolError(
             ErrorCode.INVALID_FILTER,

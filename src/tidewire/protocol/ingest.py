@@ -25,6 +25,7 @@ from tidewire.protocol.streams import (
 
 MAX_ID_LENGTH = 200
 _json_check = msgspec.json.Encoder()
+_msgpack_check = msgspec.msgpack.Encoder()
 # Accepted on input and ignored: the broker assigns sequencing, the gateway the version.
 _IGNORED = frozenset({"seq", "sequence", "epoch", "version", "key", "message_type", "topic"})
 _KNOWN = frozenset(
@@ -137,6 +138,13 @@ def _complete(
                 f"`{name}` must be a non-empty string",
                 {"field": name},
             )
+        if name not in ROUTING_FIELDS and name not in shape.fields:
+            # `order_status` on a quote is a mistake, not an extension.
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"`{name}` is not a field of {message_type} messages",
+                {"field": name, "type": message_type},
+            )
     for name in _SEVERITY_FIELDS:
         if name in top:
             top[name] = _severity(top[name], name)
@@ -171,8 +179,10 @@ def _complete(
         ) from None
     try:
         # One publish may be encoded for JSON and msgpack subscribers alike: refuse what
-        # either cannot carry (a msgpack extension, an object of a Python producer).
+        # either cannot carry (a msgpack extension, an object of a Python producer, an
+        # integer past 64 bits, which JSON carries and msgpack does not).
         _json_check.encode(data)
+        _msgpack_check.encode(data)
     except (TypeError, ValueError, RecursionError, OverflowError) as exc:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,

@@ -61,9 +61,10 @@ def upgrade(message_type: str, top: Fields, data: Fields) -> None:
         if top.get(name) is None and data.get(name) is not None and name not in in_payload:
             top[name] = data.pop(name)
     for old, new in DATA_RENAMES.get(message_type, ()):
-        if old in data:
-            value = data.pop(old)
-            data.setdefault(new, value)
+        # With both names given, the canonical one is the field and the 0.1 one stays an
+        # extra field, as the producer sent it.
+        if old in data and new not in data:
+            data[new] = data.pop(old)
     for (renamed_type, name), values in VALUE_RENAMES.items():
         if renamed_type == message_type:
             for where in (top, data):
@@ -73,6 +74,7 @@ def upgrade(message_type: str, top: Fields, data: Fields) -> None:
     if message_type == "order_update" and "reason" in data:
         # 0.1 had one `reason`; the original tells a rejection from a cancellation.
         status = top.get("order_status")
+        status = status if isinstance(status, str) else None
         if status in _REJECTED:
             data.setdefault("reject_reason", data.pop("reason"))
         elif status in _CANCELLED:

@@ -14,7 +14,8 @@ from tidewire.protocol.messages import Subscribe
 
 PLAIN_PATHS = frozenset({"/ws", "/ws/realtime"})
 MARKET_DATA_PREFIX = "/api/v1/ws/market-data/"
-MAX_PATH_SYMBOL_LENGTH = 200
+# The subscription id `market_data.<symbol>` must fit the 128 characters of an id.
+MAX_PATH_SYMBOL_LENGTH = 128 - len("market_data.")
 
 # The streams a per-topic path subscribes to. /ws/messagebus carries what a trading engine
 # puts on its bus (orders, fills, positions, P&L, risk, engine state, events); market data

@@ -148,6 +148,7 @@ class Gateway:
                 max_message_bytes=settings.max_message_bytes,
                 max_filter_values=settings.max_filter_values,
                 max_query_messages=settings.max_query_messages,
+                max_queries_in_flight=settings.max_queries_in_flight,
                 max_subscriptions_per_user=settings.max_subscriptions_per_user,
                 max_connections_per_user=settings.max_connections_per_user,
             ),

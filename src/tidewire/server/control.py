@@ -330,16 +330,19 @@ def create_app(gateway: Gateway) -> Litestar:
                 {"limit": settings.max_publish_batch},
             )
         messages: list[DataMessage] = []
+        item_of: list[int] = []  # the request item each message came from
         for position, item in enumerate(items):
             try:
                 # A 0.1 risk_metrics message becomes one message per metric.
-                messages.extend(build_data_messages(item, default_source="api"))
+                built = build_data_messages(item, default_source="api")
             except ProtocolError as exc:
                 # Validate everything first: an invalid message publishes nothing of the request.
                 details = {"index": position, **(exc.details or {})}
                 return error_response(422, exc.code, exc.message, details)
+            messages.extend(built)
+            item_of.extend([position] * len(built))
         if not principal.open_access:
-            for position, message in enumerate(messages):
+            for message, position in zip(messages, item_of, strict=True):
                 try:
                     authorize_publish(principal, message)
                 except ProtocolError as exc:
