@@ -69,6 +69,9 @@ REPLY_TYPES = frozenset(
         "pong",
         "auth_ok",
         "ack",
+        "snapshot",
+        "trade_history",
+        "sync_response",
     }
 )
 PRE_AUTH_ERRORS = frozenset(
@@ -109,7 +112,9 @@ json_values = st.recursive(
     ),
     max_leaves=16,
 )
-names = st.sampled_from([*STREAMS, "trade_update", "orders", "nope", ""])
+names = st.sampled_from(
+    [*STREAMS, "trade_update", "orders", "nope", "", "market_data.AAPL", "engine_status.E1"]
+)
 ids = st.sampled_from(["s1", "s2", "sub-1", "", "x" * 200]) | json_values
 portfolio_lists = st.lists(st.sampled_from(["PF-1", "PF-2", "*", ""]), max_size=3)
 filters = (
@@ -144,6 +149,9 @@ PRODUCER_TYPES = (
 COMMAND_TYPES = (
     *("subscribe", "unsubscribe", "list_subscriptions", "heartbeat", "auth", "refresh"),
     *("publish", "ping", "nope", "batch"),
+    # the original hooks' commands
+    *("update_subscription", "update_filters", "get_snapshot", "get_trade_history", "sync"),
+    *("subscribe_order_book", "unsubscribe_order_book"),
 )
 producer_messages = st.fixed_dictionaries(
     {"type": st.sampled_from(PRODUCER_TYPES) | json_values},
@@ -191,6 +199,12 @@ commands = st.fixed_dictionaries(
         "client_timestamp": st.floats() | json_values,
         "priority": json_values,
         "data": filters,
+        "topic": names | json_values,
+        "event_types": st.lists(
+            st.sampled_from(["trade_executed", "order_status", "pnl_update", "nope"]), max_size=4
+        )
+        | json_values,
+        "limit": st.integers(-2, 2000) | json_values,
     },
 )
 legacy = st.fixed_dictionaries(
@@ -339,8 +353,10 @@ class Harness:
             assert self.hub.subscriber_count(stream) == held, stream
         user = self.victim.user_id
         if user is not None:
-            held_by_victim = len(self.victim.subscriptions) if self.victim in live else 0
-            assert self.hub.ledger.subscription_count(user) == held_by_victim
+            # The victim may present the bystander's own token: count every connection of
+            # that user.
+            held_by_user = sum(len(c.subscriptions) for c in live if c.user_id == user)
+            assert self.hub.ledger.subscription_count(user) == held_by_user
         assert len(self.victim.subscriptions) <= MAX_SUBSCRIPTIONS
 
 
