@@ -32,6 +32,8 @@ _KNOWN = frozenset(
     {"type", "stream", "timestamp", "message_id", "correlation_id", "priority", "source", "data"}
 ) | frozenset(TOP_LEVEL_FIELDS)
 _SEVERITY_FIELDS = ("alert_level", "severity")
+_TOP = frozenset(TOP_LEVEL_FIELDS)
+_ROUTING = frozenset(ROUTING_FIELDS)
 
 
 def build_data_message(raw: Any, default_source: str = "api") -> DataMessage:
@@ -72,7 +74,7 @@ def build_data_messages(raw: Any, default_source: str = "api") -> list[DataMessa
         )
     # Copies: a producer's dicts are never changed (the simulator reuses its own).
     data = dict(raw_data)
-    top = {name: raw[name] for name in TOP_LEVEL_FIELDS if raw.get(name) is not None}
+    top = {name: value for name, value in raw.items() if name in _TOP and value is not None}
     legacy.upgrade(message_type, top, data)
     source = raw.get("source", default_source)
     if not isinstance(source, str) or not source:
@@ -124,9 +126,9 @@ def _complete(
 ) -> DataMessage:
     """Check one canonical message, fill what is derivable, and build it."""
     message_type = shape.message_type
-    for name in ROUTING_FIELDS:
+    for name in _ROUTING.intersection(data):
         # Filters and entitlements read these at the top level.
-        if top.get(name) is None and data.get(name) is not None:
+        if top.get(name) is None and data[name] is not None:
             top[name] = data[name]
     if message_type == "market_data" and top.get("data_type") is None:
         top["data_type"] = _market_data_type(data)
@@ -138,7 +140,7 @@ def _complete(
                 f"`{name}` must be a non-empty string",
                 {"field": name},
             )
-        if name not in ROUTING_FIELDS and name not in shape.fields:
+        if name not in _ROUTING and name not in shape.fields:
             # `order_status` on a quote is a mistake, not an extension.
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE,

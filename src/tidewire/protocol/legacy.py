@@ -38,6 +38,10 @@ VALUE_RENAMES: dict[tuple[str, str], dict[str, str]] = {
     ("system_health", "status"): {"unhealthy": "error"},
 }
 
+_VALUE_RENAMES_OF_TYPE: dict[str, list[tuple[str, dict[str, str]]]] = {}
+for (_type, _name), _values in VALUE_RENAMES.items():
+    _VALUE_RENAMES_OF_TYPE.setdefault(_type, []).append((_name, _values))
+
 # 0.1's `metric: value` form of risk_metrics: one message per metric now.
 LEGACY_RISK_METRICS: tuple[str, ...] = ("var_95", "exposure", "leverage", "margin_used")
 
@@ -65,12 +69,11 @@ def upgrade(message_type: str, top: Fields, data: Fields) -> None:
         # extra field, as the producer sent it.
         if old in data and new not in data:
             data[new] = data.pop(old)
-    for (renamed_type, name), values in VALUE_RENAMES.items():
-        if renamed_type == message_type:
-            for where in (top, data):
-                value = where.get(name)
-                if isinstance(value, str) and value in values:
-                    where[name] = values[value]
+    for name, values in _VALUE_RENAMES_OF_TYPE.get(message_type, ()):
+        for where in (top, data):
+            value = where.get(name)
+            if isinstance(value, str) and value in values:
+                where[name] = values[value]
     if message_type == "order_update" and "reason" in data:
         # 0.1 had one `reason`; the original tells a rejection from a cancellation.
         status = top.get("order_status")
