@@ -30,6 +30,15 @@ class GatewaySettings(BaseSettings):
     handshake_timeout: float = Field(5.0, gt=0, description="seconds to finish the upgrade")
     max_subscriptions: int = Field(100, ge=1, description="subscriptions per connection")
     max_filter_values: int = Field(1000, ge=1, description="values in one filter list")
+    max_filter_values_per_connection: int = Field(
+        10_000, ge=1, description="filter values of all subscriptions of one connection"
+    )
+    max_list_page: int = Field(
+        100, ge=1, description="subscriptions per list_subscriptions answer (paged)"
+    )
+    max_api_page: int = Field(
+        1000, ge=1, description="rows per page of /api/subscriptions and /api/connections"
+    )
     max_query_messages: int = Field(
         1000, ge=1, description="messages in one get_snapshot or get_trade_history answer"
     )

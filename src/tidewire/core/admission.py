@@ -15,8 +15,8 @@ from tidewire.core.entitlements import authorize_subscribe, message_check
 from tidewire.core.subscription import Subscription
 from tidewire.protocol.compat import topic_filters
 from tidewire.protocol.errors import ErrorCode, ProtocolError
-from tidewire.protocol.filters import validate_filters
-from tidewire.protocol.messages import Subscribe, now_iso
+from tidewire.protocol.filters import filter_value_count, validate_filters
+from tidewire.protocol.messages import Filters, Subscribe, now_iso
 from tidewire.protocol.streams import StreamSpec, resolve_stream, stream_of_event_type
 
 if TYPE_CHECKING:
@@ -111,6 +111,27 @@ def event_streams(names: list[str]) -> list[StreamSpec]:
     return list(specs.values())
 
 
+def check_filter_budget(
+    connection: Connection, filters: Filters, limit: int, replacing: Subscription | None = None
+) -> None:
+    """Raise ProtocolError(invalid_filter) when `filters` would take the connection's
+    subscriptions past `limit` filter values in total (`replacing`: the subscription an
+    update changes, whose values are given back)."""
+    held = sum(
+        filter_value_count(s.filters)
+        for s in connection.subscriptions.values()
+        if s is not replacing
+    )
+    wanted = filter_value_count(filters)
+    if held + wanted > limit:
+        raise ProtocolError(
+            ErrorCode.INVALID_FILTER,
+            f"this connection's subscriptions would hold {held + wanted} filter values; "
+            f"at most {limit} are allowed per connection",
+            {"limit": limit, "held": held},
+        )
+
+
 def check_rate_limit(spec: StreamSpec, rate_limit: float) -> None:
     """Raise ProtocolError(invalid_rate_limit) unless `spec` may be limited to `rate_limit`."""
     if spec.reliable:
@@ -150,6 +171,13 @@ def _one(
     if command.topic is not None:
         raw_filters = topic_filters(spec, command.topic, raw_filters)
     filters = validate_filters(raw_filters, spec, limits.max_filter_values)
+    check_filter_budget(connection, filters, limits.max_filter_values_per_connection)
+    if command.since is not None and command.since.seq < 0:
+        raise ProtocolError(
+            ErrorCode.INVALID_POSITION,
+            f"since.seq must be 0 or more, not {command.since.seq}",
+            {"since": {"epoch": command.since.epoch, "seq": command.since.seq}},
+        )
     subscription_id = subscription_id or command.subscription_id
     if subscription_id is not None:
         if not subscription_id or len(subscription_id) > MAX_SUBSCRIPTION_ID_LENGTH:

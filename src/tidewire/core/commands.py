@@ -83,6 +83,10 @@ class CommandLimits:
     """The most messages a `get_snapshot` or `get_trade_history` answer carries."""
     max_queries_in_flight: int = 16
     """Queries (`get_snapshot`, `get_trade_history`) the node answers at once."""
+    max_filter_values_per_connection: int = 10_000
+    """Filter values all subscriptions of one connection hold together."""
+    max_list_page: int = 100
+    """Subscriptions one `list_subscriptions` answer lists at most."""
 
 
 class CommandHandler:
@@ -116,7 +120,7 @@ class CommandHandler:
             limits.max_filter_values,
             limits.max_queries_in_flight,
         )
-        self.updates = SubscriptionUpdates(hub, broker, limits.max_filter_values, self._spawn)
+        self.updates = SubscriptionUpdates(hub, broker, limits, self._spawn)
 
     def on_frame(self, connection: Connection, payload: bytes, binary: bool) -> None:
         """Handle one complete inbound message of `connection`."""
@@ -184,13 +188,7 @@ class CommandHandler:
             case Heartbeat():
                 self._heartbeat(connection, command)
             case ListSubscriptions():
-                self.hub.send(
-                    connection,
-                    Subscriptions(
-                        correlation_id=command.message_id,
-                        subscriptions=[s.info() for s in connection.subscriptions.values()],
-                    ),
-                )
+                self.hub.send(connection, self._listing(connection, command))
             case Publish():
                 self._publish(connection, command)
             case Ping():
@@ -426,6 +424,33 @@ class CommandHandler:
         )
         if first and connection.principal.authenticated and not connection.closed:
             self.subscribe_path(connection)
+
+    def _listing(self, connection: Connection, command: ListSubscriptions) -> Subscriptions:
+        """One page of `list_subscriptions`: a listing never answers a small request with
+        megabytes (each page is bounded, and so are the filter values behind it)."""
+        page = self.limits.max_list_page
+        limit = command.limit
+        if limit is not None:
+            if type(limit) is not int or limit < 1:
+                raise ProtocolError(ErrorCode.INVALID_MESSAGE, "`limit` must be a positive integer")
+            page = min(limit, page)
+        ids = list(connection.subscriptions)
+        start = 0
+        if command.after is not None:
+            if command.after not in connection.subscriptions:
+                raise ProtocolError(
+                    ErrorCode.NOT_FOUND,
+                    f"no subscription {command.after!r} on this connection",
+                    {"after": command.after},
+                )
+            start = ids.index(command.after) + 1
+        chosen = ids[start : start + page]
+        more = start + page < len(ids)
+        return Subscriptions(
+            correlation_id=command.message_id,
+            subscriptions=[connection.subscriptions[sid].info() for sid in chosen],
+            next=chosen[-1] if more and chosen else None,
+        )
 
     def subscribe_path(self, connection: Connection) -> None:
         """Subscribe a connection of a per-topic path (`/ws/system/health`, ...) to its

@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from tidewire.brokers.base import Broker, BrokerUnavailable
-from tidewire.core.admission import check_rate_limit
+from tidewire.core.admission import check_filter_budget, check_rate_limit
 from tidewire.core.entitlements import authorize_subscribe
 from tidewire.core.subscription import Subscription
 from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
@@ -29,6 +29,7 @@ from tidewire.protocol.messages import (
 )
 
 if TYPE_CHECKING:
+    from tidewire.core.commands import CommandLimits
     from tidewire.core.connection import Connection
     from tidewire.core.hub import Hub
 
@@ -42,12 +43,12 @@ class SubscriptionUpdates:
         self,
         hub: Hub,
         broker: Broker,
-        max_filter_values: int,
+        limits: CommandLimits,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
     ) -> None:
         self.hub = hub
         self.broker = broker
-        self.max_filter_values = max_filter_values
+        self.limits = limits
         self._spawn = spawn
 
     def update(self, connection: Connection, command: UpdateSubscription) -> None:
@@ -69,7 +70,13 @@ class SubscriptionUpdates:
         old_filters = subscription.filters
         filters = old_filters
         if command.filters is not None:
-            filters = validate_filters(command.filters, spec, self.max_filter_values)
+            filters = validate_filters(command.filters, spec, self.limits.max_filter_values)
+            check_filter_budget(
+                connection,
+                filters,
+                self.limits.max_filter_values_per_connection,
+                replacing=subscription,
+            )
             filters = authorize_subscribe(connection.principal, spec, filters)
         rate_limit = _rate_limit(subscription, command.rate_limit)
         old = Subscription(

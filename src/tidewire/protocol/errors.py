@@ -14,6 +14,7 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_STREAM = "unknown_stream"
     INVALID_FILTER = "invalid_filter"
     INVALID_RATE_LIMIT = "invalid_rate_limit"
+    INVALID_POSITION = "invalid_position"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     DUPLICATE_SUBSCRIPTION = "duplicate_subscription"
     NOT_FOUND = "not_found"

@@ -77,3 +77,13 @@ def validate_filters(
             {"filter": "min_price"},
         )
     return filters
+
+
+def filter_value_count(filters: Filters) -> int:
+    """How many values the list filters of `filters` hold (the memory a subscription keeps
+    for them grows with this)."""
+    return sum(
+        len(values)
+        for values in (filters.symbols, filters.portfolio_ids, filters.strategy_ids)
+        if values is not None
+    )

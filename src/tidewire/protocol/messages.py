@@ -256,7 +256,12 @@ class Unsubscribe(Command, tag="unsubscribe"):
 
 
 class ListSubscriptions(Command, tag="list_subscriptions"):
-    pass
+    """One page of the connection's subscriptions, in the order they were made."""
+
+    limit: int | None = None
+    """At most this many (default and maximum: `max_list_page`)."""
+    after: str | None = None
+    """The `next` of the previous page: the subscriptions made after this one."""
 
 
 class Heartbeat(Command, tag="heartbeat"):
@@ -372,6 +377,8 @@ class SubscriptionInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 class Subscriptions(Reply, tag="subscriptions"):
     subscriptions: list[SubscriptionInfo]
+    next: str | None = None
+    """Present when more follow: send `list_subscriptions {after: next}` for them."""
 
 
 class HeartbeatResponse(Reply, tag="heartbeat_response"):

@@ -147,6 +147,8 @@ class Gateway:
                 max_subscriptions=settings.max_subscriptions,
                 max_message_bytes=settings.max_message_bytes,
                 max_filter_values=settings.max_filter_values,
+                max_filter_values_per_connection=settings.max_filter_values_per_connection,
+                max_list_page=settings.max_list_page,
                 max_query_messages=settings.max_query_messages,
                 max_queries_in_flight=settings.max_queries_in_flight,
                 max_subscriptions_per_user=settings.max_subscriptions_per_user,

@@ -20,7 +20,7 @@ from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.static_files import create_static_files_router
 
 from tidewire import __version__
@@ -48,6 +48,7 @@ from tidewire.security.browser import (
     url_host,
 )
 from tidewire.server.api_access import access_guards, principal_of
+from tidewire.server.paging import page
 
 if TYPE_CHECKING:
     from tidewire.server.app import Gateway
@@ -235,10 +236,19 @@ def create_app(gateway: Gateway) -> Litestar:
             auth_required=gateway.authenticator.required,
         )
 
-    @get("/api/connections", summary="Open client connections", guards=[admin])
-    async def connections() -> list[ConnectionInfo]:
+    @get("/api/connections", summary="Open client connections (paged)", guards=[admin])
+    async def connections(
+        offset: FromQuery[int] = 0, limit: FromQuery[int | None] = None
+    ) -> Response[Any]:
         now = gateway.clock()
-        return [
+        hub_connections = gateway.hub.connections
+        try:
+            chosen, headers = page(
+                hub_connections.values(), len(hub_connections), offset, limit, settings.max_api_page
+            )
+        except ProtocolError as exc:
+            return error_response(400, exc.code, exc.message)
+        rows = [
             ConnectionInfo(
                 connection_id=c.connection_id,
                 remote=c.remote,
@@ -257,8 +267,9 @@ def create_app(gateway: Gateway) -> Litestar:
                 paused_seconds=round(now - c.paused_at, 3) if c.write_paused else 0.0,
                 closing=c.closed,
             )
-            for c in gateway.hub.connections.values()
+            for c in chosen
         ]
+        return Response(rows, headers=headers)
 
     @delete(
         "/api/connections/{connection_id:str}",
@@ -272,9 +283,22 @@ def create_app(gateway: Gateway) -> Litestar:
             raise NotFoundException(f"no connection {connection_id!r}")
         gateway.hub.close(connection, CloseCode.NORMAL, "closed by operator")
 
-    @get("/api/subscriptions", summary="Every subscription of every connection", guards=[admin])
-    async def subscriptions() -> list[SubscriptionRow]:
-        return [
+    @get(
+        "/api/subscriptions",
+        summary="Every subscription of every connection (paged)",
+        guards=[admin],
+    )
+    async def subscriptions(
+        offset: FromQuery[int] = 0, limit: FromQuery[int | None] = None
+    ) -> Response[Any]:
+        total = sum(len(c.subscriptions) for c in gateway.hub.connections.values())
+        try:
+            chosen, headers = page(
+                gateway.hub.subscriptions(), total, offset, limit, settings.max_api_page
+            )
+        except ProtocolError as exc:
+            return error_response(400, exc.code, exc.message)
+        rows = [
             SubscriptionRow(
                 connection_id=s.connection.connection_id,
                 subscription_id=s.subscription_id,
@@ -284,8 +308,9 @@ def create_app(gateway: Gateway) -> Litestar:
                 created_at=s.created_at,
                 messages_delivered=s.messages_delivered,
             )
-            for s in gateway.hub.subscriptions()
+            for s in chosen
         ]
+        return Response(rows, headers=headers)
 
     @get(
         "/api/streams",

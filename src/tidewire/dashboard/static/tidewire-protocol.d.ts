@@ -216,6 +216,7 @@ export type ErrorCode =
   | "unknown_stream"
   | "invalid_filter"
   | "invalid_rate_limit"
+  | "invalid_position"
   | "too_many_subscriptions"
   | "duplicate_subscription"
   | "not_found"
@@ -236,6 +237,7 @@ export interface ErrorCodes {
   readonly UNKNOWN_STREAM: "unknown_stream";
   readonly INVALID_FILTER: "invalid_filter";
   readonly INVALID_RATE_LIMIT: "invalid_rate_limit";
+  readonly INVALID_POSITION: "invalid_position";
   readonly TOO_MANY_SUBSCRIPTIONS: "too_many_subscriptions";
   readonly DUPLICATE_SUBSCRIPTION: "duplicate_subscription";
   readonly NOT_FOUND: "not_found";
@@ -681,8 +683,13 @@ export interface Limits {
   max_inbound_per_second: number;
 }
 
+/** One page of the connection's subscriptions, in the order they were made. */
 export interface ListSubscriptions {
   type: "list_subscriptions";
+  /** At most this many (default and maximum: `max_list_page`). */
+  limit?: number | null;
+  /** The `next` of the previous page: the subscriptions made after this one. */
+  after?: string | null;
   version?: string;
   timestamp?: string | null;
   message_id?: string | null;
@@ -1086,6 +1093,8 @@ export interface SubscriptionInfo {
 export interface Subscriptions {
   type: "subscriptions";
   subscriptions: SubscriptionInfo[];
+  /** Present when more follow: send `list_subscriptions {after: next}` for them. */
+  next?: string | null;
   version: string;
   timestamp: string;
   message_id: string;
