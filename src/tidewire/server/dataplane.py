@@ -3,7 +3,8 @@
 A thin edge: it negotiates the handshake (path, subprotocol, query options), turns picows
 callbacks into calls on the core (`Hub`, `CommandHandler`), and writes the hub's pre-built
 frames straight to the socket's transport. Paths: /ws and /ws/realtime (the original
-frontend's), and GET /healthz for load balancers.
+frontend's), and GET /healthz for load balancers. Every inbound frame first passes the
+rules of `server/framing.py` (frame and byte budgets, reassembly, RFC 6455).
 """
 
 from __future__ import annotations
@@ -48,7 +49,16 @@ from tidewire.protocol.messages import (
 )
 from tidewire.protocol.paths import path_subscriptions
 from tidewire.security.browser import origin_allowed
-from tidewire.server.handshake import HandshakeRefused, negotiate
+from tidewire.server.framing import (
+    InboundCounters,
+    InboundFrames,
+    PicowsLog,
+    ReassemblyBudget,
+    Violation,
+    WarnLimiter,
+    close_code_violation,
+)
+from tidewire.server.handshake import HandshakeRefused, check_version, negotiate
 from tidewire.settings import GatewaySettings
 
 log = logging.getLogger("tidewire.dataplane")
@@ -86,8 +96,15 @@ class _ClientListener(WSListener):
         self._principal = principal
         self._ws: WSTransport | None = None
         self._raw: Any = None
-        self._fragments: bytearray | None = None
-        self._fragment_binary = False
+        settings = plane.settings
+        now = plane.clock()
+        self._inbound = InboundFrames(
+            TokenBucket(settings.max_inbound_frames_per_second, settings.inbound_frame_burst, now),
+            TokenBucket(settings.max_inbound_bytes_per_second, settings.inbound_bytes_burst, now),
+            plane.reassembly,
+            settings.max_frame_bytes,
+        )
+        self._warned: set[str] = set()
         self.connection: Connection | None = None
 
     # ---- picows callbacks
@@ -117,32 +134,58 @@ class _ClientListener(WSListener):
         connection = self.connection
         if connection is None or connection.closed:
             return
+        inbound = self._inbound
+        now = self._plane.clock()
+        violation = inbound.admit(now, frame.payload_size, frame.rsv1 or frame.rsv2 or frame.rsv3)
+        if violation is not None:
+            self._violated(connection, violation)
+            return
         msg_type = frame.msg_type
-        if msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
-            if not frame.fin:
-                self._fragments = bytearray(frame.get_payload_as_memoryview())
-                self._fragment_binary = msg_type is WSMsgType.BINARY
-                return
-            self._plane.commands.on_frame(
-                connection, frame.get_payload_as_bytes(), msg_type is WSMsgType.BINARY
-            )
-        elif msg_type is WSMsgType.CONTINUATION:
-            if self._fragments is None:
-                return
-            self._fragments += frame.get_payload_as_memoryview()
-            if len(self._fragments) > self._plane.settings.max_frame_bytes:
-                self.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
-                return
-            if frame.fin:
-                payload, self._fragments = bytes(self._fragments), None
-                self._plane.commands.on_frame(connection, payload, self._fragment_binary)
+        if msg_type is WSMsgType.PING:
+            # picows's auto-pong is off so that pings count against the budgets above.
+            connection.last_inbound = now
+            transport.send_pong(frame.get_payload_as_bytes())
+        elif msg_type is WSMsgType.PONG:  # liveness only
+            connection.last_inbound = now
         elif msg_type is WSMsgType.CLOSE:
+            violation = close_code_violation(frame.get_close_code().value, frame.payload_size)
+            if violation is not None:
+                self._violated(connection, violation)
+                return
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
-        else:  # PONG: liveness only
-            connection.last_inbound = self._plane.clock()
+        else:
+            result = inbound.data(msg_type, frame.fin, frame.get_payload_as_memoryview())
+            if result is None:
+                connection.last_inbound = now
+            elif isinstance(result, Violation):
+                self._violated(connection, result)
+            else:
+                self._plane.commands.on_frame(connection, result[0], result[1])
+
+    def _violated(self, connection: Connection, violation: Violation) -> None:
+        """Close for a broken rule; warn once per connection per kind, and rate-limited
+        across the process (each stranger could otherwise write a line per frame)."""
+        self._inbound.release()
+        plane = self._plane
+        plane.inbound_counters.violations[violation.kind] += 1
+        if violation.kind not in self._warned:
+            self._warned.add(violation.kind)
+            left_out = plane.warnings.allow(violation.kind, plane.clock())
+            if left_out is None:
+                plane.inbound_counters.warnings_suppressed += 1
+            else:
+                log.warning(
+                    "closing %s with %d: %s (%d similar warnings left out)",
+                    connection.connection_id,
+                    violation.code,
+                    violation.reason,
+                    left_out,
+                )
+        plane.hub.close(connection, violation.code, violation.reason)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._inbound.release()
         if self.connection is not None:
             self._plane.closed(self.connection)
 
@@ -212,6 +255,12 @@ class DataPlane:
         self._id_prefix = os.urandom(3).hex()
         self._ids = 0
         self.port = 0
+        self.reassembly = ReassemblyBudget(settings.max_reassembly_bytes)
+        """Bytes of every connection's unfinished fragmented message."""
+        self.inbound_counters = InboundCounters()
+        self.warnings = WarnLimiter()
+        self.picows_log = PicowsLog(PICOWS_LOG)
+        """picows's own refusals, counted and rate-limited."""
         self._drained = asyncio.Event()
         """Set whenever the last connection goes away (awaited by `stop`)."""
 
@@ -222,8 +271,11 @@ class DataPlane:
             self.settings.port,
             websocket_handshake_timeout=self.settings.handshake_timeout,
             max_frame_size=self.settings.max_frame_bytes,
+            # Pings are answered in on_ws_frame, after they are counted: picows's own
+            # answer would let a ping flood cost the loop without any budget seeing it.
+            enable_auto_pong=False,
             read_buffer_init_size=READ_BUFFER_INIT_SIZE,
-            logger_name=PICOWS_LOG,
+            logger_name=self.picows_log,
             # Plain asyncio transports: aiofastnet's cost ~5 KiB more per idle connection
             # for no CPU gain measured here (BENCHMARKS.md).
             use_aiofastnet=False,
@@ -270,6 +322,7 @@ class DataPlane:
             return None
         headers = request.headers
         try:
+            check_version(headers.get("Sec-WebSocket-Version"))
             if len(self.hub.connections) >= self.settings.max_connections:
                 raise HandshakeRefused(503, "too many connections")
             if not origin_allowed(headers.get("Origin"), self.allowed_origins()):
@@ -290,7 +343,7 @@ class DataPlane:
                 # Strangers must not fill the process: those with tokens still get in.
                 raise HandshakeRefused(503, "too many connections waiting to authenticate")
         except HandshakeRefused as exc:
-            extra = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            extra = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
             return WSUpgradeResponseWithListener(
                 WSUpgradeResponse.create_error_response(exc.status, exc.reason.encode(), extra),
                 None,

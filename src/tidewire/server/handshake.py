@@ -22,11 +22,28 @@ TOKEN_SUBPROTOCOL_PREFIX = "tidewire.token."
 QUERY_OPTIONS = frozenset({"batch_ms", "decimals", "token"})
 
 
+WEBSOCKET_VERSION = "13"
+"""RFC 6455 4.2.2: the only version spoken; any other is answered 426 naming it."""
+
+
 class HandshakeRefused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = headers
+        """Extra response headers (426 names the version spoken)."""
+
+
+def check_version(version: str | None) -> None:
+    """Refuse (426 with `Sec-WebSocket-Version: 13`) an upgrade of another protocol
+    version, or of none: picows does not look at the header."""
+    if (version or "").strip() != WEBSOCKET_VERSION:
+        raise HandshakeRefused(
+            426,
+            f"WebSocket version {WEBSOCKET_VERSION} only",
+            {"Sec-WebSocket-Version": WEBSOCKET_VERSION},
+        )
 
 
 @dataclass(frozen=True, slots=True)
