@@ -15,6 +15,12 @@ A node hands out only what it delivered: `history` stops at the node's position,
 `snapshot` (read from Redis directly) returns once the node delivered up to the snapshot's
 position, so the live messages that follow a snapshot or a replay are never older than it.
 
+Data in Redis that this gateway did not write, or not correctly (see `redis_entries`), is
+counted, logged (rate-limited) and skipped: a skipped seq is a gap its subscribers are sent
+to recover from. The reader itself survives any failure: it is restarted with jittered
+backoff, and `probe` (readiness) fails while it is down. The reader lives in
+`redis_reader.LogReader`, a mixin of `RedisBroker`.
+
 Every call to Redis is bounded by `operation_timeout` with `asyncio.timeout`, not by
 redis-py's `socket_timeout`: with a socket timeout redis-py sends each command inside
 `asyncio.wait_for`, which on Python 3.11 can swallow a cancellation (CPython gh-86296), so
@@ -30,15 +36,14 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from tidewire.brokers.base import (
     BrokerUnavailable,
@@ -51,6 +56,13 @@ from tidewire.brokers.base import (
     keeps_last_values,
     snapshot_key,
 )
+from tidewire.brokers.redis_entries import (
+    MalformedEntry,
+    Warnings,
+    decode_entry,
+    decode_last,
+)
+from tidewire.brokers.redis_reader import EpochListener, LogReader, new_epoch, text
 from tidewire.brokers.redis_scripts import POSITION, PUBLISH
 from tidewire.protocol.messages import DataMessage, StreamPosition
 from tidewire.protocol.streams import STREAMS
@@ -58,26 +70,14 @@ from tidewire.protocol.streams import STREAMS
 log = logging.getLogger("tidewire.brokers.redis")
 
 DEFAULT_PREFIX = "tw"
-READ_BLOCK_MS = 1000
-READ_BATCH = 1000
 CONTROL_STREAM_LENGTH = 1000
-RECONNECT_DELAY_MAX = 2.0
 CLOSE_TIMEOUT = 5.0
-
-T = TypeVar("T")
-
-EpochListener = Callable[[str], None]
-"""Called with a stream's name when this node finds that the stream's epoch changed."""
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(DataMessage)
 
 
-def _new_epoch() -> str:
-    return os.urandom(4).hex()
-
-
-class RedisBroker:
+class RedisBroker(LogReader):
     """Broker over one Redis 7 server. See `tidewire.brokers.base.Broker`."""
 
     def __init__(
@@ -97,6 +97,14 @@ class RedisBroker:
         self._consumer: Consumer | None = None
         self._epoch_listener: EpochListener | None = None
         self._positions: dict[str, StreamPosition] = {}
+        self._cursors: dict[str, str] = {}
+        """Per stream, the last log entry id read (past skipped foreign entries too)."""
+        self._foreign: set[str] = set()
+        """Keys left out of XREAD: they hold something else than a stream."""
+        self.warnings = Warnings(log)
+        """Counters (and rate-limited warnings) of malformed data and reader restarts."""
+        self.failure: str | None = None
+        """Why the reader is down (restarting after an unexpected error), else None."""
         self._log_keys = {name: f"{prefix}:{name}:log" for name in STREAMS}
         self._stream_of_key = {key.encode(): name for name, key in self._log_keys.items()}
         self._probe_key = f"{prefix}:probe"
@@ -158,6 +166,7 @@ class RedisBroker:
         try:
             for stream in STREAMS:
                 self._positions[stream] = await self._head(stream)
+                self._cursors[stream] = f"{self._positions[stream].seq}-0"
             newest: Any = await self._call(self._client.xrevrange(self._probe_key, count=1))
             control: Any = await self._call(self._client.xrevrange(self._control_key, count=1))
         except BrokerUnavailable:
@@ -165,11 +174,12 @@ class RedisBroker:
             raise
         # Probes and control commands are read from here on; "$" on every XREAD would miss
         # one sent in between.
-        self._probe_cursor = _text(newest[0][0]) if newest else "0-0"
-        self._control_cursor = _text(control[0][0]) if control else "0-0"
+        self._probe_cursor = text(newest[0][0]) if newest else "0-0"
+        self._control_cursor = text(control[0][0]) if control else "0-0"
         self.connected = True
+        self.failure = None
         self.last_read = time.monotonic()
-        self._reader = asyncio.get_running_loop().create_task(self._read_forever())
+        self._reader = asyncio.get_running_loop().create_task(self._supervise())
 
     async def close(self) -> None:
         self._closing = True
@@ -198,7 +208,7 @@ class RedisBroker:
     ) -> list[PublishOutcome]:
         if not messages:
             return []
-        args: list[Any] = [self.prefix, self._window, _new_epoch(), len(messages)]
+        args: list[Any] = [self.prefix, self._window, new_epoch(), len(messages)]
         for message in messages:
             spec = STREAMS[message.stream]
             args += [
@@ -212,11 +222,14 @@ class RedisBroker:
         results = await self._call(self._publish_script(keys=[], args=args))
         outcomes = []
         for message, result in zip(messages, results, strict=True):
-            duplicate, seq, epoch = bool(result[0]), int(result[2]), _text(result[3])
+            duplicate, seq, epoch = bool(result[0]), int(result[2]), text(result[3])
             # A duplicate is answered with the original (its body is returned while it is
             # still in the log; after that, the repeat with the original's seq and epoch).
             original = result[4] if duplicate and len(result) > 4 and result[4] else None
-            source = _decoder.decode(original) if original is not None else message
+            source = message
+            if original is not None:
+                with contextlib.suppress(msgspec.DecodeError):  # garbage: answer the repeat
+                    source = _decoder.decode(original)
             sequenced = source.sequenced(seq, epoch)
             outcomes.append(PublishOutcome(sequenced, duplicate=duplicate))
         return outcomes
@@ -233,6 +246,8 @@ class RedisBroker:
         node = self._positions[stream]
         if since.epoch != node.epoch:
             return None
+        if since.seq < 0:
+            return None  # not a position (the command layer answers invalid_position)
         # Up to what this node delivered: later messages come through its live path.
         if since.seq >= node.seq:
             head = await self._head(stream)
@@ -256,13 +271,19 @@ class RedisBroker:
         entries: Any = await self._call(
             client.xrange(self._log_keys[stream], f"{since.seq + 1}-0", f"{node.seq}-0")
         )
-        if not entries or _seq_of(entries[0][0]) != since.seq + 1:
+        try:
+            # A malformed entry in the range is a seq nobody can replay: not covered.
+            messages = [decode_entry(stream, entry_id, fields) for entry_id, fields in entries]
+        except MalformedEntry:
+            return None
+        if not messages or messages[0].seq != since.seq + 1:
             return None  # trimmed past since: never a partial replay
         horizon = (time.time() - self._limits[stream].max_age_seconds) * 1000
         if int(entries[0][1][b"t"]) < horizon:
             return None
-        messages = [self._decode(stream, entry_id, fields) for entry_id, fields in entries]
-        if any(m.epoch != since.epoch for m in messages):
+        if any(
+            m.epoch != since.epoch or m.seq != since.seq + i + 1 for i, m in enumerate(messages)
+        ):
             return None
         return messages
 
@@ -278,12 +299,13 @@ class RedisBroker:
             client.xrevrange(self._log_keys[stream], f"{node.seq}-0", "-", count=count)
         )
         horizon = (time.time() - self._limits[stream].max_age_seconds) * 1000
-        messages = [
-            self._decode(stream, entry_id, fields)
-            for entry_id, fields in reversed(entries or [])
-            if int(fields[b"t"]) >= horizon
-        ]
-        return [m for m in messages if m.epoch == node.epoch]
+        messages = []
+        for entry_id, fields in reversed(entries or []):
+            with contextlib.suppress(MalformedEntry):  # the reader counted and logged it
+                message = decode_entry(stream, entry_id, fields)
+                if int(fields[b"t"]) >= horizon and message.epoch == node.epoch:
+                    messages.append(message)
+        return messages
 
     async def snapshot(self, stream: str) -> Snapshot:
         base = f"{self.prefix}:{stream}"
@@ -298,16 +320,26 @@ class RedisBroker:
                 return result
 
         epoch, seq, last = await self._call(read())
-        if epoch is None:
+        if epoch is None or seq is None or not seq.isdigit():  # lost, or not ours: renewed
             head = await self._head(stream)
             await self._reach(stream, head)
             return Snapshot(head, [])
         messages = []
-        for value in last.values():
-            raw_seq, _, body = value.partition(b"\n")
-            messages.append(_decoder.decode(body).sequenced(int(raw_seq), _text(epoch)))
+        for key, value in last.items():
+            try:
+                messages.append(decode_last(stream, value, text(epoch)))
+            except MalformedEntry as exc:
+                # Treated as absent: the next publish of that key replaces it.
+                self.warnings.warn(
+                    "malformed_last_values",
+                    f"{base}:last",
+                    "%s:last field %r: %s; treated as absent",
+                    base,
+                    key[:80],
+                    exc,
+                )
         messages.sort(key=lambda m: m.seq)
-        position = StreamPosition(_text(epoch), int(seq or 0))
+        position = StreamPosition(text(epoch), int(seq))
         # Redis may be ahead of this node: the caller goes live right after the snapshot, so
         # wait until the node delivered everything the snapshot reflects.
         await self._reach(stream, position)
@@ -315,6 +347,8 @@ class RedisBroker:
 
     async def probe(self) -> None:
         """A round trip through Redis: publish a token and wait for the reader to see it."""
+        if self.failure is not None:
+            raise BrokerUnavailable(f"the Redis reader is down: {self.failure}")
         token = os.urandom(8).hex().encode()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._probes[token] = future
@@ -332,194 +366,13 @@ class RedisBroker:
         """Per stream, how many messages Redis holds that this node has not delivered yet."""
         client = self._require_client()
         keys = [f"{self.prefix}:{stream}:seq" for stream in STREAMS]
-        heads = await self._call(client.mget(keys))
+        heads = [head or b"0" for head in await self._call(client.mget(keys))]
         return {
-            stream: max(0, int(head or 0) - self._positions[stream].seq)
+            stream: max(0, int(head) - self._positions[stream].seq if head.isdigit() else 0)
             for stream, head in zip(STREAMS, heads, strict=True)
         }
-
-    async def _read_forever(self) -> None:
-        delay = 0.05
-        check_epochs = True
-        while not self._closing:
-            try:
-                if check_epochs:
-                    await self._check_epochs()
-                    check_epochs = False
-                response = await self._xread()
-                self.connected = True
-                self.last_read = time.monotonic()
-                delay = 0.05
-            except BrokerUnavailable as exc:
-                if self.connected:
-                    log.warning("%s; retrying", exc)
-                self.connected = False
-                self.reconnects += 1
-                check_epochs = True  # Redis may have come back empty
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_DELAY_MAX)
-                continue
-            if not response:
-                check_epochs = True  # idle: a cheap moment to notice a lost stream
-                continue
-            self._deliver(response)
-
-    async def _xread(self) -> Any:
-        assert self._reader_client is not None
-        streams: dict[Any, Any] = {
-            self._log_keys[stream]: f"{position.seq}-0"
-            for stream, position in self._positions.items()
-        }
-        streams[self._probe_key] = self._probe_cursor
-        streams[self._control_key] = self._control_cursor
-        return await self._call(
-            self._reader_client.xread(streams, count=READ_BATCH, block=READ_BLOCK_MS),
-            self._timeout + READ_BLOCK_MS / 1000,
-        )
-
-    def _deliver(self, response: Any) -> None:
-        probe_key = self._probe_key.encode()
-        control_key = self._control_key.encode()
-        for key, entries in response:
-            if key == probe_key:
-                self._probe_seen(entries)
-                continue
-            if key == control_key:
-                self._control_seen(entries)
-                continue
-            stream = self._stream_of_key[key]
-            for entry_id, fields in entries:
-                message = self._decode(stream, entry_id, fields)
-                current = self._positions[stream]
-                if message.epoch != current.epoch:
-                    # A new epoch reached us before the epoch check did (Redis lost the
-                    # stream and it was published to again, past our old seq).
-                    self._epoch_changed(stream, StreamPosition(message.epoch, 0))
-                    if message.seq != 1:
-                        break  # the next XREAD reads the new epoch from its first entry
-                elif message.seq != current.seq + 1:
-                    self._gap(stream, current, message.seq)
-                self._positions[stream] = StreamPosition(message.epoch, message.seq)
-                if self._consumer is not None:
-                    try:
-                        self._consumer(message)
-                    except Exception:
-                        # A failing consumer must not stop the node's only reader.
-                        log.exception("consumer failed on %s seq %d", stream, message.seq)
-        self._advanced()
-
-    def _probe_seen(self, entries: Any) -> None:
-        for entry_id, fields in entries:
-            self._probe_cursor = entry_id.decode()
-            future = self._probes.get(fields.get(b"token", b""))
-            if future is not None and not future.done():
-                future.set_result(None)
-
-    def _control_seen(self, entries: Any) -> None:
-        for entry_id, fields in entries:
-            self._control_cursor = entry_id.decode()
-            if self._control_listener is None:
-                continue
-            command = {_text(k): _text(v) for k, v in fields.items()}
-            try:
-                self._control_listener(command)
-            except Exception:
-                log.exception("control command %r failed", command.get("op"))
-
-    async def _check_epochs(self) -> None:
-        for stream, position in list(self._positions.items()):
-            head = await self._head(stream)
-            if head.epoch != position.epoch:
-                self._epoch_changed(stream, StreamPosition(head.epoch, 0))
-            elif head.seq < position.seq:
-                # Same epoch name but fewer messages cannot happen short of tampering;
-                # treat it as lost history all the same.
-                self._epoch_changed(stream, StreamPosition(head.epoch, 0))
-
-    def _epoch_changed(self, stream: str, position: StreamPosition) -> None:
-        log.warning(
-            "stream %s: history lost in Redis (epoch %s -> %s); clients will resync",
-            stream,
-            self._positions[stream].epoch,
-            position.epoch,
-        )
-        self._positions[stream] = position
-        self._advanced()
-        if self._epoch_listener is not None:
-            self._epoch_listener(stream)
-
-    def _gap(self, stream: str, current: StreamPosition, seq: int) -> None:
-        """Entries after `current` were trimmed before this node read them (it fell behind
-        by more than the history keeps): its live subscribers missed them, so they are sent
-        to recover exactly as for a lost epoch (history no longer covers the gap)."""
-        log.warning(
-            "stream %s: seq %d..%d of epoch %s were trimmed from Redis before this node read "
-            "them; clients will resync",
-            stream,
-            current.seq + 1,
-            seq - 1,
-            current.epoch,
-        )
-        if self._epoch_listener is not None:
-            self._epoch_listener(stream)
-
-    def _advanced(self) -> None:
-        """Wake up everyone waiting in `_reach`: this node's positions moved."""
-        event, self._progress = self._progress, asyncio.Event()
-        event.set()
-
-    async def _reach(self, stream: str, target: StreamPosition) -> None:
-        """Wait until this node delivered `stream` up to `target` (in target's epoch).
-
-        Raises BrokerUnavailable when it has not within `operation_timeout`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
-        while True:
-            current = self._positions[stream]
-            if current.epoch == target.epoch and current.seq >= target.seq:
-                return
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise BrokerUnavailable(
-                    f"this node delivered {stream} up to {current.epoch}/{current.seq}, "
-                    f"Redis is at {target.epoch}/{target.seq}: not caught up within "
-                    f"{self._timeout} s"
-                )
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self._progress.wait()
-
-    async def _head(self, stream: str) -> StreamPosition:
-        epoch, seq = await self._call(
-            self._position_script(keys=[], args=[self.prefix, stream, _new_epoch()])
-        )
-        return StreamPosition(_text(epoch), int(seq))
-
-    async def _call(self, call: Awaitable[T], limit: float | None = None) -> T:
-        """Await one Redis call within `limit` seconds (default: operation_timeout).
-
-        Raises BrokerUnavailable for every way Redis can fail or not answer."""
-        limit = self._timeout if limit is None else limit
-        try:
-            async with asyncio.timeout(limit):
-                return await call
-        except TimeoutError as exc:
-            raise BrokerUnavailable(f"Redis at {self.url}: no answer within {limit} s") from exc
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
-
-    def _decode(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> DataMessage:
-        return _decoder.decode(fields[b"m"]).sequenced(_seq_of(entry_id), _text(fields[b"e"]))
 
     def _require_client(self) -> aioredis.Redis:
         if self._client is None:
             raise BrokerUnavailable("the Redis broker is not started")
         return self._client
-
-
-def _seq_of(entry_id: bytes) -> int:
-    return int(entry_id.split(b"-", 1)[0])
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -10,7 +10,10 @@ each entry becomes; this module only sequences them and handles failure:
   (`reconnect_min` .. `reconnect_max`) and carries on from its in-memory positions.
 * Broker unavailable: the message is retried until published (with the same backoff);
   nothing is skipped, the positions do not advance meanwhile.
-* An entry that does not decode or a message the protocol refuses: logged, counted, skipped.
+* An entry that does not decode (or that the feed fails on) or a message the protocol
+  refuses: counted, logged at most once a minute per stream, skipped.
+* Any other failure: logged, counted (`restarts`), and the session starts over after the
+  same backoff from the in-memory positions; `failing` says so until a batch goes through.
 
 Resume after a restart: positions are stored in Redis (`offsets_key`) after each batch, so
 a restarted gateway reads on after the last entry it processed. With the in-memory broker a
@@ -52,6 +55,8 @@ __all__ = ["NautilusSource", "Publish"]
 Publish = Callable[[DataMessage], Awaitable[object]]
 log = logging.getLogger(__name__)
 SCAN_BUDGET = 50
+WARN_INTERVAL = 60.0
+"""Seconds between two warnings about bad entries of the same stream."""
 """The next scan for new streams waits at least this many times the last one's duration."""
 
 
@@ -79,7 +84,11 @@ class NautilusSource:
             "invalid_messages": 0,
             "reconnects": 0,
             "trimmed_gaps": 0,
+            "restarts": 0,
         }
+        self.failing: str | None = None
+        """Why the source is restarting after an unexpected error; None while it works."""
+        self._warned: dict[str, float] = {}
         self.last_error: str | None = None
         self._publish = publish
         self._clock = clock
@@ -118,6 +127,7 @@ class NautilusSource:
                 if (report := liveness.current(self._clock())) is not None
             },
             "last_error": self.last_error,
+            "failing": self.failing,
         }
 
     def start(self) -> asyncio.Task[None]:
@@ -147,6 +157,7 @@ class NautilusSource:
                 socket_connect_timeout=5.0,
                 socket_timeout=None,  # see reader.CALL_TIMEOUT
             )
+            reason: str | None
             try:
                 await self._session(client)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -156,12 +167,22 @@ class NautilusSource:
                 _raise_if_cancelling(exc)
                 log.error("nautilus: Redis error, reconnecting: %s", exc)
                 reason = f"{self.config.url}: {exc}"
+            except Exception as exc:
+                # A bug or data nobody foresaw must not stop the source for good.
+                _raise_if_cancelling(exc)
+                reason = None
+                if self.failing is None:  # it had recovered since: retry quickly
+                    delay = self.config.reconnect_min
+                self.failing = f"{type(exc).__name__}: {exc}"
+                self.counters["restarts"] += 1
+                log.error("nautilus: reader failed, restarting in ~%.1f s", delay, exc_info=exc)
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await client.aclose()
-            if self.connected:  # it worked until now: the first retry comes quickly
-                delay = self.config.reconnect_min
-            await self._lost(reason)
+            if reason is not None:
+                if self.connected:  # it worked until now: the first retry comes quickly
+                    delay = self.config.reconnect_min
+                await self._lost(reason)
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.config.reconnect_max)
 
@@ -192,6 +213,9 @@ class NautilusSource:
                 reader.processed(stream, entry_id)
             await self._send(self.feed.tick(self._clock()))
             await reader.save()
+            if self.failing is not None:
+                log.info("nautilus: reader back after: %s", self.failing)
+                self.failing = None
 
     async def _warm_up(self, reader: StreamReader) -> None:
         """Find the streams and where to start in each; replay history up to there."""
@@ -259,11 +283,27 @@ class NautilusSource:
         self.counters["entries"] += 1
         try:
             entry = decode_entry(stream, entry_id, fields)
-        except EntryError as exc:
-            self.counters["bad_entries"] += 1
-            log.warning("nautilus: skipping entry: %s", exc)
+            raws = self.feed.entry(entry, self._clock(), warming=warming)
+        except Exception as exc:  # EntryError, or a payload the mapping did not foresee
+            self._bad_entry(stream, entry_id, exc)
             return
-        await self._send(self.feed.entry(entry, self._clock(), warming=warming))
+        await self._send(raws)
+
+    def _bad_entry(self, stream: str, entry_id: str, error: Exception) -> None:
+        self.counters["bad_entries"] += 1
+        now = time.monotonic()
+        if now - self._warned.get(stream, float("-inf")) < WARN_INTERVAL:
+            return
+        if len(self._warned) > 10_000:  # stream keys come from Redis: bounded
+            self._warned.clear()
+        self._warned[stream] = now
+        log.warning(
+            "nautilus: skipping entry %s of %s: %s (%d bad entries so far)",
+            entry_id,
+            stream,
+            error if isinstance(error, EntryError) else f"{type(error).__name__}: {error}",
+            self.counters["bad_entries"],
+        )
 
     async def _send(self, raws: list[Raw]) -> None:
         for raw in raws:
