@@ -12,9 +12,11 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from messages import order
 from tidewire.client import (
     AuthenticationError,
     ConnectionClosedError,
@@ -548,3 +550,26 @@ async def test_batch_and_decimal_options(gateway: Gateway) -> None:
         received = [await next_message(quotes) for _ in range(5)]
         # float(): prices published as JSON numbers may still arrive as numbers.
         assert [float(m["data"]["bid_price"]) for m in received] == [0, 1, 2, 3, 4]
+
+
+async def test_an_operator_close_reconnects_and_recovers(gateway: Gateway) -> None:
+    """DELETE /api/connections/{id} closes with 4000: the SDK comes back and recovers; before,
+    the gateway sent 1000, which the SDK took for the application's own close (final)."""
+    client = TidewireClient(gateway.url, heartbeat_interval=None, **FAST)
+    log = StateLog(client)
+    await client.connect(TIMEOUT)
+    orders = await client.subscribe("order_updates")
+    await gateway.publish(order("PF-1", 1))
+    first = await next_message(orders)
+    old_connection = client.connection_id
+    async with httpx.AsyncClient(base_url=gateway.internal_url, timeout=TIMEOUT) as http:
+        response = await http.delete(f"/api/connections/{old_connection}")
+    assert response.status_code == 204
+    lost = await log.reach(ConnectionState.RECONNECTING)
+    await log.reach(ConnectionState.CONNECTED, after=lost)
+    assert client.close_code == 4000
+    assert client.connection_id != old_connection
+    await gateway.publish(order("PF-1", 2))
+    second = await next_message(orders)
+    assert second["seq"] == first["seq"] + 1, "recovered: nothing lost, nothing twice"
+    await client.close()

@@ -15,7 +15,7 @@ def _refusal(code: int, **options: object) -> ConnectionClosedError | None:
     return reconnect_refusal(code, "why", **settings)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("code", [1001, 1006, 1011, 1012, 1013, 4008, 4009, 4010, 4029])
+@pytest.mark.parametrize("code", [1001, 1006, 1011, 1012, 1013, 4000, 4008, 4009, 4010, 4029])
 def test_reconnects_after_transient_closes(code: int) -> None:
     assert code in RECONNECT_CLOSE_CODES
     assert _refusal(code) is None

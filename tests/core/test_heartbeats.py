@@ -193,3 +193,27 @@ def test_paused_connection_does_not_pile_up_heartbeats(world: World) -> None:
     world.hub.resume(connection)
     world.flush()
     assert [m["type"] for m in received(connection)].count("heartbeat") <= 1
+
+
+def test_silent_client_is_pinged_once_per_interval_not_per_sweep(world: World) -> None:
+    """Review defect: the 1 s sweep pinged a silent client on every pass after `interval`."""
+    connection = world.connect()
+    start = connection.last_inbound
+    # Sweep every second through 25 s of silence (below the 30 s timeout).
+    for second in range(1, 26):
+        world.sweep(start + second)
+    # Pinged at 10 s and 20 s of silence only.
+    assert transport(connection).pings == 2
+    assert not connection.closed
+
+
+def test_inbound_frame_restarts_the_ping_interval(world: World) -> None:
+    connection = world.connect()
+    start = connection.last_inbound
+    world.sweep(start + 10.0)
+    assert transport(connection).pings == 1
+    connection.last_inbound = start + 15.0  # the client said something (a pong, a command)
+    world.sweep(start + 20.0)
+    assert transport(connection).pings == 1
+    world.sweep(start + 25.0)
+    assert transport(connection).pings == 2

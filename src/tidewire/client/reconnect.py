@@ -21,7 +21,8 @@ def reconnect_refusal(
     """Why not to reconnect after a connection closed with `code`, or None to reconnect.
 
     Reconnect after the codes of `RECONNECT_CLOSE_CODES` (going away, restart, abnormal
-    closure, server error, try again later, slow consumer, heartbeat timeout, and the
+    closure, server error, try again later, an operator closed this connection (4000; an
+    application's own close is 1000, final), slow consumer, heartbeat timeout, and the
     throttling codes 4009/4029), while `auto_reconnect` is on and fewer than `max_attempts`
     attempts (None: no limit) were made since the last successful connection. 4001 means
     the credentials are bad or expired: retrying with them cannot succeed, so it is an

@@ -59,6 +59,7 @@ class Connection:
         "inbound",
         "last_inbound",
         "last_outbound",
+        "last_ping",
         "last_token",
         "messages_received",
         "messages_sent",
@@ -114,6 +115,8 @@ class Connection:
         self.connected_at = connected_at
         self.last_inbound = now
         self.last_outbound = now
+        self.last_ping = now
+        """When the heartbeat sweep last pinged this connection (or it connected)."""
         self.heartbeat_counter = 0
         self.dirty = False
         """True while the connection waits in the hub's flush list."""

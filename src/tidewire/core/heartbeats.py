@@ -15,7 +15,8 @@ def sweep(hub: Hub, now: float, interval: float, timeout: float) -> None:
     """Heartbeats both ways, dead peers and stalled readers.
 
     * A connection silent inbound for `timeout` is closed with 4010; silent for `interval`,
-      it gets a WebSocket ping (browsers answer pings without application code).
+      it gets a WebSocket ping (browsers answer pings without application code), and one
+      more per further `interval` of silence, not one per sweep.
     * A connection we have not written to for `interval` gets a `heartbeat` message, so a
       silent stream stays distinguishable from a dead one.
     * A connection whose transport has been paused (the client is not reading) for longer
@@ -33,7 +34,9 @@ def sweep(hub: Hub, now: float, interval: float, timeout: float) -> None:
             counters.heartbeat_timeouts += 1
             hub.close(connection, CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
             continue
-        if idle_in >= interval:
+        # Silent for an interval since its last inbound frame and since our last ping.
+        if now - max(connection.last_ping, connection.last_inbound) >= interval:
+            connection.last_ping = now
             connection.transport.ping()
         if (
             now - connection.last_outbound >= interval

@@ -10,7 +10,8 @@ Slow consumers (PROTOCOL.md section 5): while a connection's transport is paused
 latest-value messages are conflated per key in the outbox and its reliable messages queue up
 to `max_outbox_bytes`, past which (or after `stall_timeout` seconds paused) it is closed with
 4008. A subscription that is being set up (snapshot or replay under way) buffers its live
-messages until the setup is done; a rate-limited one goes through its `Throttle`.
+messages until the setup is done, up to `max_setup_buffer` of them (past it: 4008 too); a
+rate-limited one goes through its `Throttle`.
 
 The hub does no I/O of its own: it writes through each connection's `Transport` and
 schedules through a `Scheduler` (the asyncio loop in production, a fake in tests).
@@ -97,6 +98,7 @@ class HubCounters:
     slow_consumer_closes: int = 0
     heartbeat_timeouts: int = 0
     conflated: int = 0
+    setup_buffer_overflows: int = 0
 
 
 class Hub:
@@ -108,12 +110,15 @@ class Hub:
         max_outbox_bytes: int,
         clock: Callable[[], float] = time.monotonic,
         stall_timeout: float = 30.0,
+        max_setup_buffer: int = 10_000,
     ) -> None:
         self._scheduler = scheduler
         self._clock = clock
         self.max_outbox_bytes = max_outbox_bytes
         self.stall_timeout = stall_timeout
         """Seconds a connection may stay paused (not reading) before it is closed with 4008."""
+        self.max_setup_buffer = max_setup_buffer
+        """Live messages a subscription may buffer while it is being set up."""
         self.connections: dict[str, Connection] = {}
         self._index: dict[str, _StreamIndex] = {}
         self._token = 0
@@ -418,7 +423,10 @@ class Hub:
         """Whether a gated subscription takes `encoded` now (else it buffered or held it)."""
         buffer = subscription.buffer
         if buffer is not None:
-            buffer.append(encoded.message)
+            if len(buffer) >= self.max_setup_buffer:
+                self._setup_overflow(subscription)
+            elif not subscription.connection.closed:
+                buffer.append(encoded.message)
             return False
         throttle = subscription.throttle
         assert throttle is not None
@@ -437,6 +445,21 @@ class Hub:
                 lambda: self._release(subscription, throttle),
             )
         return False
+
+    def _setup_overflow(self, subscription: Subscription) -> None:
+        """A subscription's live messages outran its snapshot or replay past the bound.
+
+        Dropping some would leave a silent gap; instead the buffer is freed and the
+        connection closed with 4008, like a slow consumer: the client reconnects and
+        resubscribes from its position (`since`), recovering from history or resyncing. The
+        setup under way sees the connection closed and delivers nothing. Not removed from the
+        index here: `dispatch` may be iterating it."""
+        subscription.buffer = []
+        self.counters.setup_buffer_overflows += 1
+        self.counters.slow_consumer_closes += 1
+        self.close(
+            subscription.connection, CloseCode.SLOW_CONSUMER, "subscription setup buffer overflow"
+        )
 
     def _drop_held_duplicates(self, token: int) -> None:
         """Forget held messages that their connection got anyway in this dispatch.

@@ -40,6 +40,9 @@ class CloseCode(enum.IntEnum):
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
+    OPERATOR_CLOSE = 4000
+    """An operator closed this one connection (DELETE /api/connections/{id}): reconnect.
+    1000 stays the application's own, final close; 4003 ends a user's connections."""
     AUTH_FAILED = 4001
     FORBIDDEN = 4003
     SLOW_CONSUMER = 4008
@@ -53,6 +56,7 @@ RECONNECT_CLOSE_CODES: frozenset[int] = frozenset(
     {
         CloseCode.GOING_AWAY,
         CloseCode.SERVICE_RESTART,
+        CloseCode.OPERATOR_CLOSE,
         CloseCode.SLOW_CONSUMER,
         CloseCode.HEARTBEAT_TIMEOUT,
         CloseCode.TOO_MANY_CONNECTIONS,

@@ -16,6 +16,7 @@ export const CloseCode = Object.freeze({
   MESSAGE_TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,
   SERVICE_RESTART: 1012,
+  OPERATOR_CLOSE: 4000,
   AUTH_FAILED: 4001,
   FORBIDDEN: 4003,
   SLOW_CONSUMER: 4008,
@@ -28,7 +29,7 @@ export const CloseCode = Object.freeze({
 export const ABNORMAL_CLOSURE = 1006;
 
 /** @type {ReadonlySet<ReconnectCloseCode>} */
-export const RECONNECT_CLOSE_CODES = new Set([1001, 1006, 1011, 1012, 1013, 4008, 4009, 4010, 4029]);
+export const RECONNECT_CLOSE_CODES = new Set([1001, 1006, 1011, 1012, 1013, 4000, 4008, 4009, 4010, 4029]);
 
 /** @type {ReadonlySet<BackoffCloseCode>} */
 export const BACKOFF_CLOSE_CODES = new Set([4009, 4029]);
@@ -39,7 +40,8 @@ export const BACKOFF_CLOSE_CODES = new Set([4009, 4029]);
  * 4001 means the credentials are bad or expired: retrying with them cannot succeed, so it
  * is an `AuthenticationError`, unless the client has a token provider (`renewableToken`)
  * that the next attempt asks for a new token; then it reconnects like after 1006, within
- * the same attempt limit (and gives up with an `AuthenticationError`). Codes outside
+ * the same attempt limit (and gives up with an `AuthenticationError`). 4000 (an operator
+ * closed this connection) reconnects; 1000 is the application's own close. Codes outside
  * `RECONNECT_CLOSE_CODES` (1000 normal, 1008 policy, 1009 too big, 4003 forbidden, ...)
  * say that reconnecting would be refused or repeat the same mistake.
  * @param {number} code
