@@ -59,6 +59,31 @@ class GatewaySettings(BaseSettings):
     inbound_burst: int = Field(
         200, ge=1, description="inbound messages allowed in a burst before 4029 closes"
     )
+    max_inbound_frames_per_second: float = Field(
+        1000.0,
+        gt=0,
+        description="sustained inbound frames per second per connection, of any type "
+        "(ping, pong, continuation, data); past the burst 4029 closes",
+    )
+    inbound_frame_burst: int = Field(
+        2000, ge=1, description="inbound frames allowed in a burst before 4029 closes"
+    )
+    max_inbound_bytes_per_second: float = Field(
+        4 * 1024 * 1024,
+        gt=0,
+        description="sustained inbound payload bytes per second per connection, any frame type",
+    )
+    inbound_bytes_burst: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="inbound payload bytes allowed in a burst before 4029 closes",
+    )
+    max_reassembly_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="bytes of unfinished fragmented messages held per process; a fragment "
+        "past it closes its connection with 1009",
+    )
     max_outbox_bytes: int = Field(
         8 * 1024 * 1024,
         ge=1024,
@@ -76,6 +101,12 @@ class GatewaySettings(BaseSettings):
         description="seconds a client may leave its socket unread before it is closed with 4008",
     )
     max_batch_ms: int = Field(1000, ge=1, description="largest batch_ms a client may ask")
+    max_setup_buffer: int = Field(
+        10_000,
+        ge=1,
+        description="live messages one subscription buffers while its snapshot or replay is "
+        "fetched; past it the connection is closed with 4008 and recovers",
+    )
 
     # Heartbeats
     heartbeat_interval: float = Field(

@@ -293,3 +293,24 @@ async def test_an_update_right_after_subscribing_waits_for_the_snapshot(
     )
     assert [(m["portfolio_id"], m["symbol"]) for m in received[-1:]] == [("P2", "AAPL")]
     assert positions.duplicates == 0 and positions.pending == 0
+
+
+async def test_concurrent_queries_take_turns(gateway: Gateway, client: TidewireClient) -> None:
+    """The gateway answers one query per connection at a time; the SDK queues the rest."""
+    await gateway.publish(quote("AAPL"))
+    await gateway.publish(trade("PF-1"))
+    answers = await asyncio.gather(
+        client.get_snapshot("market_data"),
+        client.trade_history(),
+        client.get_snapshot("market_data.AAPL"),
+    )
+    assert [len(a) for a in answers] == [1, 1, 1]
+
+
+async def test_list_subscriptions_follows_every_page(make_gateway: Any) -> None:
+    gateway = await make_gateway(max_list_page=2)
+    async with TidewireClient(gateway.url, heartbeat_interval=None) as paged:
+        for n in range(5):
+            await paged.subscribe("market_data", subscription_id=f"q{n}", snapshot=False)
+        listed = await paged.list_subscriptions()
+    assert [s["subscription_id"] for s in listed] == ["q0", "q1", "q2", "q3", "q4"]

@@ -1076,3 +1076,90 @@ def test_a_topic_suffix_problem_is_a_subscription_error(client: Client) -> None:
     )
     assert reply["type"] == "subscription_error"
     assert (reply["subscription_id"], reply["error_code"]) == ("e1", "invalid_filter")
+
+
+# ------------------------------------------------------------------ setup: bound and failures
+
+
+def test_setup_buffer_past_its_bound_closes_with_4008_and_frees_it() -> None:
+    """Live messages that outrun a replay past `max_setup_buffer` are not kept without
+    bound: the buffer is freed and the client sent to recover (4008), never a silent gap."""
+    deferred = Deferred()
+    c = Client(spawn=deferred, broker=SuspendingBroker)
+    c.hub.max_setup_buffer = 3
+    c.publish(order("PF-1"))
+    c.send(
+        {
+            "type": "subscribe",
+            "stream": "order_updates",
+            "subscription_id": "s1",
+            "since": c.position("order_updates", 0),
+        }
+    )
+    deferred.step()  # the replay is fetched; the subscription buffers what comes meanwhile
+    subscription = c.connection.subscriptions["s1"]
+    for _ in range(3):
+        c.publish(order("PF-1"))
+    assert subscription.buffer is not None and len(subscription.buffer) == 3
+    assert c.transport.closes == []
+    for _ in range(5):
+        c.publish(order("PF-1"))
+    assert [code for code, _ in c.transport.closes] == [4008]
+    assert subscription.buffer == []
+    assert c.hub.counters.setup_buffer_overflows == 1
+    deferred.finish()
+    assert c.received() == [], "nothing delivered after the close: no partial replay"
+
+
+def test_setup_buffer_within_its_bound_is_delivered_in_order() -> None:
+    deferred = Deferred()
+    c = Client(spawn=deferred, broker=SuspendingBroker)
+    c.hub.max_setup_buffer = 3
+    c.publish(order("PF-1"))
+    c.send(
+        {
+            "type": "subscribe",
+            "stream": "order_updates",
+            "subscription_id": "s1",
+            "since": c.position("order_updates", 0),
+        }
+    )
+    deferred.step()
+    for _ in range(3):
+        c.publish(order("PF-1"))
+    deferred.finish()
+    replies = c.received()
+    assert replies[0]["type"] == "subscription_confirmed"
+    assert [r["seq"] for r in replies[1:]] == [1, 2, 3, 4]
+    assert c.transport.closes == []
+
+
+def test_a_failed_delivery_of_the_setup_closes_with_1011() -> None:
+    """Confirmed and partly sent: the client must reconnect and recover, not go on with a
+    gap or a gate that never opens."""
+    c = Client()
+    c.publish(quote("AAPL"))
+
+    def broken(subscription: object, message: object) -> None:
+        raise RuntimeError("a bug while delivering")
+
+    c.hub.deliver = broken  # type: ignore[method-assign]
+    c.send({"type": "subscribe", "stream": "market_data", "message_id": REQ})
+    assert [code for code, _ in c.transport.closes] == [1011]
+    assert c.received()[0]["type"] == "subscription_confirmed"
+
+
+def test_heartbeat_leaves_out_streams_still_settling() -> None:
+    """While an update's new keys (or a setup) are being fetched, the stream's position is
+    ahead of what the subscription was sent: a client must not resume from it."""
+    deferred = Deferred()
+    c = Client(spawn=deferred, broker=LateSnapshotBroker)
+    c.publish(quote("AAPL"))
+    c.send({"type": "subscribe", "stream": "market_data", "subscription_id": "q"})
+    deferred.step()
+    settling = c.request({"type": "heartbeat", "client_timestamp": 1})
+    assert settling["positions"] == {}
+    deferred.finish()
+    c.received()
+    settled = c.request({"type": "heartbeat", "client_timestamp": 2})
+    assert settled["positions"]["market_data"]["seq"] == 1

@@ -264,3 +264,93 @@ def test_sync_and_heartbeat_echo_numbers(browser_page: Page, live_gateway: LiveF
         "() => window.t.frames.find((f) => f.type === 'heartbeat_response').client_timestamp"
     )
     assert isinstance(echoed, int | float) and not isinstance(echoed, bool)
+
+
+def test_concurrent_queries_wait_their_turn(browser_page: Page, live_gateway: LiveFactory) -> None:
+    """The gateway answers one get_snapshot/get_trade_history at a time per connection
+    (another in flight: `rate_limited`); the client sends them one after another."""
+    live = live_gateway()
+    page = browser_page
+    start(page, live)
+    live.publish(quote("AAPL", 100.0), quote("MSFT", 200.0), trade(1, "AAPL", 0))
+    results = page.evaluate(
+        """async () => {
+          const c = window.t.client;
+          const settled = await Promise.allSettled([
+            c.getSnapshot('market_data', { symbols: ['AAPL'] }),
+            c.getTradeHistory({ symbols: ['AAPL'] }),
+            c.getSnapshot('market_data.MSFT'),
+          ]);
+          return settled.map((r) => r.status === 'fulfilled'
+            ? { ok: true, value: r.value } : { ok: false, error: String(r.reason) });
+        }"""
+    )
+    assert [r["ok"] for r in results] == [True, True, True], results
+    assert [m["symbol"] for m in results[0]["value"]["messages"]] == ["AAPL"]
+    assert [t["data"]["trade_id"] for t in results[1]["value"]["trades"]] == ["T-1"]
+    assert [m["symbol"] for m in results[2]["value"]["messages"]] == ["MSFT"]
+    errors = page.evaluate("() => window.t.frames.filter((f) => f.type === 'error')")
+    assert errors == []
+
+
+def test_update_while_disconnected_is_sent_behind_the_resubscription(
+    browser_page: Page, live_gateway: LiveFactory
+) -> None:
+    """Offline, an update waits: the resubscription keeps the confirmed filters, the update
+    follows it and resolves on its own confirmation; a widening one on position_updates then
+    brings the new key's current value (older than `since`), a refused one changes nothing."""
+    live = live_gateway()
+    page = browser_page
+    start(page, live)
+    live.publish(position("MSFT", 5), position("AAPL", 7))  # seq 1, 2
+    page.evaluate(SUBSCRIBE, ["position_updates", {"symbols": ["AAPL"]}])
+    wait_for_delivery(page, "AAPL:2")
+
+    offline = page.evaluate(
+        """async () => {
+          const { client, sub } = window.t;
+          client.disconnect();
+          let settled = false;
+          const pending = client.updateSubscription(sub.subscriptionId,
+                                                    { filters: { symbols: ["AAPL", "MSFT"] } });
+          pending.then(() => (settled = true), () => (settled = true));
+          await new Promise((r) => setTimeout(r, 50));
+          const before = { settled, filters: sub.filters };
+          await client.connect({ timeout: 10000 });
+          const updated = await pending;
+          return { before, same: updated === sub, filters: sub.filters, active: sub.active };
+        }"""
+    )
+    assert offline["before"] == {"settled": False, "filters": {"symbols": ["AAPL"]}}
+    assert offline["same"] and offline["active"]
+    assert offline["filters"] == {"symbols": ["AAPL", "MSFT"]}
+    wait_for_delivery(page, "MSFT:1")  # MSFT's current value, from before `since`
+    live.publish(position("MSFT", 6))  # seq 3
+    wait_for_delivery(page, "MSFT:3")
+    assert got(page) == ["AAPL:2", "MSFT:1", "MSFT:3"]
+
+    refused = page.evaluate(
+        """async () => {
+          const { client, sub } = window.t;
+          client.disconnect();
+          const pending = client.updateSubscription(sub.subscriptionId,
+                                                    { filters: { severity: "high" } });
+          await client.connect({ timeout: 10000 });
+          try {
+            await pending;
+            return { code: null };
+          } catch (e) {
+            return { code: e.errorCode, active: sub.active, confirmed: sub.confirmed,
+                     filters: sub.filters };
+          }
+        }"""
+    )
+    assert refused == {
+        "code": "invalid_filter",
+        "active": True,
+        "confirmed": True,
+        "filters": {"symbols": ["AAPL", "MSFT"]},
+    }
+    live.publish(position("AAPL", 9))  # seq 4: the subscription goes on
+    wait_for_delivery(page, "AAPL:4")
+    assert page.evaluate("() => window.t.resyncs") == 0

@@ -421,3 +421,8 @@ def test_heartbeat_keeps_the_client_timestamp_type(client_timestamp: Any) -> Non
     assert isinstance(command, Heartbeat)
     assert command.client_timestamp == client_timestamp
     assert type(command.client_timestamp) is type(client_timestamp)
+
+
+def test_a_blank_key_filter_beside_a_topic_is_no_filter() -> None:
+    spec = STREAMS["market_data"]
+    assert topic_filters(spec, "market_data.A", {"symbols": ""}) == {"symbols": ["A"]}

@@ -43,6 +43,8 @@ from tidewire.protocol.codec import SUBPROTOCOL_JSON
 from tidewire.protocol.messages import Filters, StreamPosition, new_message_id
 
 logger = logging.getLogger("tidewire.client")
+MAX_LIST_PAGES = 1000
+"""Pages of `list_subscriptions` the SDK follows at most."""
 
 
 class TidewireClient(ClientQueries):
@@ -52,8 +54,9 @@ class TidewireClient(ClientQueries):
     `await client.close()`. Options:
 
     - `auto_reconnect`: reconnect after the close codes that call for it (1001, 1006, 1011,
-      1012, 1013, 4008, 4010, and 4009/4029 with a longer backoff). Never after 1000, 1008,
-      1009, 4003; 4001 closes the client with `AuthenticationError`.
+      1012, 1013, 4000 (an operator closed this connection), 4008, 4010, and 4009/4029 with
+      a longer backoff). Never after 1000, 1008, 1009, 4003; 4001 closes the client with
+      `AuthenticationError`.
     - `reconnect_interval`, `max_reconnect_interval`: base and cap, in seconds, of the
       exponential backoff with full jitter between attempts (see `Backoff`).
     - `max_reconnect_attempts`: attempts after a lost connection (or a failed first
@@ -365,10 +368,20 @@ class TidewireClient(ClientQueries):
         *,
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> list[dict[str, Any]]:
-        """The gateway's view of this connection's subscriptions (`list_subscriptions`)."""
-        reply = await self.request({"type": "list_subscriptions"}, timeout=timeout)
-        subscriptions = reply.get("subscriptions")
-        return subscriptions if isinstance(subscriptions, list) else []
+        """The gateway's view of this connection's subscriptions (`list_subscriptions`),
+        every page of it (the gateway answers at most `max_list_page` per reply)."""
+        out: list[dict[str, Any]] = []
+        command: dict[str, Any] = {"type": "list_subscriptions"}
+        # Bounded: a gateway that kept answering `next` could not keep this loop going.
+        for _ in range(MAX_LIST_PAGES):
+            reply = await self.request(command, timeout=timeout)
+            page = reply.get("subscriptions")
+            out.extend(page if isinstance(page, list) else [])
+            after = reply.get("next")
+            if not isinstance(after, str):
+                break
+            command = {"type": "list_subscriptions", "after": after}
+        return out
 
     async def ping(self, *, timeout: float | None = None) -> float:  # noqa: ASYNC109
         """Send a heartbeat now and return its round trip in milliseconds.

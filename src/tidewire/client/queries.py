@@ -126,7 +126,7 @@ class ClientQueries(ClientStatus):
         messages (the newest are kept; the gateway caps it too). Nothing is subscribed."""
         command: dict[str, Any] = {"type": "get_snapshot", "stream": stream}
         _add_query(command, filters, limit)
-        reply = await self.request(command, timeout=timeout)
+        reply = await self._query(command, timeout)
         return _messages(reply, "messages")
 
     async def trade_history(
@@ -141,8 +141,30 @@ class ClientQueries(ClientStatus):
         `limit` trades (the gateway's default 100, at most 1000)."""
         command: dict[str, Any] = {"type": "get_trade_history"}
         _add_query(command, filters, limit)
-        reply = await self.request(command, timeout=timeout)
+        reply = await self._query(command, timeout)
         return _messages(reply, "trades")
+
+    async def _query(
+        self,
+        command: dict[str, Any],
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> dict[str, Any]:
+        """One query at a time: the gateway answers a connection's second query in flight
+        with `rate_limited`. Waiting for the previous one counts against `timeout`
+        (TimeoutError, like `request`)."""
+        lock: asyncio.Lock | None = self.__dict__.get("_query_lock")
+        if lock is None:
+            lock = self.__dict__["_query_lock"] = asyncio.Lock()
+        deadline = self._request_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with asyncio.timeout(deadline):
+            await lock.acquire()
+        try:
+            left = max(0.0, deadline - (loop.time() - started))
+            return await self.request(command, timeout=left)
+        finally:
+            lock.release()
 
     async def sync(self, *, timeout: float | None = None) -> ClockSync:  # noqa: ASYNC109
         """Measure the gateway's clock against this machine's (`sync`): the offset and the

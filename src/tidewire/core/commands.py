@@ -367,7 +367,12 @@ class CommandHandler:
     # ------------------------------------------------------------------ others
 
     def _heartbeat(self, connection: Connection, command: Heartbeat) -> None:
-        streams = {s.spec.name for s in connection.subscriptions.values()}
+        subscriptions = connection.subscriptions.values()
+        # A stream with a subscription still receiving its snapshot, replay or update is
+        # left out: its position is ahead of what that subscription was sent, and a client
+        # resuming from it would skip the messages held back meanwhile.
+        settling = {s.spec.name for s in subscriptions if s.buffer is not None}
+        streams = {s.spec.name for s in subscriptions} - settling
         self.hub.send(
             connection,
             HeartbeatResponse(

@@ -154,7 +154,7 @@ def topic_filters(spec: StreamSpec, topic: str, filters: Any) -> Any:
     if not isinstance(filters, dict):
         return filters  # validation reports it
     current = filters.get(name)
-    if current not in (None, [], [key]):
+    if current not in (None, [], "", [key]):
         raise ProtocolError(
             ErrorCode.INVALID_FILTER,
             f"topic {topic!r} names {key!r} but filters.{name} is {current!r}"[:300],

@@ -133,11 +133,45 @@ class Gateway:
         return self._origins
 
     async def start(self) -> None:
+        """Start the node, all or nothing: if a part fails (the client port is taken, the
+        broker is down), what had started is stopped again and the error re-raised, so no
+        reader task, connection or socket outlives a failed start."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._undo_start()
+            raise
+
+    async def _undo_start(self) -> None:
+        """Stop whatever a failed `_start` got running; each step on its own, so that one
+        failing does not hide the original error nor skip the others."""
+        self.running = False
+        steps: list[Any] = [source.stop for source in self._background]
+        self._background.clear()
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            steps.append(lambda: asyncio.wait([self._tick_task]))
+        if "data_plane" in vars(self):
+            steps.append(self.data_plane.stop)
+        if "control_plane" in vars(self):
+            steps.append(self.control_plane.stop)
+        steps.append(self.broker.close)
+        for step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("stopping after a failed start")
+
+    async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
         settings = self.settings
         self.hub = Hub(
-            loop, settings.max_outbox_bytes, clock=self.clock, stall_timeout=settings.stall_timeout
+            loop,
+            settings.max_outbox_bytes,
+            clock=self.clock,
+            stall_timeout=settings.stall_timeout,
+            max_setup_buffer=settings.max_setup_buffer,
         )
         commands = CommandHandler(
             self.hub,
@@ -281,6 +315,8 @@ class Gateway:
             problems.append(f"broker: a probe message did not come back within {timeout} s")
         except BrokerUnavailable as exc:
             problems.append(f"broker: {exc}")
+        if self.nautilus is not None and self.nautilus.failing is not None:
+            problems.append(f"nautilus source restarting after: {self.nautilus.failing}")
         return problems
 
     def _history_lost(self, stream: str) -> None:
@@ -315,6 +351,7 @@ class Gateway:
             "connections_opened": counters.connections_opened,
             "connections_closed": counters.connections_closed,
             "slow_consumer_closes": counters.slow_consumer_closes,
+            "setup_buffer_overflows": counters.setup_buffer_overflows,
             "heartbeat_timeouts": counters.heartbeat_timeouts,
             "streams": {
                 name: {"epoch": pos.epoch, "seq": pos.seq}

@@ -281,7 +281,7 @@ def create_app(gateway: Gateway) -> Litestar:
         connection = gateway.hub.connections.get(connection_id)
         if connection is None:
             raise NotFoundException(f"no connection {connection_id!r}")
-        gateway.hub.close(connection, CloseCode.NORMAL, "closed by operator")
+        gateway.hub.close(connection, CloseCode.OPERATOR_CLOSE, "closed by operator")
 
     @get(
         "/api/subscriptions",

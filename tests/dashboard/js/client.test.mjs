@@ -65,9 +65,9 @@ test("backoff: full jitter under an exponential ceiling, throttled at least half
   assert.equal(backoff.nextDelay(true), 400); // ceiling 100 * 4 * 2, at least half of it
 });
 
-test("close codes: reconnect after 1001/1006/4008, never after 1000/4003, 4001 is authentication", () => {
+test("close codes: reconnect after 1001/1006/4000/4008, never after 1000/4003, 4001 is authentication", () => {
   const options = { autoReconnect: true, attempts: 0, maxAttempts: null };
-  for (const code of [1001, 1006, 1012, 4008, 4010, 4029]) assert.equal(reconnectRefusal(code, "", options), null, code);
+  for (const code of [1001, 1006, 1012, 4000, 4008, 4010, 4029]) assert.equal(reconnectRefusal(code, "", options), null, code);
   for (const code of [1000, 1008, 1009, 4003]) assert.ok(reconnectRefusal(code, "", options), code);
   assert.equal(reconnectRefusal(4001, "", options)?.name, "AuthenticationError");
   assert.ok(reconnectRefusal(1006, "", { ...options, maxAttempts: 2, attempts: 2 }));
@@ -252,13 +252,26 @@ test("commands wait for the connection, in order, in a bounded queue", async () 
 test("no reconnection after 1000; authentication failure closes with the reason", async () => {
   const client = newClient();
   const ws = await connected(client);
-  ws.drop(1000, "closed by operator");
+  ws.drop(1000, "normal closure");
   assert.equal(client.state, ConnectionState.CLOSED);
   assert.equal(client.lastError?.code, 1000);
   const other = newClient();
   const ws2 = await connected(other);
   ws2.drop(4001, "token expired");
   assert.equal(other.lastError?.name, "AuthenticationError");
+});
+
+test("an operator's close (4000) reconnects, unlike the application's own 1000", async () => {
+  const client = newClient();
+  const ws = await connected(client);
+  ws.drop(4000, "closed by operator");
+  assert.equal(client.state, ConnectionState.RECONNECTING);
+  await tick(5);
+  const ws2 = FakeWebSocket.last();
+  assert.notEqual(ws2, ws);
+  ws2.establish();
+  await tick(5);
+  assert.equal(client.state, ConnectionState.CONNECTED);
 });
 
 test("auto-reconnect off: a lost connection closes the client", async () => {

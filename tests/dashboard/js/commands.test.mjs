@@ -80,7 +80,7 @@ test("updateSubscription switches filters between two messages, the new keys' la
   ws.receive(position("MSFT", 6));
   ws.receive(position("AAPL", 5));
   ws.receive(position("MSFT", 9));
-  ws.receive(position("AAPL", 9)); // a duplicate in seq order
+  ws.receive(position("AAPL", 8)); // a duplicate
   ws.receive(position("AAPL", 10));
   assert.deepEqual(got.map((m) => `${m.symbol}:${m.seq}`), ["AAPL:5", "AAPL:8", "MSFT:6", "MSFT:9", "AAPL:10"]);
   assert.ok(!got.some(isResync));
@@ -112,21 +112,106 @@ test("a refused update leaves the subscription as it was", async () => {
   assert.equal(ws.sentOfType("update_subscription").length, 1);
 });
 
-test("an update while disconnected is kept for the resubscription", async () => {
+test("an update while disconnected waits behind the resubscription, which keeps the confirmed filters", async () => {
   const client = newClient();
   const ws = await connected(client);
-  const sub = await subscribed(client, ws, "market_data", { filters: { symbols: ["AAPL"] }, rateLimit: 5 });
+  const sub = await subscribed(client, ws, "market_data", { filters: { symbols: ["AAPL"] }, rateLimit: 5 }, 3);
   ws.drop(1012);
-  await client.updateSubscription(sub.subscriptionId, { filters: null, rateLimit: 0 });
+  let settled = false;
+  const done = client.updateSubscription(sub.subscriptionId, { filters: null, rateLimit: 0 });
+  done.then(() => (settled = true), () => (settled = true));
+  await tick();
+  assert.equal(settled, false); // nothing confirmed it yet
+  assert.deepEqual(sub.filters, { symbols: ["AAPL"] });
+  assert.equal(sub.rateLimit, 5);
+  await tick(5);
+  const ws2 = FakeWebSocket.last();
+  assert.notEqual(ws2, ws);
+  ws2.establish();
+  // The resubscription with the filters confirmed so far, then the update.
+  assert.deepEqual(ws2.sent.map((m) => m.type), ["subscribe", "update_subscription"]);
+  const [again, update] = ws2.sent;
+  assert.deepEqual(again.filters, { symbols: ["AAPL"] });
+  assert.equal(again.rate_limit, 5);
+  assert.deepEqual(again.since, { epoch: EPOCH, seq: 3 });
+  assert.deepEqual(update.filters, {});
+  assert.equal(update.rate_limit, 0);
+  ws2.receive({
+    type: "subscription_confirmed", subscription_id: sub.subscriptionId, stream: "market_data", topic: "market_data",
+    filters: { symbols: ["AAPL"] }, rate_limit: 5, position: { epoch: EPOCH, seq: 3 }, recovered: true, correlation_id: again.message_id,
+  });
+  await tick();
+  assert.equal(settled, false); // the resubscription's confirmation is not the update's
+  assert.deepEqual(sub.filters, { symbols: ["AAPL"] });
+  ws2.receive({
+    type: "subscription_confirmed", subscription_id: sub.subscriptionId, stream: "market_data", topic: "market_data",
+    filters: {}, rate_limit: 0, position: { epoch: EPOCH, seq: 3 }, updated: true, correlation_id: update.message_id,
+  });
+  assert.equal(await done, sub);
   assert.deepEqual(sub.filters, {});
   assert.equal(sub.rateLimit, null);
+  client.close();
+});
+
+test("an update refused after the reconnection rejects and leaves the subscription as it was", async () => {
+  const client = newClient();
+  const ws = await connected(client);
+  const sub = await subscribed(client, ws, "market_data", { filters: { symbols: ["AAPL"] } }, 3);
+  ws.drop(1012);
+  const done = client.updateSubscription(sub.subscriptionId, { filters: { symbols: ["AAPL"], severity: "high" } });
+  const refused = assert.rejects(done, (e) => e instanceof SubscriptionError && e.errorCode === "invalid_filter");
   await tick(5);
   const ws2 = FakeWebSocket.last();
   ws2.establish();
-  const [again] = ws2.sentOfType("subscribe");
-  assert.equal(again.filters, undefined);
-  assert.equal(again.rate_limit, undefined);
-  assert.equal(ws2.sentOfType("update_subscription").length, 0);
+  const [again, update] = ws2.sent;
+  assert.deepEqual(again.filters, { symbols: ["AAPL"] }); // not the refused ones
+  ws2.receive({
+    type: "subscription_confirmed", subscription_id: sub.subscriptionId, stream: "market_data", topic: "market_data",
+    filters: { symbols: ["AAPL"] }, position: { epoch: EPOCH, seq: 3 }, recovered: true, correlation_id: again.message_id,
+  });
+  ws2.receive({
+    type: "subscription_error", subscription_id: sub.subscriptionId, error_code: "invalid_filter",
+    error_message: "stream market_data does not support filter(s) severity", retryable: false, correlation_id: update.message_id,
+  });
+  await refused;
+  assert.equal(sub.active, true);
+  assert.equal(sub.confirmed, true);
+  assert.deepEqual(sub.filters, { symbols: ["AAPL"] });
+  // The next reconnection resubscribes with those filters too.
+  ws2.drop(1012);
+  await tick(5);
+  const ws3 = FakeWebSocket.last();
+  ws3.establish();
+  assert.deepEqual(ws3.sentOfType("subscribe")[0].filters, { symbols: ["AAPL"] });
+  assert.equal(ws3.sentOfType("update_subscription").length, 0);
+  client.close();
+});
+
+test("a widening update while disconnected on position_updates: the new keys' current values follow", async () => {
+  const client = newClient();
+  const ws = await connected(client);
+  const got = [];
+  const sub = await subscribed(client, ws, "position_updates", { filters: { symbols: ["AAPL"] }, onMessage: (m) => got.push(`${m.symbol}:${m.seq}`) });
+  ws.receive(position("AAPL", 5));
+  ws.drop(1012);
+  const done = client.updateSubscription(sub.subscriptionId, { filters: { symbols: ["AAPL", "MSFT"] } });
+  await tick(5);
+  const ws2 = FakeWebSocket.last();
+  ws2.establish();
+  const [again, update] = ws2.sent;
+  assert.deepEqual(again.filters, { symbols: ["AAPL"] });
+  assert.deepEqual(again.since, { epoch: EPOCH, seq: 5 });
+  ws2.receive({
+    type: "subscription_confirmed", subscription_id: sub.subscriptionId, stream: "position_updates", topic: "position_updates",
+    filters: { symbols: ["AAPL"] }, position: { epoch: EPOCH, seq: 9 }, recovered: true, correlation_id: again.message_id,
+  });
+  ws2.receive(position("AAPL", 8)); // the replay of what came after since
+  confirmUpdate(ws2, { seq: 9 });
+  await done;
+  ws2.receive(position("MSFT", 4)); // MSFT's current value, older than since: delivered
+  ws2.receive(position("MSFT", 9));
+  assert.deepEqual(got, ["AAPL:5", "AAPL:8", "MSFT:4", "MSFT:9"]);
+  assert.deepEqual(sub.filters, { symbols: ["AAPL", "MSFT"] });
   client.close();
 });
 
@@ -244,4 +329,53 @@ test("an update the gateway answers unavailable (still starting) is tried again"
   });
   await done;
   assert.equal(sub.rateLimit, 4);
+});
+
+test("two updates: a newly covered key's value admitted at the first is not delivered again after the second", async () => {
+  const client = newClient();
+  const ws = await connected(client);
+  const got = [];
+  const sub = await subscribed(client, ws, "position_updates", { filters: { symbols: ["AAPL"] }, onMessage: (m) => got.push(`${m.symbol}:${m.seq}`) });
+  ws.receive(position("AAPL", 5));
+  const first = client.updateSubscription(sub.subscriptionId, { filters: { symbols: ["AAPL", "MSFT"] } });
+  confirmUpdate(ws, { seq: 8 });
+  await first;
+  ws.receive(position("MSFT", 6)); // the newest MSFT value, admitted once
+  const second = client.updateSubscription(sub.subscriptionId, { filters: { symbols: ["AAPL", "MSFT", "IBM"] } });
+  confirmUpdate(ws, { seq: 8 });
+  await second;
+  ws.receive(position("IBM", 7)); // the newest IBM value
+  ws.receive(position("MSFT", 6)); // another subscription's snapshot replays it
+  ws.receive(position("IBM", 7));
+  ws.receive(position("MSFT", 9));
+  assert.deepEqual(got, ["AAPL:5", "MSFT:6", "IBM:7", "MSFT:9"]);
+});
+
+test("queries go one at a time, in order; the wait counts against each one's timeout", async () => {
+  const client = newClient();
+  const ws = await connected(client);
+  const first = client.getSnapshot("market_data");
+  const second = client.getTradeHistory();
+  const third = client.getSnapshot("position_updates", null, { timeout: 30 });
+  const thirdGaveUp = assert.rejects(third, (e) => e.name === "RequestTimeout" && /after 30 ms/.test(e.message));
+  const fourth = client.getSnapshot("market_data.MSFT");
+  await tick();
+  const queries = () => ws.sent.filter((m) => m.type === "get_snapshot" || m.type === "get_trade_history");
+  assert.deepEqual(queries().map((m) => m.type), ["get_snapshot"]); // one in flight
+  const answer = (m) => (m.type === "get_snapshot"
+    ? { type: "snapshot", stream: m.stream, topic: m.stream, position: { epoch: EPOCH, seq: 1 }, messages: [], truncated: false, correlation_id: m.message_id }
+    : { type: "trade_history", position: { epoch: EPOCH, seq: 1 }, trades: [], correlation_id: m.message_id });
+  await tick(50); // the third gives up its place meanwhile
+  await thirdGaveUp;
+  ws.receive(answer(queries()[0]));
+  assert.equal((await first).stream, "market_data");
+  await tick();
+  assert.deepEqual(queries().map((m) => m.type), ["get_snapshot", "get_trade_history"]);
+  ws.receive(answer(queries()[1]));
+  assert.deepEqual((await second).trades, []);
+  await tick();
+  assert.deepEqual(queries().map((m) => m.stream ?? m.type), ["market_data", "get_trade_history", "market_data.MSFT"]);
+  ws.receive(answer(queries()[2]));
+  assert.equal((await fourth).topic, "market_data.MSFT");
+  client.close();
 });

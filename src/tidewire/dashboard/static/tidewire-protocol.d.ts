@@ -260,6 +260,7 @@ export type CloseCode =
   | 1009
   | 1011
   | 1012
+  | 4000
   | 4001
   | 4003
   | 4008
@@ -275,6 +276,7 @@ export interface CloseCodes {
   readonly MESSAGE_TOO_BIG: 1009;
   readonly INTERNAL_ERROR: 1011;
   readonly SERVICE_RESTART: 1012;
+  readonly OPERATOR_CLOSE: 4000;
   readonly AUTH_FAILED: 4001;
   readonly FORBIDDEN: 4003;
   readonly SLOW_CONSUMER: 4008;
@@ -290,6 +292,7 @@ export type ReconnectCloseCode =
   | 1011
   | 1012
   | 1013
+  | 4000
   | 4008
   | 4009
   | 4010

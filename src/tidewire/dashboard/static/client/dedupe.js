@@ -18,9 +18,11 @@
  *
  * After an update of the subscription's filters (`update_subscription`) nothing restarts: the
  * subscription goes on. On streams with last values the gateway then sends the latest values
- * of the keys the old filters did not cover, with seqs up to the confirmed position, older
- * than what was delivered: `admit` lets each such unit through once (the rule of the Python
- * client, `tidewire.client.dedupe`).
+ * of the keys the old filters did not cover, older than what was delivered (perhaps older
+ * than the floor), then the live messages it held back: `admit` has such newly covered units
+ * judged per unit, without the floor, until the next confirmation; on a reliable stream the
+ * units new at an earlier update keep their per-unit last seq at the later ones (the rule of
+ * the Python client, `tidewire.client.dedupe`).
  */
 
 import { matches } from "./routing.js";
@@ -125,14 +127,17 @@ export class DuplicateFilter {
     this._last = null;
     /** @type {Map<string, number>} */
     this._lastOfUnit = new Map();
-    // The latest values after a filter update: their last seq, the unit of a message they
-    // may hold (null: the old filters covered it), and the units delivered from them.
-    /** @type {number | null} */
-    this._admitUpTo = null;
+    // After filter updates: whether the filters before the latest one covered a message,
+    // the unit of a message, and the last seq of each newly covered unit on a reliable
+    // stream (latest-value streams keep theirs in _lastOfUnit). Like the Python client's
+    // `_covered_before`, `_window_unit` and `_new_last`: a unit newly covered at one update
+    // stays judged by its own last seq at the later ones, until the next restart.
+    /** @type {((message: Record<string, any>) => boolean) | null} */
+    this._coveredBefore = null;
     /** @type {Unit | null} */
-    this._admitUnit = null;
-    /** @type {Set<string>} */
-    this._admitted = new Set();
+    this._windowUnit = null;
+    /** @type {Map<string, number>} */
+    this._newLast = new Map();
   }
 
   /** The epoch messages are judged in; null before the first restart or message. */
@@ -150,22 +155,21 @@ export class DuplicateFilter {
     this._floor = floor;
     this._last = null;
     this._lastOfUnit.clear();
-    this._admitUpTo = this._admitUnit = null;
-    this._admitted.clear();
+    this._coveredBefore = this._windowUnit = null;
+    this._newLast.clear();
   }
 
   /**
-   * The subscription's filters changed: deliver, once per unit, the messages with seq <=
-   * `upTo` for which `newUnit` gives a unit (those the old filters did not cover: the latest
-   * values of the newly covered keys). Replaces the window of an earlier update, whose
-   * messages came before this update's confirmation.
-   * @param {number} upTo
-   * @param {Unit} newUnit
+   * The subscription's filters changed (and the latest values of newly covered keys follow):
+   * from now on a message `coveredBefore` says the old filters did not cover is judged in
+   * its `unit`, ignoring the floor; so are, on a reliable stream, the units that were new at
+   * an earlier update. Until the next `restart`.
+   * @param {Unit} unit
+   * @param {(message: Record<string, any>) => boolean} coveredBefore
    */
-  admit(upTo, newUnit) {
-    this._admitUpTo = upTo;
-    this._admitUnit = newUnit;
-    this._admitted.clear();
+  admit(unit, coveredBefore) {
+    this._windowUnit = unit;
+    this._coveredBefore = coveredBefore;
   }
 
   /**
@@ -177,9 +181,9 @@ export class DuplicateFilter {
     if (position === null) return true;
     const { epoch, seq } = position;
     if (epoch !== this._epoch) this.restart(epoch, null);
-    if (this._admitUpTo !== null && seq <= this._admitUpTo) {
-      const admitted = this._admit(message, seq);
-      if (admitted !== null) return admitted;
+    if (this._coveredBefore !== null) {
+      const verdict = this._newlyCovered(message, seq);
+      if (verdict !== null) return verdict;
     }
     if (this._floor !== null && seq <= this._floor) return false;
     if (this._unit === null) {
@@ -196,19 +200,20 @@ export class DuplicateFilter {
   }
 
   /**
-   * The verdict on a message of the update window; null: the usual rules decide.
+   * The verdict on a message of a newly covered unit; null: the usual rules decide.
    * @param {Record<string, any>} message
    * @param {number} seq
    * @returns {boolean | null}
    */
-  _admit(message, seq) {
-    const unit = /** @type {Unit} */ (this._admitUnit)(message);
+  _newlyCovered(message, seq) {
+    const unit = /** @type {Unit} */ (this._windowUnit)(message);
     if (unit === null) return null;
-    if (this._admitted.has(unit)) return false;
-    const last = this._unit === null ? undefined : this._lastOfUnit.get(unit);
-    if (last !== undefined && seq <= last) return false; // a newer value of this unit came first
-    this._admitted.add(unit);
-    if (this._unit !== null) this._lastOfUnit.set(unit, seq);
+    const store = this._unit === null ? this._newLast : this._lastOfUnit;
+    const coveredBefore = /** @type {(message: Record<string, any>) => boolean} */ (this._coveredBefore);
+    if ((this._unit !== null || !store.has(unit)) && coveredBefore(message)) return null;
+    const last = store.get(unit);
+    if (last !== undefined && seq <= last) return false;
+    store.set(unit, seq);
     return true;
   }
 }

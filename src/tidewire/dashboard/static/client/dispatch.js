@@ -137,12 +137,6 @@ export class Dispatcher {
     subscription._finish(error);
   }
 
-  /** @param {Subscription} subscription its filters changed: route by the new ones */
-  reroute(subscription) {
-    if (this.subscriptions.get(subscription.subscriptionId) !== subscription) return;
-    this.router.add(subscription.subscriptionId, subscription.stream, subscription.filters, subscription);
-  }
-
   /** @param {string} messageId @param {string} subscriptionId */
   subscribeSent(messageId, subscriptionId) {
     this._subscribeIds.set(messageId, subscriptionId);

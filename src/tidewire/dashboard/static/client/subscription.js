@@ -16,7 +16,8 @@
  *   handlers (see `resync.js`).
  */
 
-import { DuplicateFilter, conflationKey, newlyCovered, positionOf } from "./dedupe.js";
+import { DuplicateFilter, conflationKey, positionOf } from "./dedupe.js";
+import { matches } from "./routing.js";
 import { NOT_RECOVERED, resyncMarker } from "./resync.js";
 import { KEY_FILTER_OF_FIELD, isReliable, keepsLastValues, resolveStream, splitTopic, streamSpec } from "./streams.js";
 
@@ -280,9 +281,9 @@ export class Subscription {
     const old = this.filters;
     this.filters = Object.freeze({ ...normalizeFilters(filters) });
     this.topic = this._topic();
-    const position = positionOf(reply.position);
-    if (this._keepsSnapshot && position !== null && this._filter.epoch === position.epoch && !sameFilters(old, this.filters)) {
-      this._filter.admit(position.seq, newlyCovered(this.stream, old));
+    if (this._keepsSnapshot && !sameFilters(old, this.filters)) {
+      // The latest values of the keys the old filters did not cover follow.
+      this._filter.admit((m) => conflationKey(this.stream, m), (m) => matches(old, m));
     }
   }
 
@@ -296,17 +297,6 @@ export class Subscription {
     const values = /** @type {Record<string, unknown>} */ (this.filters)[this._topicFilter];
     const key = topic.slice(topic.indexOf(".") + 1);
     return Array.isArray(values) && values.length === 1 && values[0] === key ? topic : this.stream;
-  }
-
-  /**
-   * Filters and rate limit changed while the subscription was not live on the gateway: the
-   * next (re)subscription carries them.
-   * @param {{filters?: Filters, rateLimit?: number | null}} change
-   */
-  _applyLocally(change) {
-    if (change.filters !== undefined) this.filters = Object.freeze({ ...normalizeFilters(change.filters) });
-    if (change.rateLimit !== undefined) this.rateLimit = change.rateLimit === null || change.rateLimit <= 0 ? null : change.rateLimit;
-    this.topic = this._topic();
   }
 
   /** A reply after the confirmation: the setup (replay, snapshot) is complete. */

@@ -97,12 +97,12 @@ function metricCell(r) {
     r.percentile != null ? `percentile ${fmtNum(r.percentile, 1)}` : "",
     r.historical_avg != null ? `historical avg ${metric(r.historical_avg)}` : "",
     r.confidence_level != null ? `confidence ${fmtNum(r.confidence_level, 3)}` : "",
-    r.calculation_method ? `method ${r.calculation_method}` : "",
-    r.lookback_period != null ? `lookback ${r.lookback_period}` : "",
+    r.calculation_method ? `method ${esc(r.calculation_method)}` : "",
+    r.lookback_period != null ? `lookback ${esc(r.lookback_period)}` : "",
     `updated ${fmtTime(r._t)}`,
-  ].filter(Boolean).join(" · ");
+  ].filter(Boolean).join(" · "); // escaped already: the format helpers escape what is not a number
   const trend = TREND[r.trend] ? ` <span class="muted">${TREND[r.trend]}</span>` : "";
-  return `<td class="num" data-metric="${esc(r.metric_type)}" title="${esc(details)}">${metric(r.value)}${trend}</td>`;
+  return `<td class="num" data-metric="${esc(r.metric_type)}" title="${details}">${metric(r.value)}${trend}</td>`;
 }
 
 /** The events stream's message types, each as a headline and a text. */
@@ -144,7 +144,8 @@ function cardDetail(name, r) {
     add(r.trades_executed, `trades ${fmtInt(r.trades_executed)}`);
     add(r.open_orders, `open orders ${fmtInt(r.open_orders)}`);
     add(r.cpu_usage, `cpu ${fmtNum(r.cpu_usage, 1)}%`);
-    add(r.memory_usage, `mem ${fmtNum(r.memory_usage, 1)}%`);
+    // engine_status says memory_usage in megabytes (system_health's is a percentage).
+    add(r.memory_usage, `mem ${fmtNum(r.memory_usage, 0)} MB`);
     add(r.error_count, `errors ${fmtInt(r.error_count)}`);
     add(r.warning_count, `warnings ${fmtInt(r.warning_count)}`);
   } else {

@@ -1,4 +1,9 @@
 // Number, size and time formatting for a dense trading-desk display.
+//
+// The results go into innerHTML: a value that is not a number (or a date) is shown as it
+// came, escaped, so that what a producer sends never becomes markup.
+
+import { esc } from "./dom.js";
 
 const intFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
 
@@ -11,14 +16,14 @@ export function fmtInt(value) {
 export function fmtNum(value, digits = 2) {
   if (value === null || value === undefined || value === "") return "–";
   const number = Number(value);
-  return Number.isFinite(number) ? number.toFixed(digits) : String(value);
+  return Number.isFinite(number) ? number.toFixed(digits) : esc(value);
 }
 
 /** A price with as many decimals as its magnitude needs (FX 5, equities 2, crypto 2). */
 export function fmtPrice(value) {
   if (value === null || value === undefined) return "–";
   const number = Number(value);
-  if (!Number.isFinite(number)) return String(value);
+  if (!Number.isFinite(number)) return esc(value);
   const abs = Math.abs(number);
   return number.toFixed(abs >= 1000 ? 2 : abs >= 10 ? 2 : abs >= 1 ? 4 : 5);
 }
@@ -27,14 +32,14 @@ export function fmtPrice(value) {
 export function fmtPct(value, digits = 2) {
   if (value === null || value === undefined || value === "") return "–";
   const number = Number(value);
-  return Number.isFinite(number) ? `${(number * 100).toFixed(digits)}%` : String(value);
+  return Number.isFinite(number) ? `${(number * 100).toFixed(digits)}%` : esc(value);
 }
 
 /** Money with separators and sign colouring left to the caller. */
 export function fmtMoney(value) {
   if (value === null || value === undefined) return "–";
   const number = Number(value);
-  return Number.isFinite(number) ? number.toLocaleString("en-US", { maximumFractionDigits: 0 }) : String(value);
+  return Number.isFinite(number) ? number.toLocaleString("en-US", { maximumFractionDigits: 0 }) : esc(value);
 }
 
 /** Bytes as B, KB, MB. */
@@ -60,7 +65,7 @@ export function fmtDuration(ms) {
 export function fmtTime(value) {
   if (value === null || value === undefined) return "–";
   const date = typeof value === "number" ? new Date(value) : new Date(value);
-  if (Number.isNaN(date.getTime())) return String(value);
+  if (Number.isNaN(date.getTime())) return esc(value);
   const pad = (n, w = 2) => String(n).padStart(w, "0");
   return `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`;
 }
