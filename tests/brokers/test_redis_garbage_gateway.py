@@ -84,6 +84,7 @@ async def test_a_malformed_entry_sends_subscribers_to_recover_and_delivery_goes_
     assert response.status_code == 200, response.text
     [later] = await again.data(1)
     assert later["message_id"] == "P1-2" and later["seq"] == 3
+    assert gateway.stats()["broker_skipped"]["malformed_entries"] >= 1  # in /api/stats
 
 
 async def test_a_foreign_auto_id_entry_leaves_every_node_publishing(

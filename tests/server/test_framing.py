@@ -342,6 +342,9 @@ async def test_violations_counted_and_warned_once(
     warnings = [r for r in caplog.records if r.name == "tidewire.dataplane"]
     assert len(warnings) == 1 and "RSV" in warnings[0].getMessage()
     assert all(r.exc_info is None for r in caplog.records)
+    stats = gateway.stats()  # what GET /api/stats answers
+    assert stats["inbound_violations"] == {"rsv_bits": 3}
+    assert stats["warnings_suppressed"] == 2
 
 
 async def test_picows_refusals_counted_and_rate_limited(

@@ -353,12 +353,27 @@ class Gateway:
             "slow_consumer_closes": counters.slow_consumer_closes,
             "setup_buffer_overflows": counters.setup_buffer_overflows,
             "heartbeat_timeouts": counters.heartbeat_timeouts,
+            **self._protection_stats(),
             "streams": {
                 name: {"epoch": pos.epoch, "seq": pos.seq}
                 for name in STREAMS
                 for pos in (self.broker.position(name),)
             },
         }
+
+    def _protection_stats(self) -> dict[str, Any]:
+        """What bad input cost: inbound rule violations by kind, picows's own refusals,
+        and (Redis) the foreign or malformed data the broker skipped."""
+        plane = getattr(self, "data_plane", None)
+        out: dict[str, Any] = {}
+        if plane is not None:
+            out["inbound_violations"] = dict(plane.inbound_counters.violations)
+            out["warnings_suppressed"] = plane.inbound_counters.warnings_suppressed
+            out["parser_errors"] = plane.picows_log.parser_errors
+        broker_warnings = getattr(self.broker, "warnings", None)
+        if broker_warnings is not None:
+            out["broker_skipped"] = dict(broker_warnings.counters)
+        return out
 
     async def _heartbeats(self) -> None:
         settings = self.settings
