@@ -1163,3 +1163,11 @@ def test_heartbeat_leaves_out_streams_still_settling() -> None:
     c.received()
     settled = c.request({"type": "heartbeat", "client_timestamp": 2})
     assert settled["positions"]["market_data"]["seq"] == 1
+
+
+def test_a_query_the_broker_cannot_answer_is_unavailable_and_counted_out() -> None:
+    c = Client(broker=DownBroker)
+    first = c.request({"type": "get_snapshot", "stream": "market_data", "message_id": "q1"})
+    assert (first["error_code"], first["retryable"]) == ("unavailable", True)
+    again = c.request({"type": "get_snapshot", "stream": "market_data", "message_id": "q2"})
+    assert again["error_code"] == "unavailable"  # not rate_limited: the first was counted out

@@ -207,9 +207,7 @@ class Hub:
         self.counters.conflated += throttle.conflated - subscription.conflated_seen
         for encoded in throttle.release(self._clock()):
             if subscription.matches_all(encoded.message):
-                subscription.messages_delivered += 1
-                self._queue(subscription.connection, encoded)
-                self.counters.deliveries += 1
+                self._send_one(subscription, encoded)
 
     def offer(self, subscription: Subscription, message: DataMessage) -> None:
         """Deliver a live message that waited in a subscription's buffer, through its rate
@@ -219,9 +217,7 @@ class Hub:
             return
         encoded = EncodedMessage(message)
         if self._pass_gate(subscription, encoded):
-            subscription.messages_delivered += 1
-            self._queue(subscription.connection, encoded)
-            self.counters.deliveries += 1
+            self._send_one(subscription, encoded)
 
     def _add_to_index(self, subscription: Subscription) -> None:
         index = self._index.get(subscription.spec.name)
@@ -322,8 +318,13 @@ class Hub:
         reader = subscription.reader
         if reader is not None and not readable(reader, message):
             return
+        self._send_one(subscription, EncodedMessage(message))
+
+    def _send_one(self, subscription: Subscription, encoded: EncodedMessage) -> None:
+        """Queue one message outside the fan-out loop (snapshots, replays, releases),
+        counted as a delivery of `subscription`."""
         subscription.messages_delivered += 1
-        self._queue(subscription.connection, EncodedMessage(message))
+        self._queue(subscription.connection, encoded)
         self.counters.deliveries += 1
 
     def broadcast(self, message: DataMessage) -> int:
@@ -484,9 +485,7 @@ class Hub:
         for encoded in throttle.release(self._clock()):
             if reader is not None and not readable(reader, encoded.message):
                 continue  # held under an earlier, wider token
-            subscription.messages_delivered += 1
-            self._queue(subscription.connection, encoded)
-            self.counters.deliveries += 1
+            self._send_one(subscription, encoded)
 
     def open_gate(self, subscription: Subscription) -> list[DataMessage]:
         """End a subscription's setup: return its buffered live messages, deliver directly."""

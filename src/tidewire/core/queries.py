@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from tidewire.brokers.base import Broker, BrokerUnavailable
 from tidewire.core.entitlements import authorize_subscribe, message_check, readable
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from tidewire.core.hub import Hub
 
 log = logging.getLogger("tidewire.commands")
+T = TypeVar("T")
 
 TRADE_STREAM = "trade_updates"
 DEFAULT_TRADE_HISTORY = 100
@@ -132,16 +133,11 @@ class Queries:
 
     async def snapshot(self, command: GetSnapshot, matcher: Subscription) -> None:
         connection = matcher.connection
-        try:
-            result = await self.broker.snapshot(matcher.spec.name)
-        except BrokerUnavailable as exc:
-            self._unavailable(connection, command.message_id, exc)
+        result = await self._fetch(
+            connection, command.message_id, self.broker.snapshot(matcher.spec.name)
+        )
+        if result is None:
             return
-        except Exception:
-            self._failed(connection, command.message_id)
-            return
-        finally:
-            self._busy.discard(connection.connection_id)
         limit = _limit(command.limit, self.max_messages, self.max_messages)
         matching = [m for m in result.messages if self._readable(matcher, m)]
         self.hub.send(
@@ -167,16 +163,11 @@ class Queries:
         connection = matcher.connection
         limit = _limit(command.limit, DEFAULT_TRADE_HISTORY, self.max_messages)
         scan = min(limit * TRADE_HISTORY_SCAN_FACTOR, MAX_TRADE_HISTORY_SCAN)
-        try:
-            recent = await self.broker.recent(TRADE_STREAM, scan)
-        except BrokerUnavailable as exc:
-            self._unavailable(connection, command.message_id, exc)
+        recent = await self._fetch(
+            connection, command.message_id, self.broker.recent(TRADE_STREAM, scan)
+        )
+        if recent is None:
             return
-        except Exception:
-            self._failed(connection, command.message_id)
-            return
-        finally:
-            self._busy.discard(connection.connection_id)
         # Read after the fetch: the trades never reach past what this node delivered.
         position = self.broker.position(TRADE_STREAM)
         trades = [m for m in recent if self._readable(matcher, m)][-limit:]
@@ -184,6 +175,21 @@ class Queries:
             connection,
             TradeHistory(correlation_id=command.message_id, position=position, trades=trades),
         )
+
+    async def _fetch(
+        self, connection: Connection, request_id: str | None, read: Awaitable[T]
+    ) -> T | None:
+        """The broker's answer to a query, or None once the error is answered; either way
+        the connection's query is counted out."""
+        try:
+            return await read
+        except BrokerUnavailable as exc:
+            self._unavailable(connection, request_id, exc)
+        except Exception:
+            self._failed(connection, request_id)
+        finally:
+            self._busy.discard(connection.connection_id)
+        return None
 
     def _begin(self, connection: Connection) -> None:
         """Count a query in; raises ProtocolError(rate_limited) past the bounds."""
