@@ -23,7 +23,7 @@ from fakes import (
     received,
     run_to_completion,
 )
-from messages import order, position, quote, risk_alert
+from messages import order, position, quote, risk_alert, trade
 from tidewire.brokers.base import BrokerUnavailable, Snapshot
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core.auth import ROLE_SUBSCRIBER, AnonymousAuthenticator
@@ -1171,3 +1171,25 @@ def test_a_query_the_broker_cannot_answer_is_unavailable_and_counted_out() -> No
     assert (first["error_code"], first["retryable"]) == ("unavailable", True)
     again = c.request({"type": "get_snapshot", "stream": "market_data", "message_id": "q2"})
     assert again["error_code"] == "unavailable"  # not rate_limited: the first was counted out
+
+
+def test_trade_history_looks_back_at_most_ten_times_its_limit() -> None:
+    c = Client()
+    c.publish(trade("PF-1", n=1))
+    for n in range(2, 12):  # ten newer trades of another portfolio
+        c.publish(trade("PF-2", n=n))
+    request = {"type": "get_trade_history", "filters": {"portfolio_ids": ["PF-1"]}}
+    assert c.request({**request, "limit": 1})["trades"] == []  # 10 x 1 looked at
+    found = c.request({**request, "limit": 2})["trades"]  # 20 looked at
+    assert [m["data"]["trade_id"] for m in found] == ["T-1"]
+
+
+def test_trade_history_never_looks_past_the_newest_2000() -> None:
+    c = Client()
+    c.publish(trade("PF-1", n=1))
+    for n in range(2, 2002):  # 2,000 newer trades of another portfolio
+        c.publish(trade("PF-2", n=n))
+    reply = c.request(
+        {"type": "get_trade_history", "filters": {"portfolio_ids": ["PF-1"]}, "limit": 1000}
+    )
+    assert reply["trades"] == []  # 10 x 1000 would reach it; the cap is 2,000
