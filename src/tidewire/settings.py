@@ -122,7 +122,12 @@ class GatewaySettings(BaseSettings):
         8 * 1024 * 1024, ge=1024, description="body of one POST /api/publish"
     )
     idempotency_window: float = Field(300.0, gt=0, description="seconds a message_id is remembered")
-    history_max_messages: int = Field(10_000, ge=1, description="history per reliable stream")
+    history_max_messages: int = Field(
+        100_000,
+        ge=1,
+        description="messages of history kept per reliable stream (about 1.1 KB each in the "
+        "memory broker); a client away for fewer recovers exactly",
+    )
     history_max_age: float = Field(3600.0, gt=0, description="seconds of history kept")
     history_overrides: dict[str, HistoryLimitSetting] = Field(
         default_factory=dict, description="per-stream history limits, by stream name"

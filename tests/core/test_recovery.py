@@ -285,11 +285,11 @@ async def test_filters_apply_to_the_replay(broker: MemoryBroker) -> None:
 def test_after_drops_the_buffered_messages_the_setup_covers() -> None:
     setup = recovery.Setup(StreamPosition("ep", 5), True, [])
     buffered = [sequenced(quote("AAPL"), seq) for seq in (4, 5, 6, 7)]
-    assert seqs(recovery.after(setup, buffered)) == [6, 7]
-    assert recovery.after(setup, []) == []
+    assert seqs(recovery.after(setup.position, buffered)) == [6, 7]
+    assert recovery.after(setup.position, []) == []
 
 
 def test_after_keeps_messages_of_a_newer_epoch() -> None:
     setup = recovery.Setup(StreamPosition("old", 5), False, [])
     buffered = [sequenced(quote("AAPL"), 1, epoch="new"), sequenced(quote("AAPL"), 2, epoch="new")]
-    assert recovery.after(setup, buffered) == buffered
+    assert recovery.after(setup.position, buffered) == buffered

@@ -37,7 +37,7 @@ ControlListener = Callable[[dict[str, str]], None]
 class HistoryLimit:
     """How much history a reliable stream keeps: both bounds apply, the tighter wins."""
 
-    max_messages: int = 10_000
+    max_messages: int = 100_000
     max_age_seconds: float = 3600.0
 
 

@@ -278,16 +278,9 @@ class CommandHandler:
         if subscription.removed or connection.closed:
             return
         self._confirm(command, subscription, setup.position, setup.recovered)
-        try:
-            for message in setup.messages:
-                self.hub.deliver(subscription, message)
-            for message in recovery.after(setup, self.hub.open_gate(subscription)):
-                self.hub.deliver(subscription, message)
-        except Exception:
-            # Confirmed, and part of it sent: the client must reconnect and recover rather
-            # than go on with a gap (or a gate that never opens).
-            log.exception("delivering the setup of %s failed", subscription.subscription_id)
-            self.hub.close(connection, CloseCode.INTERNAL_ERROR, "internal error")
+        # Then the snapshot or replay, and the live messages buffered meanwhile, a chunk at
+        # a time as the client reads (a failure there closes with 1011).
+        self.hub.feeds.start(subscription, setup.messages, setup.position)
 
     def _refuse(
         self,

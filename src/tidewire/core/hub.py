@@ -10,8 +10,9 @@ Slow consumers (PROTOCOL.md section 5): while a connection's transport is paused
 latest-value messages are conflated per key in the outbox and its reliable messages queue up
 to `max_outbox_bytes`, past which (or after `stall_timeout` seconds paused) it is closed with
 4008. A subscription that is being set up (snapshot or replay under way) buffers its live
-messages until the setup is done, up to `max_setup_buffer` of them (past it: 4008 too); a
-rate-limited one goes through its `Throttle`.
+messages until the setup is done, up to `max_setup_buffer` of them (past it: 4008 too); the
+setup itself goes out under flow control, a chunk at a time (`feeds.Feeds`). A rate-limited
+subscription goes through its `Throttle`.
 
 The hub does no I/O of its own: it writes through each connection's `Transport` and
 schedules through a `Scheduler` (the asyncio loop in production, a fake in tests).
@@ -28,6 +29,7 @@ import msgspec
 from tidewire.core.auth import Principal
 from tidewire.core.connection import Connection
 from tidewire.core.entitlements import readable
+from tidewire.core.feeds import Feeds
 from tidewire.core.flusher import Flusher, Scheduler
 from tidewire.core.frames import build_frame
 from tidewire.core.quotas import IdentityLedger
@@ -128,6 +130,8 @@ class Hub:
         self.ledger = IdentityLedger()
         """Connections per user and address, subscriptions per user (the quotas)."""
         self.flusher = Flusher(scheduler, clock, self._check_backlog)
+        self.feeds = Feeds(self, scheduler)
+        """Snapshots and replays under way, written as each connection drains."""
 
     # ------------------------------------------------------------------ connections
 
@@ -151,6 +155,7 @@ class Hub:
         for subscription in list(connection.subscriptions.values()):
             self.remove_subscription(subscription)
         self.ledger.closed(connection)
+        self.feeds.forget(connection)
         connection.closed = True
         self.counters.connections_closed += 1
 
@@ -164,6 +169,7 @@ class Hub:
                 return
         connection.closed = True
         connection.close_code = code
+        self.feeds.forget(connection)
         connection.transport.close(code, reason)
 
     def pause(self, connection: Connection) -> None:
@@ -174,8 +180,11 @@ class Hub:
     def resume(self, connection: Connection) -> None:
         """The transport drained below its low-water mark: write what was held back."""
         connection.write_paused = False
-        if connection.outbox and not connection.closed:
+        if connection.closed:
+            return
+        if connection.outbox:
             self.flusher.mark(connection)
+        self.feeds.pump(connection)
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -215,8 +224,11 @@ class Hub:
         if subscription.throttle is None:
             self.deliver(subscription, message)
             return
+        reader = subscription.reader
+        if reader is not None and not readable(reader, message):
+            return
         encoded = EncodedMessage(message)
-        if self._pass_gate(subscription, encoded):
+        if self._pass_throttle(subscription, encoded):
             self._send_one(subscription, encoded)
 
     def _add_to_index(self, subscription: Subscription) -> None:
@@ -429,6 +441,10 @@ class Hub:
             elif not subscription.connection.closed:
                 buffer.append(encoded.message)
             return False
+        return self._pass_throttle(subscription, encoded)
+
+    def _pass_throttle(self, subscription: Subscription, encoded: EncodedMessage) -> bool:
+        """Whether a rate-limited subscription sends `encoded` now (else its limit holds it)."""
         throttle = subscription.throttle
         assert throttle is not None
         message = encoded.message
@@ -488,7 +504,8 @@ class Hub:
             self._send_one(subscription, encoded)
 
     def open_gate(self, subscription: Subscription) -> list[DataMessage]:
-        """End a subscription's setup: return its buffered live messages, deliver directly."""
+        """End a subscription's setup: return its buffered live messages (none when its feed
+        drained them), deliver directly from now on."""
         buffered = subscription.buffer or []
         subscription.buffer = None
         subscription.gated = subscription.throttle is not None

@@ -9,7 +9,8 @@
   was published after `since`.
 
 The result says which position it covers; live messages that arrived while it was being
-fetched are delivered after it, skipping those it already covered (`after`).
+fetched are delivered after it, skipping those it already covered (`after`). The hub's
+`feeds` deliver both under flow control.
 """
 
 from __future__ import annotations
@@ -75,9 +76,8 @@ async def prepare(
     return Setup(position, recovered, messages)
 
 
-def after(setup: Setup, buffered: list[DataMessage]) -> list[DataMessage]:
-    """The buffered live messages that `setup` does not already cover."""
-    position = setup.position
+def after(position: StreamPosition, buffered: list[DataMessage]) -> list[DataMessage]:
+    """The buffered live messages that a setup up to `position` does not already cover."""
     return [m for m in buffered if m.epoch != position.epoch or m.seq > position.seq]
 
 

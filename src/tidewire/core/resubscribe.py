@@ -19,7 +19,7 @@ from tidewire.brokers.base import Broker, BrokerUnavailable
 from tidewire.core.admission import check_filter_budget, check_rate_limit
 from tidewire.core.entitlements import authorize_subscribe
 from tidewire.core.subscription import Subscription
-from tidewire.protocol.errors import CloseCode, ErrorCode, ProtocolError
+from tidewire.protocol.errors import ErrorCode, ProtocolError
 from tidewire.protocol.filters import validate_filters
 from tidewire.protocol.messages import (
     ErrorReply,
@@ -132,22 +132,17 @@ class SubscriptionUpdates:
             log.exception("snapshot for an update of %s failed", subscription.subscription_id)
         if subscription.removed:
             return
-        try:
-            for message in snapshot.messages if snapshot is not None else ():
-                # Newer ones (the snapshot may be ahead of this node) arrive live: buffered.
-                if (
-                    message.epoch == position.epoch
-                    and message.seq <= position.seq
-                    and subscription.matches_all(message)
-                    and not old.matches_all(message)
-                ):
-                    self.hub.deliver(subscription, message)
-            for message in self.hub.open_gate(subscription):
-                self.hub.offer(subscription, message)
-        except Exception:
-            # Part of it sent: reconnecting and recovering is the way back without a gap.
-            log.exception("delivering an update of %s failed", subscription.subscription_id)
-            self.hub.close(subscription.connection, CloseCode.INTERNAL_ERROR, "internal error")
+        # Newer ones (the snapshot may be ahead of this node) arrive live: buffered.
+        new_keys = [
+            message
+            for message in (snapshot.messages if snapshot is not None else ())
+            if message.epoch == position.epoch
+            and message.seq <= position.seq
+            and subscription.matches_all(message)
+            and not old.matches_all(message)
+        ]
+        # Under flow control like a snapshot; the buffered messages through the new limit.
+        self.hub.feeds.start(subscription, new_keys, throttled=True)
 
 
 def _rate_limit(subscription: Subscription, requested: float | None) -> float | None:

@@ -352,6 +352,8 @@ class Gateway:
             "connections_closed": counters.connections_closed,
             "slow_consumer_closes": counters.slow_consumer_closes,
             "setup_buffer_overflows": counters.setup_buffer_overflows,
+            "feeds_under_way": len(self.hub.feeds),
+            "feed_chunks": self.hub.feeds.chunks,
             "heartbeat_timeouts": counters.heartbeat_timeouts,
             **self._protection_stats(),
             "streams": {
