@@ -122,6 +122,12 @@ class GatewaySettings(BaseSettings):
         8 * 1024 * 1024, ge=1024, description="body of one POST /api/publish"
     )
     idempotency_window: float = Field(300.0, gt=0, description="seconds a message_id is remembered")
+    max_latest_keys: int = Field(
+        100_000,
+        ge=1,
+        description="latest values (snapshot keys) kept per stream, about 1.1 KB each; past "
+        "it the key updated least recently is forgotten until its next message",
+    )
     history_max_messages: int = Field(
         100_000,
         ge=1,

@@ -57,6 +57,7 @@ class Harness:
         self,
         history_limits: Mapping[str, HistoryLimit] | None = None,
         idempotency_window: float = WINDOW,
+        max_latest_keys: int = 100_000,
     ) -> Broker:
         """A new broker with a history of its own."""
         broker: Broker
@@ -65,6 +66,7 @@ class Harness:
                 history_limits=history_limits,
                 idempotency_window=idempotency_window,
                 clock=self.clock,
+                max_latest_keys=max_latest_keys,
             )
         elif self.kind == "redis":
             assert self.redis_url is not None
@@ -73,6 +75,7 @@ class Harness:
                 prefix=f"contract-{uuid.uuid4().hex[:12]}",
                 history_limits=history_limits,
                 idempotency_window=idempotency_window,
+                max_latest_keys=max_latest_keys,
             )
         else:  # pragma: no cover - a new kind must be wired here
             raise AssertionError(f"unknown broker kind {self.kind}")
@@ -592,6 +595,40 @@ async def test_snapshot_of_an_empty_stream_is_empty(broker: Broker, stream: str)
     assert result.messages == []
     assert result.position.seq == 0
     assert result.position == broker.position(stream)
+
+
+@pytest.mark.parametrize("stream", [*LATEST_VALUE, "position_updates"])
+async def test_latest_values_past_the_limit_forget_the_least_recently_updated_key(
+    harness: Harness, stream: str
+) -> None:
+    broker = await harness.make(max_latest_keys=3)
+    outcomes = await publish_all(
+        broker, [make(stream, key) for key in ["A", "B", "C", "A", "D", "E", "D"]]
+    )
+    messages = [o.message for o in outcomes]
+    # B and C were updated least recently: forgotten; A (seq 4), E (6), D (7) remain.
+    snapshot = (await broker.snapshot(stream)).messages
+    assert snapshot == [messages[3], messages[5], messages[6]]
+    assert (await broker.snapshot(stream)).position.seq == 7
+    again = await broker.publish(make(stream, "B"))  # its next message brings it back
+    assert [m.key for m in (await broker.snapshot(stream)).messages] == ["E", "D", "B"]
+    assert again.message.seq == 8
+
+
+async def test_a_duplicate_of_a_replaced_latest_value_answers_the_originals_position(
+    broker: Broker,
+) -> None:
+    """The idempotency window keeps (stream, seq, epoch) per id, not the message: the answer
+    to a repeat whose original is no longer held carries the original's position."""
+    first = await broker.publish(make("market_data", "AAPL", message_id="q-1"))
+    await broker.publish(make("market_data", "AAPL"))
+    repeat = await broker.publish(make("market_data", "AAPL", message_id="q-1"))
+    assert repeat.duplicate
+    assert (repeat.message.stream, repeat.message.seq, repeat.message.epoch) == (
+        first.message.stream,
+        first.message.seq,
+        first.message.epoch,
+    )
 
 
 async def test_duplicate_does_not_replace_the_last_value(broker: Broker) -> None:

@@ -41,6 +41,11 @@ class HistoryLimit:
     max_age_seconds: float = 3600.0
 
 
+DEFAULT_MAX_LATEST_KEYS = 100_000
+"""Latest values a broker keeps per stream by default: past it, the key updated least
+recently is forgotten (its next message brings it back)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PublishOutcome:
     message: DataMessage

@@ -3,6 +3,11 @@
 Publishing is synchronous under the hood (one event loop, no awaits between sequencing and
 delivery), which makes the Broker contract's atomicity hold by construction. History lives
 only in this process: a restart starts a new epoch for every stream.
+
+What publishers can make it hold is bounded: history per reliable stream (`HistoryLimit`),
+latest values per stream (`max_latest_keys`, the least recently updated key forgotten
+first), and the idempotency window, which keeps per message_id only its stream, seq and
+epoch (about 200 bytes), not the message.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 
+import msgspec
+
 from tidewire.brokers.base import (
+    DEFAULT_MAX_LATEST_KEYS,
     Consumer,
     ControlListener,
     HistoryLimit,
@@ -46,6 +54,7 @@ class _Stream:
             deque(maxlen=limit.max_messages) if limit is not None else None
         )
         self.last_values: dict[str, DataMessage] | None = {} if last_values else None
+        """Newest message per snapshot key, least recently updated first (so in seq order)."""
 
 
 class MemoryBroker:
@@ -57,6 +66,7 @@ class MemoryBroker:
         idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
         idempotency_max_ids: int = DEFAULT_IDEMPOTENCY_MAX_IDS,
         clock: Callable[[], float] = time.monotonic,
+        max_latest_keys: int = DEFAULT_MAX_LATEST_KEYS,
     ) -> None:
         limits = dict(history_limits or {})
         self._clock = clock
@@ -71,8 +81,9 @@ class MemoryBroker:
         self._control_listener: ControlListener | None = None
         self._window = idempotency_window
         self._max_ids = idempotency_max_ids
-        # message_id -> (expiry, sequenced message), oldest first.
-        self._seen: OrderedDict[str, tuple[float, DataMessage]] = OrderedDict()
+        self.max_latest_keys = max_latest_keys
+        # idempotency key -> (expiry, stream, seq, epoch), oldest first.
+        self._seen: OrderedDict[str, tuple[float, str, int, str]] = OrderedDict()
 
     def set_consumer(self, consumer: Consumer) -> None:
         self._consumer = consumer
@@ -114,20 +125,37 @@ class MemoryBroker:
         key = idempotency_key(message.message_id, scope)
         seen = self._seen.get(key)
         if seen is not None:
-            return PublishOutcome(seen[1], duplicate=True)
+            return PublishOutcome(self._original(message, *seen[1:]), duplicate=True)
         stream = self._streams[message.stream]
         stream.seq += 1
         sequenced = message.sequenced(stream.seq, stream.epoch)
         if stream.history is not None:
             stream.history.append((now, sequenced))
-        if stream.last_values is not None:
-            stream.last_values[snapshot_key(STREAMS[message.stream], sequenced)] = sequenced
-        self._seen[key] = (now + self._window, sequenced)
+        values = stream.last_values
+        if values is not None:
+            skey = snapshot_key(STREAMS[message.stream], sequenced)
+            values.pop(skey, None)  # re-inserted last: the dict stays in update order
+            values[skey] = sequenced
+            if len(values) > self.max_latest_keys:
+                del values[next(iter(values))]
+        self._seen[key] = (now + self._window, message.stream, stream.seq, stream.epoch)
         if len(self._seen) > self._max_ids:
             self._seen.popitem(last=False)
         if self._consumer is not None:
             self._consumer(sequenced)
         return PublishOutcome(sequenced)
+
+    def _original(self, repeat: DataMessage, stream: str, seq: int, epoch: str) -> DataMessage:
+        """The answer to a duplicate: the original while its stream's history holds it,
+        else the repeat with the original's seq and epoch (as the Redis broker answers)."""
+        state = self._streams[stream]
+        history = state.history
+        if history and state.epoch == epoch:
+            index = seq - history[0][1].seq
+            if 0 <= index < len(history) and history[index][1].seq == seq:
+                return history[index][1]
+        answer = repeat.sequenced(seq, epoch)
+        return answer if answer.stream == stream else msgspec.structs.replace(answer, stream=stream)
 
     def position(self, stream: str) -> StreamPosition:
         state = self._streams[stream]
@@ -155,7 +183,7 @@ class MemoryBroker:
     async def snapshot(self, stream: str) -> Snapshot:
         state = self._streams[stream]
         values = state.last_values
-        messages = sorted(values.values(), key=lambda m: m.seq) if values is not None else []
+        messages = list(values.values()) if values is not None else []  # in seq order
         return Snapshot(StreamPosition(state.epoch, state.seq), messages)
 
     def _trim_history(self, state: _Stream) -> None:

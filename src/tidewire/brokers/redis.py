@@ -46,6 +46,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tidewire.brokers.base import (
+    DEFAULT_MAX_LATEST_KEYS,
     BrokerUnavailable,
     Consumer,
     ControlListener,
@@ -88,11 +89,14 @@ class RedisBroker(LogReader):
         history_limits: Mapping[str, HistoryLimit] | None = None,
         idempotency_window: float = 300.0,
         operation_timeout: float = 2.0,
+        max_latest_keys: int = DEFAULT_MAX_LATEST_KEYS,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self._limits = {name: (history_limits or {}).get(name, HistoryLimit()) for name in STREAMS}
         self._window = max(1, round(idempotency_window))
+        self.max_latest_keys = max_latest_keys
+        """Latest values kept per stream; past it the least recently updated key goes."""
         self._timeout = operation_timeout
         self._consumer: Consumer | None = None
         self._epoch_listener: EpochListener | None = None
@@ -208,7 +212,13 @@ class RedisBroker(LogReader):
     ) -> list[PublishOutcome]:
         if not messages:
             return []
-        args: list[Any] = [self.prefix, self._window, new_epoch(), len(messages)]
+        args: list[Any] = [
+            self.prefix,
+            self._window,
+            new_epoch(),
+            len(messages),
+            self.max_latest_keys,
+        ]
         for message in messages:
             spec = STREAMS[message.stream]
             args += [

@@ -17,14 +17,17 @@ Keys, for prefix P and stream S:
                id (readers skip the foreign entry and send subscribers to resync, as for
                a gap), or, for an id beyond 2^53 - 1, the stream starts a new epoch;
 * `P:S:last`   hash from snapshot key to `seq` + "\\n" + message, for snapshots;
+* `P:S:lru`    sorted set of the same snapshot keys scored by their last seq: past the most
+               keys a stream may keep, the least recently updated ones leave both;
 * `P:id:ID`    `stream` + "\\n" + `seq` + "\\n" + `epoch` of an already published message_id,
                expiring after the idempotency window.
 """
 
 from __future__ import annotations
 
-# ARGV: prefix, idempotency window (s), fresh epoch, count, then per message:
-#       stream, message_id, snapshot key ("" = none), history max length, body.
+# ARGV: prefix, idempotency window (s), fresh epoch, count, most latest-value keys per
+#       stream, then per message: stream, message_id, snapshot key ("" = none), history
+#       max length, body.
 # Returns per message {duplicate (0|1), stream, seq, epoch} and, for a duplicate whose
 # original is still in its stream's log, the original's body as a fifth element (a repeat
 # is answered with the original message, not with the repeat).
@@ -33,11 +36,12 @@ local prefix = ARGV[1]
 local window = tonumber(ARGV[2])
 local fresh = ARGV[3]
 local count = tonumber(ARGV[4])
+local max_keys = tonumber(ARGV[5])
 local max_seq = 9007199254740991
 local now = redis.call('TIME')
 local millis = now[1] * 1000 + math.floor(now[2] / 1000)
 local out = {}
-local i = 5
+local i = 6
 -- Keys of a foreign type or value (pcall: WRONGTYPE is an error reply) count as missing.
 local function text(key)
   local value = redis.pcall('GET', key)
@@ -50,7 +54,21 @@ end
 local function start(base, epoch)
   redis.call('SET', base .. ':epoch', epoch)
   redis.call('SET', base .. ':seq', 0)
-  redis.call('DEL', base .. ':log', base .. ':last')
+  redis.call('DEL', base .. ':log', base .. ':last', base .. ':lru')
+end
+-- Forget the least recently updated latest values past max_keys (the LRU set follows the
+-- hash; a foreign value in its place is replaced).
+local function remember(base, skey, seq)
+  local lru = base .. ':lru'
+  if type(redis.pcall('ZADD', lru, seq, skey)) == 'table' then
+    redis.call('DEL', lru)
+    redis.call('ZADD', lru, seq, skey)
+  end
+  local over = redis.call('ZCARD', lru) - max_keys
+  if over > 0 then
+    local gone = redis.call('ZPOPMIN', lru, over)
+    for j = 1, #gone, 2 do redis.call('HDEL', base .. ':last', gone[j]) end
+  end
 end
 for _ = 1, count do
   local stream, id, skey, maxlen, body = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
@@ -109,6 +127,7 @@ for _ = 1, count do
         redis.call('DEL', base .. ':last')  -- not a hash: foreign, replaced
         redis.call('HSET', base .. ':last', skey, value)
       end
+      remember(base, skey, seq)
     end
     redis.call('SET', idkey, stream .. '\\n' .. string.format('%d', seq) .. '\\n' .. epoch,
       'EX', window)
@@ -129,7 +148,7 @@ if type(epoch) ~= 'string' or type(seq) ~= 'string' or #seq > 16 or not seq:matc
   seq = '0'
   redis.call('SET', base .. ':epoch', epoch)
   redis.call('SET', base .. ':seq', 0)
-  redis.call('DEL', base .. ':log', base .. ':last')
+  redis.call('DEL', base .. ':log', base .. ':last', base .. ':lru')
 end
 return {epoch, seq}
 """

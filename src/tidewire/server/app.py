@@ -51,9 +51,14 @@ def make_broker(settings: GatewaySettings) -> Broker:
             prefix=settings.redis_prefix,
             history_limits=limits,
             idempotency_window=settings.idempotency_window,
+            max_latest_keys=settings.max_latest_keys,
         )
     if url.startswith("memory:"):
-        return MemoryBroker(history_limits=limits, idempotency_window=settings.idempotency_window)
+        return MemoryBroker(
+            history_limits=limits,
+            idempotency_window=settings.idempotency_window,
+            max_latest_keys=settings.max_latest_keys,
+        )
     raise ValueError(f"unknown broker URL {url!r}: use memory:// or redis://host:port/db")
 
 
