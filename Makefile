@@ -10,7 +10,7 @@ TSC := clients/typescript/node_modules/.bin/tsc
 # on an offline machine (tests/dashboard/conftest.py points Playwright at this binary).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo demo-nautilus test lint typecheck pytest bench schema screenshots clean
+.PHONY: demo demo-nautilus test lint typecheck pytest fuzz bench schema screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ pytest: $(STAMP) $(NAUTILUS_STAMP) $(TSC) $(CHROMIUM)
 $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+# The seeded fuzz of the frame parser and the command decoder for about an hour (1800 s per
+# file; CI runs it for about a minute). Replay a failure: see tests/fuzz/test_fuzz_frames.py.
+fuzz: $(STAMP)
+	TIDEWIRE_FUZZ_SECONDS=$${TIDEWIRE_FUZZ_SECONDS:-1800} $(BIN)/pytest -q -p no:cacheprovider --timeout 0 tests/fuzz
 
 # Pictures of every dashboard panel for the README, on live simulated data.
 screenshots: $(STAMP) $(CHROMIUM)
