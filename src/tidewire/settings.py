@@ -49,9 +49,10 @@ class GatewaySettings(BaseSettings):
         65_536, ge=256, description="largest inbound message; larger gets message_too_large"
     )
     max_frame_bytes: int = Field(
-        1_048_576,
+        131_072,
         ge=1024,
-        description="hard cap on an inbound frame; larger closes the connection with 1009",
+        description="hard cap on an inbound frame; larger closes the connection with 1009 "
+        "(picows's read buffer of a connection grows to up to twice it and stays)",
     )
     max_inbound_per_second: float = Field(
         50.0, gt=0, description="sustained inbound messages per second per connection"

@@ -3,6 +3,8 @@ filter values per connection, paged listings, and positions that cannot exist.""
 
 from __future__ import annotations
 
+import asyncio
+import struct
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -87,3 +89,35 @@ async def test_a_negative_since_is_an_invalid_position(gateway: Gateway, connect
     )
     assert (reply["type"], reply["error_code"]) == ("subscription_error", "invalid_position")
     assert (await client.request({"type": "ping"}, "pong"))["type"] == "pong"
+
+
+async def test_a_frame_that_never_finishes_is_cut_by_the_heartbeat_timeout(
+    make_gateway: MakeGateway, connect: Connect
+) -> None:
+    """picows buffers an unfinished frame (up to 2 x max_frame_bytes): a connection that
+    never completes one sends no frame at all, so the heartbeat timeout closes it."""
+    gateway = await make_gateway(heartbeat_interval=0.2, heartbeat_timeout=1.0)
+    healthy = await connect(gateway)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    size = gateway.settings.max_frame_bytes
+    writer.write(struct.pack("!BBQ", 0x81, 0x80 | 127, size) + bytes(4) + b"a" * (size - 1))
+    await writer.drain()
+    close_code = None
+    async with asyncio.timeout(10):
+        while close_code is None:
+            first, length = await reader.readexactly(2)
+            length &= 0x7F
+            if length >= 126:
+                length = int.from_bytes(await reader.readexactly(2 if length == 126 else 8), "big")
+            payload = await reader.readexactly(length)
+            if first & 0x0F == 0x8:
+                close_code = int.from_bytes(payload[:2], "big")
+    assert close_code == 4010
+    await healthy.send({"type": "ping", "message_id": "p"})
+    assert (await healthy.recv_type("pong"))["correlation_id"] == "p"
+    writer.close()
