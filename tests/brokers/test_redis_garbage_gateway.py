@@ -112,7 +112,8 @@ async def test_a_garbage_last_value_does_not_hang_a_snapshot(
     last = f"{prefix}:market_data:last"
     aapl = next(k for k in await admin.hkeys(last) if b"AAPL" in k)
     await admin.hset(last, aapl, b"1\n\xc1garbage")
-    client = await connect(gateway)
+    # Another node, which never delivered AAPL, reads the latest values from Redis.
+    client = await connect(await nodes())
     confirmed = await client.subscribe("market_data")
     assert confirmed["type"] == "subscription_confirmed"
     [snapshot] = await client.data(1)

@@ -28,8 +28,8 @@ from tidewire.brokers.base import (
     Snapshot,
     idempotency_key,
     keeps_last_values,
-    snapshot_key,
 )
+from tidewire.brokers.latest import LatestValues
 from tidewire.protocol.messages import DataMessage, StreamPosition
 from tidewire.protocol.streams import STREAMS
 
@@ -45,7 +45,7 @@ def new_epoch() -> str:
 class _Stream:
     __slots__ = ("epoch", "history", "last_values", "limit", "seq")
 
-    def __init__(self, limit: HistoryLimit | None, last_values: bool) -> None:
+    def __init__(self, limit: HistoryLimit | None, last_values: LatestValues | None) -> None:
         self.epoch = new_epoch()
         self.seq = 0
         self.limit = limit
@@ -53,8 +53,7 @@ class _Stream:
         self.history: deque[tuple[float, DataMessage]] | None = (
             deque(maxlen=limit.max_messages) if limit is not None else None
         )
-        self.last_values: dict[str, DataMessage] | None = {} if last_values else None
-        """Newest message per snapshot key, least recently updated first (so in seq order)."""
+        self.last_values = last_values
 
 
 class MemoryBroker:
@@ -73,7 +72,7 @@ class MemoryBroker:
         self._streams = {
             name: _Stream(
                 limits.get(name, HistoryLimit()) if spec.reliable else None,
-                keeps_last_values(spec),
+                LatestValues(name, max_latest_keys) if keeps_last_values(spec) else None,
             )
             for name, spec in STREAMS.items()
         }
@@ -81,7 +80,6 @@ class MemoryBroker:
         self._control_listener: ControlListener | None = None
         self._window = idempotency_window
         self._max_ids = idempotency_max_ids
-        self.max_latest_keys = max_latest_keys
         # idempotency key -> (expiry, stream, seq, epoch), oldest first.
         self._seen: OrderedDict[str, tuple[float, str, int, str]] = OrderedDict()
 
@@ -131,13 +129,8 @@ class MemoryBroker:
         sequenced = message.sequenced(stream.seq, stream.epoch)
         if stream.history is not None:
             stream.history.append((now, sequenced))
-        values = stream.last_values
-        if values is not None:
-            skey = snapshot_key(STREAMS[message.stream], sequenced)
-            values.pop(skey, None)  # re-inserted last: the dict stays in update order
-            values[skey] = sequenced
-            if len(values) > self.max_latest_keys:
-                del values[next(iter(values))]
+        if stream.last_values is not None:
+            stream.last_values.put(sequenced)
         self._seen[key] = (now + self._window, message.stream, stream.seq, stream.epoch)
         if len(self._seen) > self._max_ids:
             self._seen.popitem(last=False)
@@ -183,7 +176,7 @@ class MemoryBroker:
     async def snapshot(self, stream: str) -> Snapshot:
         state = self._streams[stream]
         values = state.last_values
-        messages = list(values.values()) if values is not None else []  # in seq order
+        messages = values.messages() if values is not None else []
         return Snapshot(StreamPosition(state.epoch, state.seq), messages)
 
     def _trim_history(self, state: _Stream) -> None:

@@ -12,8 +12,12 @@ finds that entries were trimmed from a log before it read them (it fell further 
 the history keeps): its live subscribers of that stream missed them.
 
 A node hands out only what it delivered: `history` stops at the node's position, and
-`snapshot` (read from Redis directly) returns once the node delivered up to the snapshot's
-position, so the live messages that follow a snapshot or a replay are never older than it.
+`snapshot` returns once the node delivered up to the stream's position in Redis, so the live
+messages that follow a snapshot or a replay are never older than it. The snapshot's messages
+come from the node's own copy of the latest values (`latest.LatestValues`, fed by the
+reader): the `:last` hash is read and decoded only to seed that copy (at the first snapshot,
+and after a gap or a lost epoch), never once per subscriber, so a thousand subscribers to a
+100,000-key stream share one set of messages.
 
 Data in Redis that this gateway did not write, or not correctly (see `redis_entries`), is
 counted, logged (rate-limited) and skipped: a skipped seq is a gap its subscribers are sent
@@ -57,6 +61,7 @@ from tidewire.brokers.base import (
     keeps_last_values,
     snapshot_key,
 )
+from tidewire.brokers.latest import LatestValues
 from tidewire.brokers.redis_entries import (
     MalformedEntry,
     Warnings,
@@ -110,6 +115,16 @@ class RedisBroker(LogReader):
         self.failure: str | None = None
         """Why the reader is down (restarting after an unexpected error), else None."""
         self._log_keys = {name: f"{prefix}:{name}:log" for name in STREAMS}
+        self._latest = {
+            name: LatestValues(name, max_latest_keys)
+            for name, spec in STREAMS.items()
+            if keeps_last_values(spec)
+        }
+        """This node's copy of each stream's latest values, up to what it delivered."""
+        self._latest_complete: set[str] = set()
+        self._seeding = {name: asyncio.Lock() for name in self._latest}
+        """Streams whose copy holds every latest value (seeded from Redis since the last
+        gap or lost epoch); the others are read from Redis once at their next snapshot."""
         self._stream_of_key = {key.encode(): name for name, key in self._log_keys.items()}
         self._probe_key = f"{prefix}:probe"
         self._probes: dict[bytes, asyncio.Future[None]] = {}
@@ -318,6 +333,25 @@ class RedisBroker(LogReader):
         return messages
 
     async def snapshot(self, stream: str) -> Snapshot:
+        latest = self._latest.get(stream)
+        if latest is None:
+            return await self._seed(stream, None)
+        if stream not in self._latest_complete:
+            # One read of the hash at a time per stream: subscribers arriving together wait
+            # for it and share its result instead of each decoding a copy.
+            async with self._seeding[stream]:
+                if stream not in self._latest_complete:
+                    return await self._seed(stream, latest)
+        head = await self._head(stream)
+        # Up to where Redis is now (a publish that returned is in it), from this node's copy
+        # of the latest values.
+        await self._reach(stream, head)
+        if stream not in self._latest_complete:  # a gap while waiting
+            return await self.snapshot(stream)
+        return Snapshot(self._positions[stream], latest.messages())
+
+    async def _seed(self, stream: str, latest: LatestValues | None) -> Snapshot:
+        """The snapshot read from Redis (`:last`), which also completes this node's copy."""
         base = f"{self.prefix}:{stream}"
         client = self._require_client()
 
@@ -353,6 +387,14 @@ class RedisBroker(LogReader):
         # Redis may be ahead of this node: the caller goes live right after the snapshot, so
         # wait until the node delivered everything the snapshot reflects.
         await self._reach(stream, position)
+        if latest is None:
+            return Snapshot(position, messages)
+        node = self._positions[stream]
+        if node.epoch == position.epoch:
+            # What the reader delivered since the read is newer, key by key.
+            latest.merge(messages)
+            self._latest_complete.add(stream)
+            return Snapshot(node, latest.messages())
         return Snapshot(position, messages)
 
     async def probe(self) -> None:

@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tidewire.brokers.base import BrokerUnavailable, Consumer, ControlListener
+from tidewire.brokers.latest import LatestValues
 from tidewire.brokers.redis_entries import MAX_SEQ, MalformedEntry, Warnings, decode_entry
 from tidewire.protocol.messages import StreamPosition
 
@@ -87,6 +88,8 @@ class LogReader:
     _progress: asyncio.Event
     _foreign: set[str]
     """Keys left out of XREAD: they hold something else than a stream."""
+    _latest: dict[str, LatestValues]
+    _latest_complete: set[str]
 
     async def _supervise(self) -> None:
         """Run the reader; restart it after any unexpected error (logged, counted) with
@@ -195,6 +198,9 @@ class LogReader:
                     self._gap(stream, current, message.seq)
                 self._positions[stream] = StreamPosition(message.epoch, message.seq)
                 self._cursors[stream] = f"{message.seq}-0"
+                latest = self._latest.get(stream)
+                if latest is not None:
+                    latest.put(message)
                 if self._consumer is not None:
                     try:
                         self._consumer(message)
@@ -280,6 +286,10 @@ class LogReader:
         )
         self._positions[stream] = position
         self._cursors[stream] = f"{position.seq}-0"
+        latest = self._latest.get(stream)
+        if latest is not None:  # read again from Redis at the next snapshot
+            latest.clear()
+            self._latest_complete.discard(stream)
         self._advanced()
         if self._epoch_listener is not None:
             self._epoch_listener(stream)
@@ -296,6 +306,9 @@ class LogReader:
             seq - 1,
             current.epoch,
         )
+        # Latest values of the missed seqs may be newer than this node's copy: completed
+        # from Redis at the next snapshot.
+        self._latest_complete.discard(stream)
         if self._epoch_listener is not None:
             self._epoch_listener(stream)
 
