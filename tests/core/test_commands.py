@@ -24,8 +24,9 @@ from fakes import (
     run_to_completion,
 )
 from messages import order, position, quote, risk_alert, trade
-from tidewire.brokers.base import BrokerUnavailable, Snapshot
+from tidewire.brokers.base import BrokerUnavailable, HistoryLimit, Snapshot
 from tidewire.brokers.memory import MemoryBroker
+from tidewire.core import recovery
 from tidewire.core.auth import ROLE_SUBSCRIBER, AnonymousAuthenticator
 from tidewire.core.commands import CommandHandler, CommandLimits
 from tidewire.core.hub import Hub
@@ -68,8 +69,10 @@ class SuspendingBroker(MemoryBroker):
     """Answers history and snapshot as of the call, then suspends before returning, as a
     remote broker would: messages published meanwhile are not in the answer."""
 
-    async def history(self, stream: str, since: StreamPosition) -> list[DataMessage] | None:
-        result = await super().history(stream, since)
+    async def history(
+        self, stream: str, since: StreamPosition, limit: int | None = None
+    ) -> list[DataMessage] | None:
+        result = await super().history(stream, since, limit)
         await Suspend()
         return result
 
@@ -89,7 +92,9 @@ class LateSnapshotBroker(MemoryBroker):
 
 
 class DownBroker(MemoryBroker):
-    async def history(self, stream: str, since: StreamPosition) -> list[DataMessage] | None:
+    async def history(
+        self, stream: str, since: StreamPosition, limit: int | None = None
+    ) -> list[DataMessage] | None:
         raise BrokerUnavailable("connection refused")
 
     async def snapshot(self, stream: str) -> Snapshot:
@@ -1193,3 +1198,63 @@ def test_trade_history_never_looks_past_the_newest_2000() -> None:
         {"type": "get_trade_history", "filters": {"portfolio_ids": ["PF-1"]}, "limit": 1000}
     )
     assert reply["trades"] == []  # 10 x 1000 would reach it; the cap is 2,000
+
+
+# ------------------------------------------------------------------ replays in pages
+
+
+class SmallHistoryBroker(MemoryBroker):
+    """Keeps 300 order updates of history."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__(history_limits={"order_updates": HistoryLimit(300)}, clock=clock)
+
+
+@pytest.fixture
+def small_pages(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(recovery, "REPLAY_PAGE", 100)
+    return 100
+
+
+def test_a_long_replay_is_read_a_page_at_a_time_as_the_client_takes_it(small_pages: int) -> None:
+    deferred = Deferred()
+    c = Client(spawn=deferred)
+    for n in range(250):
+        c.publish(order("PF-1", n))
+    c.send(
+        {"type": "subscribe", "stream": "order_updates", "since": c.position("order_updates", 0)}
+    )
+    deferred.finish()  # the first page, confirmed at the head (seq 250)
+    confirmed, *first = c.received()
+    assert (confirmed["recovered"], confirmed["position"]["seq"]) == (True, 250)
+    assert [m["seq"] for m in first] == list(range(1, 101))
+    assert len(deferred.coroutines) == 1, "the next page is read only now"
+    c.publish(order("PF-1", 250))  # live meanwhile: after the replay, once
+    deferred.finish()
+    assert [m["seq"] for m in c.received()] == list(range(101, 201))
+    deferred.finish()
+    assert [m["seq"] for m in c.received()] == [*range(201, 251), 251]
+    assert deferred.coroutines == []
+    c.publish(order("PF-1", 251))
+    assert [m["seq"] for m in c.received()] == [252], "live from now on"
+
+
+def test_a_replay_whose_rest_was_trimmed_meanwhile_closes_with_1012(small_pages: int) -> None:
+    """Confirmed as recovered, partly sent: the client resubscribes from what it got and
+    is told `recovered: false`, never left with a hole."""
+    deferred = Deferred()
+    c = Client(spawn=deferred, broker=SmallHistoryBroker)
+    for n in range(250):
+        c.publish(order("PF-1", n))
+    c.send(
+        {"type": "subscribe", "stream": "order_updates", "since": c.position("order_updates", 0)}
+    )
+    deferred.finish()
+    assert len(c.received()) == 101
+    c.hub.max_setup_buffer = 1_000
+    for n in range(250, 600):  # history now starts at seq 301: seq 101.. are gone
+        c.publish(order("PF-1", n))
+    deferred.finish()
+    assert [code for code, _ in c.transport.closes] == [1012]
+    assert c.received() == [], "nothing after the hole"
+    assert len(c.hub.feeds) == 0

@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import WsClient
+from conftest import WsClient, require_tool
 from messages import order, quote
 from rawsockets import raw_subscriber, wait_for
+from redisproc import INSTALL_HINT, RedisProcess
 from tidewire.protocol.ingest import build_data_message
 from tidewire.server.app import Gateway
 
@@ -174,3 +175,41 @@ async def test_a_slow_consumer_closed_with_4008_sees_4008(
             while True:
                 await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisProcess]:
+    with RedisProcess(require_tool("redis-server", INSTALL_HINT)) as server:
+        yield server
+
+
+@pytest.mark.redis
+async def test_on_redis_clients_that_never_read_a_long_replay_hold_a_page_each(
+    redis_server: RedisProcess, make_gateway: MakeGateway, connect: Connect
+) -> None:
+    """A replay is read from Redis a page at a time as the client takes it: ten recovering
+    clients that stop reading hold a page each, not 20,000 decoded messages each."""
+    gateway = await make_gateway(broker_url=redis_server.url, stall_timeout=2.0)
+    epoch = gateway.broker.position("order_updates").epoch
+    count = 20_000
+    messages = [build_data_message(order("PF-A", n)) for n in range(1, count + 1)]
+    for first in range(0, count, 1000):
+        await gateway.broker.publish_many(messages[first : first + 1000])
+    await wait_for(lambda: gateway.broker.position("order_updates").seq == count)
+    before = rss_kib()
+    resume = {"type": "subscribe", "stream": "order_updates", "since": {"epoch": epoch, "seq": 0}}
+    stalled = [await raw_subscriber(gateway, resume) for _ in range(10)]
+    reader = await connect(gateway)
+    reply = await reader.subscribe("order_updates", since={"epoch": epoch, "seq": 0})
+    assert reply["recovered"] is True
+    replay = await drain(reader, count)
+    assert [m["seq"] for m in replay] == list(range(1, count + 1))
+    connections = [c for c in gateway.hub.connections.values() if c.write_paused]
+    assert len(connections) == 10
+    grown_mib = (rss_kib() - before) / 1024
+    # Ten whole replays decoded would be about 10 x 22 MB.
+    assert grown_mib < 80, f"RSS grew {grown_mib:.0f} MiB"
+    await wait_for(lambda: all(c.closed for c in connections), timeout=20)
+    assert {c.close_code for c in connections} == {4008}
+    for _, writer in stalled:
+        writer.close()

@@ -142,11 +142,14 @@ class Broker(Protocol):
         """This node's position in `stream`: epoch and the last seq it delivered."""
         ...
 
-    async def history(self, stream: str, since: StreamPosition) -> list[DataMessage] | None:
-        """Every message of `stream` after `since.seq`, in order.
+    async def history(
+        self, stream: str, since: StreamPosition, limit: int | None = None
+    ) -> list[DataMessage] | None:
+        """Every message of `stream` after `since.seq` up to this node's position, in order;
+        with `limit`, the first `limit` of them (a replay is read a page at a time).
 
         Returns None when that is impossible (other epoch, or history no longer reaches back
-        to since.seq + 1); never a partial list. An empty list means nothing came after.
+        to since.seq + 1); never a list with a hole. An empty list means nothing came after.
         """
         ...
 

@@ -12,6 +12,7 @@ epoch (about 200 bytes), not the message.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections import OrderedDict, deque
@@ -154,7 +155,9 @@ class MemoryBroker:
         state = self._streams[stream]
         return StreamPosition(state.epoch, state.seq)
 
-    async def history(self, stream: str, since: StreamPosition) -> list[DataMessage] | None:
+    async def history(
+        self, stream: str, since: StreamPosition, limit: int | None = None
+    ) -> list[DataMessage] | None:
         state = self._streams[stream]
         if state.history is None or since.epoch != state.epoch or since.seq > state.seq:
             return None
@@ -163,8 +166,9 @@ class MemoryBroker:
             return []
         if not state.history or state.history[0][1].seq > since.seq + 1:
             return None
-        first = state.history[0][1].seq
-        return [message for _, message in list(state.history)[since.seq + 1 - first :]]
+        start = since.seq + 1 - state.history[0][1].seq
+        stop = None if limit is None else start + limit
+        return [message for _, message in itertools.islice(state.history, start, stop)]
 
     async def recent(self, stream: str, count: int) -> list[DataMessage]:
         state = self._streams[stream]

@@ -264,7 +264,9 @@ class RedisBroker(LogReader):
     def position(self, stream: str) -> StreamPosition:
         return self._positions[stream]
 
-    async def history(self, stream: str, since: StreamPosition) -> list[DataMessage] | None:
+    async def history(
+        self, stream: str, since: StreamPosition, limit: int | None = None
+    ) -> list[DataMessage] | None:
         spec = STREAMS[stream]
         if not spec.reliable:
             return None
@@ -294,7 +296,9 @@ class RedisBroker(LogReader):
             return None
         client = self._require_client()
         entries: Any = await self._call(
-            client.xrange(self._log_keys[stream], f"{since.seq + 1}-0", f"{node.seq}-0")
+            client.xrange(
+                self._log_keys[stream], f"{since.seq + 1}-0", f"{node.seq}-0", count=limit
+            )
         )
         try:
             # A malformed entry in the range is a seq nobody can replay: not covered.

@@ -243,7 +243,7 @@ class CommandHandler:
         connection = subscription.connection
         try:
             setup = await recovery.prepare(
-                self.broker, subscription, command.since, command.snapshot
+                self.broker, subscription, command.since, command.snapshot, self._spawn
             )
         except BrokerUnavailable as exc:
             self.hub.remove_subscription(subscription)
@@ -280,7 +280,7 @@ class CommandHandler:
         self._confirm(command, subscription, setup.position, setup.recovered)
         # Then the snapshot or replay, and the live messages buffered meanwhile, a chunk at
         # a time as the client reads (a failure there closes with 1011).
-        self.hub.feeds.start(subscription, setup.messages, setup.position)
+        self.hub.feeds.start(subscription, setup.messages, setup.position, pages=setup.pages)
 
     def _refuse(
         self,
