@@ -421,6 +421,17 @@ async def test_history_returns_exactly_what_came_after(
     assert [m.seq for m in history] == list(range(since + 1, 6))
 
 
+@pytest.mark.parametrize(("since", "limit"), [(0, 2), (2, 2), (3, 10), (4, 1)])
+async def test_history_with_a_limit_is_its_first_page(
+    harness: Harness, broker: Broker, since: int, limit: int
+) -> None:
+    outcomes = await publish_all(broker, [make("order_updates", f"PF-{i}") for i in range(5)])
+    await harness.settle()
+    epoch = broker.position("order_updates").epoch
+    page = await broker.history("order_updates", StreamPosition(epoch, since), limit=limit)
+    assert page == [o.message for o in outcomes][since : since + limit]
+
+
 async def test_history_when_up_to_date_is_empty(harness: Harness, broker: Broker) -> None:
     epoch = broker.position("order_updates").epoch
     assert await broker.history("order_updates", StreamPosition(epoch, 0)) == []
