@@ -1,4 +1,4 @@
-"""The resilience suite, short form: each attack of bench/attacks.py against a live gateway
+"""The resilience suite, short form: each attack of bench/attacks/ against a live gateway
 while a healthy client beside it receives a steady published flow.
 
 Every test asserts the same four things (`Arena.verify`): the healthy client received every
@@ -9,10 +9,6 @@ never closed; `/healthz` answered throughout; plus the attacker's documented out
 form with realistic sizes and latency figures is `python -m bench.resilience`.
 
 Waits are bounded: conditions are awaited (or polled with a timeout), never slept for.
-
-Tests marked "until chunked delivery lands" (snapshot/replay delivered in chunks under flow
-control) and "until max_latest_keys lands" describe documented behaviour the integrator is
-implementing; they fail on a main without it.
 """
 
 from __future__ import annotations
@@ -34,6 +30,7 @@ from bench.attacks import (
     RssSampler,
     Target,
     big_snapshot,
+    byte_flood,
     continuation_flood,
     filter_values,
     framing_rules,
@@ -41,10 +38,12 @@ from bench.attacks import (
     long_absence,
     message_flood,
     ping_flood,
+    publish_instruments,
     reassembly_hold,
     redis_garbage,
     stalled_snapshot,
     stats,
+    until,
 )
 
 from conftest import require_tool
@@ -91,6 +90,11 @@ class Arena:
         assert (report.gaps, report.out_of_order) == (0, 0)
         assert report.received == published
         assert self.monitor.failures == 0 and self.monitor.checks > 0
+
+
+def assert_grew_less(memory: RssSampler, mib: int) -> None:
+    """The sampled RSS grew by less than `mib` MiB."""
+    assert memory.growth < mib * MiB, f"RSS grew by {memory.growth / MiB:.1f} MiB"
 
 
 @pytest.fixture
@@ -151,20 +155,10 @@ async def test_attack_a_floods_are_closed_4029(
 async def test_attack_a_byte_flood_is_closed_4029(arena: Callable[..., Awaitable[Arena]]) -> None:
     """Attack a: big PING-free data messages past the byte budget."""
     each = await arena(max_inbound_bytes_per_second=64 * 1024, inbound_bytes_burst=256 * 1024)
-    result = await message_flood_of_size(each.target, 30_000)
+    result = await byte_flood(each.target, 30_000, max_seconds=TIMEOUT)
     assert result.close_code == 4029, result
     assert each.gateway.stats()["inbound_violations"].get("byte_rate") == 1
     await each.verify()
-
-
-async def message_flood_of_size(target: Target, size: int) -> AttackResult:
-    from bench.attacks import TEXT, RawClient, frame
-
-    client = await RawClient.open(target)
-    body = b'{"type": "ping", "pad": "' + b"x" * size + b'"}'
-    result = await client.flood_until_closed(frame(TEXT, body), max_seconds=TIMEOUT)
-    result.attack = "byte_flood"
-    return result
 
 
 # ------------------------------------------------------------------ b. Redis garbage
@@ -210,8 +204,8 @@ async def test_attack_b_redis_garbage_is_skipped_counted_and_resynced(
 async def test_attack_c_big_snapshot_arrives_whole(
     arena: Callable[..., Awaitable[Arena]],
 ) -> None:
-    """Attack c (until chunked delivery lands): an unfiltered subscriber to a stream whose
-    snapshot is several times max_outbox_bytes gets all of it, never 4008."""
+    """Attack c: an unfiltered subscriber to a stream whose snapshot is several times
+    max_outbox_bytes gets all of it (delivered in chunks under flow control), never 4008."""
     each = await arena(max_outbox_bytes=256 * 1024)
     instruments = 5000  # about 1.7 MB of snapshot
     result = await big_snapshot(each.target, instruments)
@@ -223,22 +217,12 @@ async def test_attack_c_big_snapshot_arrives_whole(
 async def test_attack_c_stalled_snapshot_readers_are_cut_4008_memory_bounded(
     arena: Callable[..., Awaitable[Arena]],
 ) -> None:
-    """Attack c (until chunked delivery lands): 10 subscribers that never read, on a
-    20,000-key snapshot: cut with 4008 (stall_timeout), the process's memory bounded far
-    below 10 whole snapshots (about 70 MB), a reader of the same snapshot served."""
+    """Attack c: 10 subscribers that never read, on a 20,000-key snapshot: cut with 4008
+    (stall_timeout), the process's memory bounded far below 10 whole snapshots (about
+    70 MB), a reader of the same snapshot served."""
     each = await arena(max_outbox_bytes=256 * 1024, stall_timeout=1.0, socket_send_buffer=16 * 1024)
-    keys = 20_000
-    from bench.attacks import publish_instruments
-
-    await publish_instruments(each.target, keys)
-    memory = RssSampler().start()
-    result = await stalled_snapshot(each.target, keys, stallers=10, publish=False)
-    await memory.stop()
+    result = await stallers_are_cut(each)
     assert result.counts["reader_close_codes"] == [None], result
-    assert result.counts["reader_snapshot_messages"] == [keys]
-    assert result.counts["slow_consumer_closes"] == 10, result
-    assert set(result.counts["staller_close_codes"]) == {4008}, result
-    assert memory.growth < 40 * MiB, f"RSS grew by {memory.growth / MiB:.1f} MiB"
     await each.verify()
 
 
@@ -251,25 +235,34 @@ async def test_attack_c_stalled_snapshot_on_redis_default_buffers_cut_4008_memor
     stall_timeout, memory bounded (10 whole snapshots would be about 70 MB encoded)."""
     prefix = f"rz{uuid.uuid4().hex[:8]}"
     each = await arena(broker_url=redis_server.url, redis_prefix=prefix, stall_timeout=2.0)
-    keys = 20_000
-    from bench.attacks import publish_instruments
+    # The node seeds its own copy of the latest values once (about 22 MB for 20,000 keys,
+    # and the read of the hash it decodes them from): shared by every subscriber after.
+    await stallers_are_cut(each, cut_timeout=10.0, bound_mib=70)
+    await each.verify()
 
+
+async def stallers_are_cut(
+    each: Arena, keys: int = 20_000, bound_mib: int = 40, **options: Any
+) -> AttackResult:
+    """10 non-readers and a reader of a `keys`-key snapshot: the reader gets all of it, the
+    10 are cut with 4008, the process's RSS grows by less than `bound_mib` meanwhile (ten
+    snapshots of their own would be about 10 x 22 MB decoded, 70 MB encoded)."""
     await publish_instruments(each.target, keys)
     memory = RssSampler().start()
-    result = await stalled_snapshot(each.target, keys, stallers=10, publish=False, cut_timeout=10.0)
+    result = await stalled_snapshot(each.target, keys, stallers=10, publish=False, **options)
     await memory.stop()
     assert result.counts["reader_snapshot_messages"] == [keys], result
     assert result.counts["slow_consumer_closes"] == 10, result
     assert set(result.counts["staller_close_codes"]) == {4008}, result
-    assert memory.growth < 40 * MiB, f"RSS grew by {memory.growth / MiB:.1f} MiB"
-    await each.verify()
+    assert_grew_less(memory, bound_mib)
+    return result
 
 
 async def test_attack_c_long_absence_recovers_exactly(
     arena: Callable[..., Awaitable[Arena]],
 ) -> None:
-    """Attack c (until chunked delivery lands): a client away for a replay several times
-    max_outbox_bytes recovers with recovered: true and every seq exactly once."""
+    """Attack c: a client away for a replay several times max_outbox_bytes (delivered in
+    chunks under flow control) recovers with recovered: true and every seq exactly once."""
     each = await arena(max_outbox_bytes=256 * 1024, history_max_messages=10_000)
     result = await long_absence(each.target, 3000)
     assert result.close_code is None, result
@@ -308,12 +301,10 @@ async def test_attack_d_filter_values_are_refused_past_the_bound_and_listings_pa
     async def released() -> bool:
         return int((await stats(each.target))["subscriptions"]) == 1
 
-    from bench.attacks import until
-
     await until(released, "the attackers' subscriptions are gone", TIMEOUT)
     await memory.stop()
     assert held == 41
-    assert memory.growth < 100 * MiB, f"RSS grew by {memory.growth / MiB:.1f} MiB"
+    assert_grew_less(memory, 100)
     await each.verify()
 
 
@@ -337,7 +328,7 @@ async def test_attack_e_unfinished_fragments_bounded_per_process_1009(
     assert held_bytes <= budget
     assert each.gateway.stats()["inbound_violations"].get("reassembly_budget") == 184
     # 200 x 64 KiB would be 12.5 MiB held; bounded it is the budget plus what sockets cost.
-    assert memory.growth < 12 * MiB, f"RSS grew by {memory.growth / MiB:.1f} MiB"
+    assert_grew_less(memory, 12)
     for holder in holders:
         holder.abort()
     async with asyncio.timeout(TIMEOUT):
@@ -352,9 +343,8 @@ async def test_attack_e_unfinished_fragments_bounded_per_process_1009(
 async def test_attack_f_latest_values_bounded_by_max_latest_keys_lru(
     arena: Callable[..., Awaitable[Arena]],
 ) -> None:
-    """Attack f (until max_latest_keys lands): 2,000 distinct symbols published once each:
-    the stream keeps max_latest_keys (100) latest values, the least recently updated
-    evicted first."""
+    """Attack f: 2,000 distinct symbols published once each: the stream keeps
+    max_latest_keys (100) latest values, the least recently updated evicted first."""
     each = await arena(max_latest_keys=100)
     result = await latest_keys(each.target, 2000, 100)
     assert result.counts.get("kept") == 100, result
