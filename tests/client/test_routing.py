@@ -9,12 +9,12 @@ import pytest
 
 from tidewire.client.routing import (
     Router,
-    exact_mid,
     field_value,
     matches,
     message_price,
     severity_rank,
 )
+from tidewire.protocol.prices import exact_mid
 
 
 def quote(symbol: str, bid: Any = 100.0, ask: Any = 101.0, **top: Any) -> dict[str, Any]:

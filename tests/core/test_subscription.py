@@ -8,9 +8,10 @@ from typing import Any, cast
 import pytest
 
 from tidewire.core.connection import Connection
-from tidewire.core.subscription import Subscription, field_value, message_price
+from tidewire.core.subscription import Subscription, field_value
 from tidewire.protocol.filters import validate_filters
 from tidewire.protocol.messages import DataMessage
+from tidewire.protocol.prices import message_price
 from tidewire.protocol.streams import SEVERITIES, STREAMS
 
 NO_CONNECTION = cast(Connection, None)  # matching never looks at the connection
@@ -146,33 +147,37 @@ def test_severity_filter_refuses_messages_without_a_known_severity(data: dict[st
 # ------------------------------------------------------------------ prices
 
 PRICE_CASES = [
-    pytest.param({"price": 101.0}, 101.0, id="price"),
-    pytest.param({"last_trade_price": 99.5}, 99.5, id="last_trade_price"),
-    pytest.param({"bid_price": 99.0, "ask_price": 101.0}, 100.0, id="mid"),
+    pytest.param({"price": 101.0}, "101.0", id="price"),
+    pytest.param({"last_trade_price": 99.5}, "99.5", id="last_trade_price"),
+    pytest.param({"bid_price": 99.0, "ask_price": 101.0}, "100.0", id="mid"),
+    pytest.param({"bid_price": 1.1, "ask_price": 1.3}, "1.2", id="float-mid-is-exact"),
     pytest.param(
         {"price": 50.0, "last_trade_price": 150.0, "bid_price": 1, "ask_price": 3},
-        50.0,
+        "50.0",
         id="price-first",
     ),
     pytest.param(
-        {"last_trade_price": 150.0, "bid_price": 1.0, "ask_price": 3.0}, 150.0, id="last-before-mid"
+        {"last_trade_price": 150.0, "bid_price": 1.0, "ask_price": 3.0},
+        "150.0",
+        id="last-before-mid",
     ),
     pytest.param({"bid_price": 99.0}, None, id="bid-only"),
     pytest.param({"ask_price": 99.0}, None, id="ask-only"),
     pytest.param({}, None, id="none"),
-    pytest.param({"price": Decimal("100.10")}, 100.1, id="decimal-price"),
-    pytest.param({"bid_price": Decimal("1.1"), "ask_price": Decimal("1.3")}, 1.2, id="decimal-mid"),
-    pytest.param({"price": "100.25"}, 100.25, id="decimal-string"),
+    pytest.param({"price": Decimal("100.10")}, "100.1", id="decimal-price"),
+    pytest.param(
+        {"bid_price": Decimal("1.1"), "ask_price": Decimal("1.3")}, "1.2", id="decimal-mid"
+    ),
+    pytest.param({"price": "100.25"}, "100.25", id="decimal-string"),
+    pytest.param({"price": True}, None, id="bool-is-no-price"),
+    pytest.param({"price": float("nan")}, None, id="nan-is-no-price"),
 ]
 
 
 @pytest.mark.parametrize(("data", "expected"), PRICE_CASES)
-def test_message_price(data: dict[str, Any], expected: float | None) -> None:
-    price = message_price(message("market_data", "AAPL", data))
-    if expected is None:
-        assert price is None
-    else:
-        assert price == pytest.approx(expected)
+def test_message_price(data: dict[str, Any], expected: str | None) -> None:
+    price = message_price(message("market_data", "AAPL", data).data)
+    assert price == (None if expected is None else Decimal(expected))
 
 
 @pytest.mark.parametrize(
@@ -206,6 +211,9 @@ def test_message_price(data: dict[str, Any], expected: float | None) -> None:
             True,
         ),
         ({"min_price": 1.25}, {"bid_price": Decimal("1.1"), "ask_price": Decimal("1.3")}, False),
+        # the mid of JSON numbers is exact too: 1.2, not 1.2000000000000002
+        ({"max_price": 1.2}, {"bid_price": 1.1, "ask_price": 1.3}, True),
+        ({"min_price": 1.2}, {"bid_price": 1.1, "ask_price": 1.3}, True),
     ],
 )
 def test_price_filters(filters: dict[str, Any], data: dict[str, Any], expected: bool) -> None:

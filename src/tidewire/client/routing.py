@@ -19,9 +19,10 @@ one stream; it follows the same rules (PROTOCOL.md section 3):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
+from tidewire.protocol import prices
 from tidewire.protocol.streams import FILTER_FIELDS, SEVERITY_ALIASES, SEVERITY_RANK
 
 T = TypeVar("T")
@@ -44,48 +45,11 @@ def field_value(message: Mapping[str, Any], name: str) -> Any:
     return value
 
 
-def _number(value: Any) -> Decimal | None:
-    # bool is an int subclass, but `True` is never a price.
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int | float | str):
-        try:
-            number = Decimal(value) if not isinstance(value, float) else Decimal(repr(value))
-        except InvalidOperation:
-            return None
-        return number if number.is_finite() else None
-    return None
-
-
 def message_price(message: Mapping[str, Any]) -> Decimal | None:
-    """The price that `min_price`/`max_price` compare, as the gateway reads it from `data`:
-    `price`, else `last_trade_price`, else the mid of `bid_price` and `ask_price`.
-
-    The first of `price` and `last_trade_price` that is present decides, as on the gateway.
-    Returned as a Decimal so decimal-string payloads compare exactly; None when the message
-    carries no price at all.
-    """
+    """The price that `min_price`/`max_price` compare, as the gateway reads it from `data`
+    (`tidewire.protocol.prices`): exact, None when the message carries none."""
     data = message.get("data")
-    if not isinstance(data, Mapping):
-        return None
-    for name in ("price", "last_trade_price"):
-        value = data.get(name)
-        if value is not None:
-            return _number(value)
-    bid = _number(data.get("bid_price"))
-    ask = _number(data.get("ask_price"))
-    if bid is None or ask is None:
-        return None
-    return exact_mid(bid, ask)
-
-
-def exact_mid(bid: Decimal, ask: Decimal) -> Decimal:
-    """`(bid + ask) / 2` without rounding, whatever the digits of the operands."""
-    # Enough digits for the exact sum plus one for the halving; the default 28 may not be.
-    exponent = min(int(bid.as_tuple().exponent), int(ask.as_tuple().exponent))
-    digits = max(bid.adjusted(), ask.adjusted()) - exponent + 3
-    with localcontext(prec=max(digits, 28)):
-        return (bid + ask) / 2
+    return prices.message_price(data) if isinstance(data, Mapping) else None
 
 
 def severity_rank(value: Any) -> int | None:
@@ -117,17 +81,9 @@ def matches(filters: Mapping[str, Any], message: Mapping[str, Any]) -> bool:
         rank = severity_rank(field_value(message, "severity"))
         if wanted_rank is None or rank is None or rank < wanted_rank:
             return False
-    low = _number(filters.get("min_price"))
-    high = _number(filters.get("max_price"))
-    if low is not None or high is not None:
-        price = message_price(message)
-        if price is None:
-            return False
-        if low is not None and price < low:
-            return False
-        if high is not None and price > high:
-            return False
-    return True
+    low = prices.decimal_of(filters.get("min_price"))
+    high = prices.decimal_of(filters.get("max_price"))
+    return (low is None and high is None) or prices.within(message_price(message), low, high)
 
 
 class Router(Generic[T]):

@@ -7,13 +7,13 @@ index does not already guarantee. Pure logic, no I/O.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tidewire.core.auth import Principal
 from tidewire.core.entitlements import readable
 from tidewire.core.throttle import Throttle
 from tidewire.protocol.messages import DataMessage, Filters, SubscriptionInfo
+from tidewire.protocol.prices import decimal_of, message_price, within
 from tidewire.protocol.streams import (
     FILTER_FIELDS,
     KEY_FILTER_OF_FIELD,
@@ -23,32 +23,6 @@ from tidewire.protocol.streams import (
 
 if TYPE_CHECKING:
     from tidewire.core.connection import Connection
-
-
-def message_price(message: DataMessage) -> float | None:
-    """The price `min_price`/`max_price` compare: `price`, else `last_trade_price`, else mid."""
-    data = message.data
-    for name in ("price", "last_trade_price"):
-        value = data.get(name)
-        if value is not None:
-            return _number(value)
-    raw_bid, raw_ask = data.get("bid_price"), data.get("ask_price")
-    if isinstance(raw_bid, Decimal) and isinstance(raw_ask, Decimal):
-        # Exact mid: float(1.1) + float(1.3) would land past a max_price of 1.2.
-        return float((raw_bid + raw_ask) / 2)
-    bid, ask = _number(raw_bid), _number(raw_ask)
-    if bid is not None and ask is not None:
-        return (bid + ask) / 2.0
-    return None
-
-
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def field_value(message: DataMessage, name: str) -> Any:
@@ -148,8 +122,8 @@ class Subscription:
         self._min_severity = (
             SEVERITY_RANK[filters.severity] if filters.severity is not None else None
         )
-        self._min_price = filters.min_price
-        self._max_price = filters.max_price
+        self._min_price = decimal_of(filters.min_price)
+        self._max_price = decimal_of(filters.max_price)
         self._filters_plain = (
             not checks
             and self._min_severity is None
@@ -185,15 +159,9 @@ class Subscription:
             rank = SEVERITY_RANK.get(field_value(message, "severity") or "")
             if rank is None or rank < self._min_severity:
                 return False
-        if self._min_price is not None or self._max_price is not None:
-            price = message_price(message)
-            if price is None:
-                return False
-            if self._min_price is not None and price < self._min_price:
-                return False
-            if self._max_price is not None and price > self._max_price:
-                return False
-        return True
+        if self._min_price is None and self._max_price is None:
+            return True
+        return within(message_price(message.data), self._min_price, self._max_price)
 
     def matches_all(self, message: DataMessage) -> bool:
         """`matches` plus the key filter; for messages that did not come through the index."""

@@ -10,6 +10,7 @@ import {
   QueueFull,
   SubscriptionError,
   TidewireClient,
+  compareDecimals,
   conflationKey,
   connectionUrl,
   STREAMS,
@@ -18,6 +19,7 @@ import {
   messageKey,
   messagePrice,
   reconnectRefusal,
+  toDecimal,
   utf8Length,
 } from "../../../src/tidewire/dashboard/static/tidewire-client.js";
 import { FakeWebSocket, tick } from "./fake-websocket.mjs";
@@ -91,13 +93,20 @@ test("routing: the gateway's filter rules", () => {
 
 test("routing: the price is data.price, else data.last_trade_price, else the bid/ask mid", () => {
   const tick = (data) => ({ type: "market_data", stream: "market_data", key: "X", symbol: "X", data });
-  assert.equal(messagePrice(tick({ price: 7, last_trade_price: 9, bid_price: 1, ask_price: 3 })), 7);
-  assert.equal(messagePrice(tick({ last_trade_price: 9, bid_price: 1, ask_price: 3 })), 9);
-  assert.equal(messagePrice(tick({ bid_price: 1, ask_price: 3 })), 2);
-  assert.equal(messagePrice(tick({ bid_price: "1.5", ask_price: "2.5" })), 2); // decimals=string
-  assert.equal(messagePrice(tick({ bid: 1, ask: 3 })), null); // 0.1 names are gone
-  assert.equal(messagePrice(tick({ bid_price: 1 })), null);
-  assert.equal(messagePrice({ ...tick({ bid_price: 1, ask_price: 3 }), price: 50 }), 2); // only data
+  /** The exact price of `m`, as a number for the assertion. */
+  const price = (m) => {
+    const d = messagePrice(m);
+    return d === null ? null : Number(d.mantissa) * 10 ** d.exponent;
+  };
+  assert.equal(price(tick({ price: 7, last_trade_price: 9, bid_price: 1, ask_price: 3 })), 7);
+  assert.equal(price(tick({ last_trade_price: 9, bid_price: 1, ask_price: 3 })), 9);
+  assert.equal(price(tick({ bid_price: 1, ask_price: 3 })), 2);
+  assert.equal(price(tick({ bid_price: "1.5", ask_price: "2.5" })), 2); // decimals=string
+  assert.equal(price(tick({ bid: 1, ask: 3 })), null); // 0.1 names are gone
+  assert.equal(price(tick({ bid_price: 1 })), null);
+  assert.equal(price({ ...tick({ bid_price: 1, ask_price: 3 }), price: 50 }), 2); // only data
+  // Exact: the mid of 1.1 and 1.3 is 1.2, not 1.2000000000000002.
+  assert.equal(compareDecimals(messagePrice(tick({ bid_price: 1.1, ask_price: 1.3 })), toDecimal("1.2")), 0);
   assert.ok(matches({ min_price: 9, max_price: 9 }, tick({ last_trade_price: 9, last_trade_size: 100 })));
   assert.ok(!matches({ max_price: 1.9 }, tick({ bid_price: 1, ask_price: 3 })));
 });

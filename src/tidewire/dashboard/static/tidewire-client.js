@@ -78,7 +78,7 @@ export {
 } from "./client/errors.js";
 export { HeartbeatTracker } from "./client/heartbeat.js";
 export { NOT_RECOVERED, RESYNC, isResync } from "./client/resync.js";
-export { Router, matches, messagePrice } from "./client/routing.js";
+export { Router, compareDecimals, matches, messagePrice, toDecimal } from "./client/routing.js";
 export { STREAMS, STREAM_NAMES, isReliable, keepsLastValues, resolveStream, splitTopic, streamSpec } from "./client/streams.js";
 export { Subscription } from "./client/subscription.js";
 export {

@@ -13,8 +13,10 @@
  *   for a blank field);
  * - `severity` is a minimum: low < medium < high < critical;
  * - the price for `min_price`/`max_price` is `data.price` when present, else
- *   `data.last_trade_price`, else the mid of `data.bid_price` and `data.ask_price`; decimal
- *   strings (`decimals=string`) are compared as numbers.
+ *   `data.last_trade_price`, else the mid of `data.bid_price` and `data.ask_price`, compared
+ *   exactly as decimals (`tidewire.protocol.prices`): a JSON number is read by its shortest
+ *   representation, a decimal string (`decimals=string`) as written, so bid 1.1 / ask 1.3 has
+ *   the mid 1.2. tests/vectors/filters.json holds the cases both clients and the gateway run.
  */
 
 /** @import { Filters } from "../tidewire-protocol.d.ts" */
@@ -56,32 +58,86 @@ export function fieldValue(message, name) {
   return data !== null && typeof data === "object" ? data[name] : undefined;
 }
 
-/** @param {unknown} value @returns {number | null} */
-function toNumber(value) {
-  if (typeof value === "number") return Number.isFinite(value) ? value : null;
-  if (typeof value === "string" && value.trim() !== "") {
-    const number = Number(value);
-    return Number.isFinite(number) ? number : null;
+/** Significant digits and exponent a price may have (`tidewire.protocol.prices`). */
+const MAX_DIGITS = 100;
+const MAX_EXPONENT = 400;
+const DECIMAL = /^([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?$/;
+
+/**
+ * An exact decimal: `mantissa` x 10^`exponent`.
+ * @typedef {{ mantissa: bigint, exponent: number }} Decimal
+ */
+
+/**
+ * `value` as the decimal it was written as; null for what is not a finite number of at most
+ * MAX_DIGITS digits and an exponent within MAX_EXPONENT (as the gateway reads it).
+ * @param {unknown} value
+ * @returns {Decimal | null}
+ */
+export function toDecimal(value) {
+  let text;
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) return null;
+    text = String(value); // the shortest representation, like Python's repr
+  } else if (typeof value === "string") {
+    text = value.trim();
+    if (text.length > 2 * MAX_DIGITS) return null;
+  } else {
+    return null;
   }
-  return null;
+  const match = DECIMAL.exec(text);
+  if (match === null) return null;
+  const [, sign, whole, fraction = "", power = "0"] = match;
+  if (whole === "" && fraction === "") return null;
+  const digits = (whole + fraction).replace(/^0+/, "");
+  if (digits.length > MAX_DIGITS) return null;
+  const exponent = Number(power) - fraction.length;
+  // Python's Decimal.adjusted(): the exponent of the most significant digit.
+  const adjusted = exponent + Math.max(digits.length, 1) - 1;
+  if (Math.abs(adjusted) > MAX_EXPONENT) return null;
+  const mantissa = BigInt(digits === "" ? "0" : digits);
+  return { mantissa: sign === "-" ? -mantissa : mantissa, exponent };
+}
+
+/** @param {Decimal} a @param {Decimal} b @returns {[bigint, bigint, number]} */
+function aligned(a, b) {
+  const exponent = Math.min(a.exponent, b.exponent);
+  return [
+    a.mantissa * 10n ** BigInt(a.exponent - exponent),
+    b.mantissa * 10n ** BigInt(b.exponent - exponent),
+    exponent,
+  ];
+}
+
+/** -1, 0 or 1 as `a` is below, equal to or above `b`. @param {Decimal} a @param {Decimal} b */
+export function compareDecimals(a, b) {
+  const [x, y] = aligned(a, b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** `(bid + ask) / 2`, exact. @param {Decimal} bid @param {Decimal} ask @returns {Decimal} */
+function exactMid(bid, ask) {
+  const [x, y, exponent] = aligned(bid, ask);
+  return { mantissa: (x + y) * 5n, exponent: exponent - 1 };
 }
 
 /**
  * The price `min_price`/`max_price` compare, as the gateway reads it (only in `data`): the
- * first of `price` and `last_trade_price` that is present, else the bid/ask mid; null when
- * the message carries no price.
+ * first of `price` and `last_trade_price` that is present, else the exact bid/ask mid; null
+ * when the message carries no price.
  * @param {Record<string, any>} message
+ * @returns {Decimal | null}
  */
 export function messagePrice(message) {
   const data = message.data;
   if (data === null || typeof data !== "object") return null;
   for (const name of ["price", "last_trade_price"]) {
     const value = data[name];
-    if (value !== undefined && value !== null) return toNumber(value);
+    if (value !== undefined && value !== null) return toDecimal(value);
   }
-  const bid = toNumber(data.bid_price);
-  const ask = toNumber(data.ask_price);
-  return bid !== null && ask !== null ? (bid + ask) / 2 : null;
+  const bid = toDecimal(data.bid_price);
+  const ask = toDecimal(data.ask_price);
+  return bid !== null && ask !== null ? exactMid(bid, ask) : null;
 }
 
 /**
@@ -121,13 +177,13 @@ export function matches(filters, message) {
     const rank = severityRank(fieldValue(message, "severity"));
     if (wanted === null || rank === null || rank < wanted) return false;
   }
-  const low = toNumber(filters.min_price);
-  const high = toNumber(filters.max_price);
+  const low = toDecimal(filters.min_price);
+  const high = toDecimal(filters.max_price);
   if (low !== null || high !== null) {
     const price = messagePrice(message);
     if (price === null) return false;
-    if (low !== null && price < low) return false;
-    if (high !== null && price > high) return false;
+    if (low !== null && compareDecimals(price, low) < 0) return false;
+    if (high !== null && compareDecimals(price, high) > 0) return false;
   }
   return true;
 }
