@@ -74,6 +74,7 @@ bench: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/tidewire schema --typescript > clients/typescript/tidewire-protocol.d.ts
 	cp clients/typescript/tidewire-protocol.d.ts src/tidewire/dashboard/static/
+	$(BIN)/tidewire schema --javascript > src/tidewire/dashboard/static/client/catalogue.js
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -326,13 +326,21 @@ def schema(
     typescript: Annotated[
         bool, typer.Option("--typescript", help="Print the TypeScript declarations instead.")
     ] = False,
+    javascript: Annotated[
+        bool,
+        typer.Option("--javascript", help="Print the JavaScript client's catalogue instead."),
+    ] = False,
 ) -> None:
-    """Print the protocol's JSON Schema (or TypeScript declarations)."""
+    """Print the protocol's JSON Schema (or TypeScript declarations, or the JavaScript
+    client's generated tables)."""
+    from tidewire.protocol.javascript import javascript_catalogue
     from tidewire.protocol.schema import json_schema
     from tidewire.protocol.typescript import typescript_declarations
 
     if typescript:
         sys.stdout.write(typescript_declarations())
+    elif javascript:
+        sys.stdout.write(javascript_catalogue())
     else:
         sys.stdout.write(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
 

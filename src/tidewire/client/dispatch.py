@@ -26,33 +26,12 @@ from tidewire.client.resync import ResyncHandler, call_resync_handlers
 from tidewire.client.routing import Router
 from tidewire.client.subscription import Subscription
 from tidewire.client.wire import position_of
+from tidewire.protocol.messages import REPLY_TYPES
 
 logger = logging.getLogger("tidewire.client")
 
 MessageHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
 """`fn(message)` for `add_message_handler`; may be a coroutine function."""
-
-# Replies (everything that is not a data message); data messages are routed by `stream`.
-REPLY_TYPES = frozenset(
-    {
-        "connection_established",
-        "subscription_confirmed",
-        "subscription_error",
-        "unsubscription_confirmed",
-        "subscriptions",
-        "heartbeat",
-        "heartbeat_response",
-        "auth_ok",
-        "ack",
-        "error",
-        "pong",
-        # `snapshot` names a stream but is a reply: its messages answer a query and are not
-        # routed to subscriptions.
-        "snapshot",
-        "trade_history",
-        "sync_response",
-    }
-)
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""msgspec types for every message of PROTOCOL.md sections 2, 3 and 6.
+"""msgspec types for every message of docs/protocol.md sections 2, 3 and 6.
 
 Client commands and server replies are tagged unions on `type`, so one decode both
 validates a command and picks its class. Data messages (section 4) share one struct,
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import time
+import typing
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
+import msgspec.inspect
 
 from tidewire.protocol.errors import ProtocolError
 from tidewire.protocol.shapes import TOP_LEVEL_FIELDS
@@ -472,6 +474,14 @@ ServerReply = (
     | TradeHistory
     | SyncResponse
 )
+
+REPLY_TYPES: frozenset[str] = frozenset(
+    str(typing.cast(msgspec.inspect.StructType, msgspec.inspect.type_info(reply)).tag)
+    for reply in typing.get_args(ServerReply)
+)
+"""The `type` of every reply (everything the server sends that is not a data message or a
+batch). `snapshot` names a stream but is a reply: its messages answer a query and are not
+routed to subscriptions. Clients route by this set (the JavaScript one gets it generated)."""
 
 
 class Batch(msgspec.Struct, tag="batch", tag_field="type"):

@@ -1,38 +1,25 @@
 // @ts-check
 /**
- * Whether to reconnect after a connection ended (PROTOCOL.md section 6;
+ * Whether to reconnect after a connection ended (docs/protocol.md section 6;
  * `tidewire.client.reconnect`). Pure.
  */
 
+import { BACKOFF_CLOSE_CODE_LIST, CLOSE_CODES, RECONNECT_CLOSE_CODE_LIST } from "./catalogue.js";
 import { AuthenticationError, ConnectionClosedError } from "./errors.js";
 
 /** @import { CloseCodes, ReconnectCloseCode, BackoffCloseCode } from "../tidewire-protocol.d.ts" */
 
-/** @type {CloseCodes} */
-export const CloseCode = Object.freeze({
-  NORMAL: 1000,
-  GOING_AWAY: 1001,
-  POLICY_VIOLATION: 1008,
-  MESSAGE_TOO_BIG: 1009,
-  INTERNAL_ERROR: 1011,
-  SERVICE_RESTART: 1012,
-  OPERATOR_CLOSE: 4000,
-  AUTH_FAILED: 4001,
-  FORBIDDEN: 4003,
-  SLOW_CONSUMER: 4008,
-  TOO_MANY_CONNECTIONS: 4009,
-  HEARTBEAT_TIMEOUT: 4010,
-  INBOUND_RATE_EXCEEDED: 4029,
-});
+/** The gateway's close codes by name (generated: `client/catalogue.js`). */
+export const CloseCode = /** @type {CloseCodes} */ (CLOSE_CODES);
 
 /** The close code of a connection that just went away (or never opened). */
 export const ABNORMAL_CLOSURE = 1006;
 
 /** @type {ReadonlySet<ReconnectCloseCode>} */
-export const RECONNECT_CLOSE_CODES = new Set([1001, 1006, 1011, 1012, 1013, 4000, 4008, 4009, 4010, 4029]);
+export const RECONNECT_CLOSE_CODES = new Set(/** @type {ReconnectCloseCode[]} */ (RECONNECT_CLOSE_CODE_LIST));
 
 /** @type {ReadonlySet<BackoffCloseCode>} */
-export const BACKOFF_CLOSE_CODES = new Set([4009, 4029]);
+export const BACKOFF_CLOSE_CODES = new Set(/** @type {BackoffCloseCode[]} */ (BACKOFF_CLOSE_CODE_LIST));
 
 /**
  * Why not to reconnect after a connection closed with `code`, or null to reconnect.

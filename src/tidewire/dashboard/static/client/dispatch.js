@@ -17,28 +17,14 @@ import { ConnectionClosedError, ServerError, SubscriptionError } from "./errors.
 import { positionOf } from "./dedupe.js";
 import { HeartbeatTracker } from "./heartbeat.js";
 import { Router } from "./routing.js";
+import { REPLY_TYPE_LIST } from "./catalogue.js";
 import { parseExpiry } from "./tokens.js";
 
 /** @import { Subscription } from "./subscription.js" */
 /** @import { ResyncMarker } from "./resync.js" */
 
 /** Replies (everything that is not a data message); data messages are routed by `stream`. */
-export const REPLY_TYPES = new Set([
-  "connection_established",
-  "subscription_confirmed",
-  "subscription_error",
-  "unsubscription_confirmed",
-  "subscriptions",
-  "heartbeat",
-  "heartbeat_response",
-  "auth_ok",
-  "ack",
-  "error",
-  "pong",
-  "snapshot",
-  "trade_history",
-  "sync_response",
-]);
+export const REPLY_TYPES = new Set(REPLY_TYPE_LIST);
 
 /**
  * @typedef {object} DispatchHooks what the dispatcher tells its client
