@@ -86,7 +86,7 @@ def test_message_matching_several_subscriptions_of_one_connection_is_queued_once
     world.hub.dispatch(sequenced(quote("MSFT"), 2))
     # Latest-value data takes the outbox's market lane.
     assert len(connection.outbox.market) == 2
-    assert connection.outbox.pending == []
+    assert connection.outbox.ordered == []
     world.flush()
     assert seqs(connection) == [("AAPL", 1), ("MSFT", 2)]
     assert seqs(other) == [("AAPL", 1)]
@@ -523,7 +523,7 @@ def test_paused_connection_conflates_latest_value_messages_per_key(world: World)
     outbox = connection.outbox
     # Memory bounded by the number of keys, whatever the count of messages.
     assert len(outbox.latest) == 5
-    assert outbox.pending == [] and outbox.market == []
+    assert outbox.ordered == [] and outbox.market == []
     assert outbox.pending_bytes == sum(len(item) for item in outbox.latest.values())
     assert world.hub.counters.conflated == 995
     assert outbox.conflated == 995
@@ -581,7 +581,7 @@ def test_paused_connection_queues_reliable_messages_in_order(world: World) -> No
     for seq in range(1, 21):
         world.hub.dispatch(sequenced(risk_alert("PF-1"), seq))
         world.hub.dispatch(sequenced(quote("AAPL"), seq))
-    assert len(connection.outbox.pending) == 20, "reliable messages are never conflated"
+    assert len(connection.outbox.ordered) == 20, "reliable messages are never conflated"
     assert world.hub.counters.conflated == 19
     world.hub.resume(connection)
     world.flush()

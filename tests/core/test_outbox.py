@@ -30,7 +30,7 @@ def test_take_joins_everything_in_order_and_empties() -> None:
     assert [json.loads(p) for _, p in parse_frames(data)] == [{"n": n} for n in range(5)]
     assert not outbox
     assert outbox.pending_bytes == 0
-    assert outbox.pending == [] and outbox.market == [] and outbox.latest == {}
+    assert outbox.ordered == [] and outbox.market == [] and outbox.latest == {}
 
 
 def test_take_of_a_single_frame_returns_the_shared_bytes() -> None:
@@ -59,7 +59,7 @@ def test_ordered_lane_goes_first_each_lane_in_arrival_order() -> None:
     outbox.push(b"m2", ordered=False)
     outbox.push(b"o2", ordered=True)
     outbox.push(b"m3", ordered=False)
-    assert outbox.pending == [b"o1", b"o2"]
+    assert outbox.ordered == [b"o1", b"o2"]
     assert outbox.market == [b"m1", b"m2", b"m3"]
     assert outbox.take() == b"o1o2m1m2m3l1"
 

@@ -61,8 +61,8 @@ class Connection:
         "last_outbound",
         "last_ping",
         "last_token",
+        "messages_queued",
         "messages_received",
-        "messages_sent",
         "outbox",
         "path",
         "paused_at",
@@ -95,10 +95,10 @@ class Connection:
         self.write = transport.write
         """`transport.write`, bound once: the flush calls it for every connection."""
         self.write_paused = False
-        self.paused_at = 0.0
-        """When `write_paused` was last set (monotonic seconds)."""
         """Set by the transport while its buffer is above the high-water mark; only then
         does the flush ask for the buffer size (the slow-consumer check)."""
+        self.paused_at = 0.0
+        """When `write_paused` was last set (monotonic seconds)."""
         self.wire_format = wire_format
         self.principal = principal
         self.inbound = inbound
@@ -125,7 +125,8 @@ class Connection:
         when several subscriptions of this connection match it."""
         self.closed = False
         self.close_code: int | None = None
-        self.messages_sent = 0
+        self.messages_queued = 0
+        """Messages queued for this connection (data and replies); conflated ones count."""
         self.bytes_sent = 0
         self.messages_received = 0
         self.bytes_received = 0

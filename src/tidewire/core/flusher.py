@@ -79,14 +79,14 @@ class Flusher:
             outbox = connection.outbox
             if connection.closed or connection.write_paused or not outbox.pending_bytes:
                 continue
-            pending = outbox.pending
-            if len(pending) == 1 and not outbox.market and not outbox.latest and not outbox.batched:
+            ordered = outbox.ordered
+            if len(ordered) == 1 and not outbox.market and not outbox.latest and not outbox.batched:
                 # The common case at one message per iteration: no join, no copy.
-                data = pending[0]
-                outbox.pending = []
+                data = ordered[0]
+                outbox.ordered = []
                 outbox.pending_bytes = 0
             elif (
-                not pending and len(outbox.market) == 1 and not outbox.latest and not outbox.batched
+                not ordered and len(outbox.market) == 1 and not outbox.latest and not outbox.batched
             ):
                 data = outbox.market[0]
                 outbox.market = []

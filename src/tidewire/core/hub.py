@@ -1,12 +1,12 @@
 """The hub: subscription index and fan-out of every message to its subscribers.
 
-Hot path (ARCHITECTURE.md): the broker hands each sequenced message to `dispatch`; the hub
+Hot path (docs/architecture.md): the broker hands each sequenced message to `dispatch`; the hub
 finds matching subscriptions through the index (stream -> key -> subscriptions, plus the
 stream's wildcard subscriptions), encodes the message at most once per wire format in use,
 and appends the same frame bytes to each matching connection's outbox. The `Flusher` writes
 outboxes once per event-loop iteration with one write per connection.
 
-Slow consumers (PROTOCOL.md section 5): while a connection's transport is paused, its
+Slow consumers (docs/protocol.md section 5): while a connection's transport is paused, its
 latest-value messages are conflated per key in the outbox and its reliable messages queue up
 to `max_outbox_bytes`, past which (or after `stall_timeout` seconds paused) it is closed with
 4008. A subscription that is being set up (snapshot or replay under way) buffers its live
@@ -312,9 +312,9 @@ class Hub:
                 fmt = connection.wire_format
                 outbox = connection.outbox
                 item = encoded.payload(fmt) if outbox.batched else encoded.frame(fmt)
-                (outbox.pending if encoded.ordered else outbox.market).append(item)
+                (outbox.ordered if encoded.ordered else outbox.market).append(item)
                 outbox.pending_bytes += len(item)
-                connection.messages_sent += 1
+                connection.messages_queued += 1
                 if not connection.dirty:
                     self.flusher.mark(connection)
         counters.deliveries += delivered
@@ -406,7 +406,7 @@ class Hub:
         self._queued(connection)
 
     def _queued(self, connection: Connection, reply: bool = False) -> None:
-        connection.messages_sent += 1
+        connection.messages_queued += 1
         if connection.write_paused:
             self._check_backlog(connection)
         elif reply and connection.batch_ms:

@@ -11,7 +11,7 @@ reports); the market lane holds messages of latest-value streams and goes after 
 critical alerts and fills go ahead of market data within a flush.
 
 When a connection falls behind (its socket's send buffer passed the high-water mark), the
-hub stops writing to it and the outbox holds what comes next (PROTOCOL.md section 5):
+hub stops writing to it and the outbox holds what comes next (docs/protocol.md section 5):
 messages of latest-value streams are conflated, the newest per key replacing the older one,
 so their memory is bounded by the number of keys whatever the rate; messages of reliable
 streams queue in order, and the hub closes the connection (4008) when their bytes pass the
@@ -38,7 +38,7 @@ class Outbox:
         "conflated",
         "latest",
         "market",
-        "pending",
+        "ordered",
         "pending_bytes",
         "wire_format",
     )
@@ -47,7 +47,7 @@ class Outbox:
         self.wire_format = wire_format
         self.batched = batched
         """True: items are payloads, sent as one batch frame; False: items are frames."""
-        self.pending: list[bytes] = []
+        self.ordered: list[bytes] = []
         """The ordered lane: replies, reliable streams, critical priority."""
         self.market: list[bytes] = []
         """The market lane: latest-value streams while the connection keeps up."""
@@ -60,7 +60,7 @@ class Outbox:
 
     def push(self, item: bytes, ordered: bool = True) -> None:
         """Queue a frame (or a payload, when batched) in the ordered or the market lane."""
-        (self.pending if ordered else self.market).append(item)
+        (self.ordered if ordered else self.market).append(item)
         self.pending_bytes += len(item)
 
     def push_latest(self, key: ConflationKey, item: bytes) -> None:
@@ -78,11 +78,11 @@ class Outbox:
 
     def take(self) -> bytes:
         """Everything pending as the bytes of one write, leaving the outbox empty."""
-        items = self.pending + self.market if self.market else self.pending
+        items = self.ordered + self.market if self.market else self.ordered
         if self.latest:
             items = items + list(self.latest.values())
             self.latest = {}
-        self.pending = []
+        self.ordered = []
         self.market = []
         self.pending_bytes = 0
         if self.batched:

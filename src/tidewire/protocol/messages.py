@@ -8,7 +8,6 @@ validates a command and picks its class. Data messages (section 4) share one str
 from __future__ import annotations
 
 import os
-import time
 import typing
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -57,10 +56,6 @@ def new_message_id() -> str:
     global _id_counter
     _id_counter += 1
     return f"tw-{_id_prefix}-{_id_counter:x}"
-
-
-def epoch_millis() -> float:
-    return time.time() * 1000.0
 
 
 class StreamPosition(msgspec.Struct, frozen=True):

@@ -2,7 +2,7 @@
 
 Health and readiness probes, introspection (stats, connections, subscriptions, streams),
 operator actions (disconnect a client, broadcast) and the REST publish API. Every error
-answer has the body `{error_code, error_message, details}` of PROTOCOL.md section 5.
+answer has the body `{error_code, error_message, details}` of docs/protocol.md section 6.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class ConnectionInfo(msgspec.Struct, kw_only=True):
     batch_ms: int
     connected_at: str
     subscriptions: int
-    messages_sent: int
+    messages_queued: int
     bytes_sent: int
     messages_received: int
     errors: int
@@ -258,7 +258,7 @@ def create_app(gateway: Gateway) -> Litestar:
                 batch_ms=c.batch_ms,
                 connected_at=c.connected_at,
                 subscriptions=len(c.subscriptions),
-                messages_sent=c.messages_sent,
+                messages_queued=c.messages_queued,
                 bytes_sent=c.bytes_sent,
                 messages_received=c.messages_received,
                 errors=c.errors,
