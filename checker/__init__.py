@@ -6,7 +6,7 @@ Redis, with Redis restarts and pauses and node kills among the faults.
 Publishers send numbered messages on the reliable streams while the harness kills clients
 (SIGKILL), stalls them (SIGSTOP; a raw socket that never reads), restarts the gateway
 (SIGTERM and SIGKILL) and overflows outboxes. Every client process logs what its SDK
-subscriptions delivered, and `checker.verify` checks PROTOCOL.md section 5 on those logs:
+subscriptions delivered, and `checker.verify` checks docs/protocol.md section 5 on those logs:
 no loss without a `recovered: false` signal, no duplicate, order kept, no foreign message.
 
 Modules, one concern each:

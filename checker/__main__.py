@@ -1,6 +1,6 @@
 """`python -m checker [--multi | --nodes N] [--long] [--seed N] [--duration S] [--clients N]`.
 
-Exit status 0 when every client got what PROTOCOL.md section 5 promises and every fault had
+Exit status 0 when every client got what docs/protocol.md section 5 promises and every fault had
 its effect, 1 otherwise, 2 when the run itself broke down (or, for a multi-node run, when
 redis-server is not installed).
 """

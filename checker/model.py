@@ -2,7 +2,7 @@
 
 Pure. The publishers build messages here, the client specs are drawn here, and `verify`
 decides with `matches` whether a published message belongs to a subscription, using the
-rules of PROTOCOL.md section 3 for the two filters the checker uses (`portfolio_ids`,
+rules of docs/protocol.md section 3 for the two filters the checker uses (`portfolio_ids`,
 `severity`).
 """
 

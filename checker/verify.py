@@ -1,4 +1,4 @@
-"""The verdict: did every client get what PROTOCOL.md section 5 promises? Pure, no I/O.
+"""The verdict: did every client get what docs/protocol.md section 5 promises? Pure, no I/O.
 
 For every client incarnation and every subscription, walking its log in routing order:
 

@@ -632,7 +632,7 @@ export interface GetSnapshot {
   stream?: string;
   filters?: unknown;
   topic?: string | null;
-  /** At most this many messages (default and maximum: `max_snapshot_reply`). */
+  /** At most this many messages (default and maximum: `max_query_messages`). */
   limit?: number | null;
   version?: string;
   timestamp?: string | null;

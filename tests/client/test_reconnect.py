@@ -1,4 +1,4 @@
-"""Which close codes lead to a reconnection (PROTOCOL.md section 6)."""
+"""Which close codes lead to a reconnection (docs/protocol.md section 6)."""
 
 from __future__ import annotations
 

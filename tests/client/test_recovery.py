@@ -1,6 +1,6 @@
 """Recovery after reconnections, and delivery exactly once, against the real gateway.
 
-PROTOCOL.md section 5 seen from the SDK: after a 4008, a network drop or a gateway restart
+docs/protocol.md section 5 seen from the SDK: after a 4008, a network drop or a gateway restart
 the client resubscribes with `since` by itself; a recovered replay gives exactly the missed
 messages, a gap that cannot be recovered gives one resync marker (and one call of the resync
 handlers) followed by the snapshot where the stream has one. Several subscriptions of one

@@ -1,7 +1,7 @@
 """CommandHandler of core/commands.py fed raw frames, without sockets or an event loop.
 
 Each test drives one connection (a recording FakeTransport, tests/fakes.py) through `on_frame`
-and reads the frames the hub writes back. Replies are checked against PROTOCOL.md sections 3
+and reads the frames the hub writes back. Replies are checked against docs/protocol.md sections 3
 and 6.
 """
 

@@ -1,4 +1,4 @@
-"""core/recovery.py: what a new subscription gets before going live (PROTOCOL.md section 5).
+"""core/recovery.py: what a new subscription gets before going live (docs/protocol.md section 5).
 
 `prepare` against a MemoryBroker with an injected clock, for each combination of stream
 class, `since` and `snapshot`; `after` for the live messages buffered meanwhile.

@@ -1,4 +1,4 @@
-"""Subscription filters of core/subscription.py (PROTOCOL.md section 3, `filters`)."""
+"""Subscription filters of core/subscription.py (docs/protocol.md section 3, `filters`)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_value_filter_reads_field_from_top_level_or_data(
 
     def carrying(v: str) -> DataMessage:
         if where == "top":
-            return message(stream, "K", **{field: v})
+            return message(stream, "K", **{field: v})  # type: ignore[arg-type]
         return message(stream, "K", {field: v})
 
     assert sub.matches(carrying(allowed))

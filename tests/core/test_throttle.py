@@ -2,7 +2,7 @@
 
 A subscription with `rate_limit: r` on a latest-value stream gets each key at most r times
 a second; in between, the newest message per key is held and released in seq order
-(PROTOCOL.md sections 3 and 5). No sockets, no event loop: the hub's timers go to a fake
+(docs/protocol.md sections 3 and 5). No sockets, no event loop: the hub's timers go to a fake
 scheduler that the tests run when they choose, with a fake clock.
 """
 

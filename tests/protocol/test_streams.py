@@ -26,7 +26,7 @@ from tidewire.protocol.streams import (
 
 LATEST, RELIABLE = StreamClass.LATEST_VALUE, StreamClass.RELIABLE
 
-# PROTOCOL.md section 4: stream, key, class, message types (the main one first).
+# docs/protocol.md section 4: stream, key, class, message types (the main one first).
 TABLE: list[tuple[str, str, StreamClass, tuple[str, ...]]] = [
     ("market_data", "symbol", LATEST, ("market_data",)),
     ("trade_updates", "portfolio_id", RELIABLE, ("trade_updates",)),

@@ -3,7 +3,7 @@
 Pure: push and pop, no event loop. The reader must never block on a slow consumer (that
 would stall every other subscription of the connection and, in the end, get the connection
 closed as a slow consumer), and a bounded queue cannot grow forever either, so a full queue
-applies the stream's delivery class (PROTOCOL.md section 5) instead of dropping silently:
+applies the stream's delivery class (docs/protocol.md section 5) instead of dropping silently:
 
 * latest-value streams (market data, performance, status ...) **conflate**: only the newest
   message per `key` matters, so when the queue is full, older queued messages of the new

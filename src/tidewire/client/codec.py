@@ -1,4 +1,4 @@
-"""Frames of the client's subprotocol and the connection URL (PROTOCOL.md section 1).
+"""Frames of the client's subprotocol and the connection URL (docs/protocol.md section 1).
 
 `tidewire.v3.json` travels in text frames, `tidewire.v3.msgpack` in binary frames, with the
 same field names. Connection options are query parameters of the WebSocket URL.

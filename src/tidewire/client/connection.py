@@ -2,7 +2,7 @@
 
 The Python side of the original frontend's `useWebSocketManager` hook: one WebSocket to the
 gateway, kept alive with heartbeats, re-established with backoff after the close codes of
-PROTOCOL.md section 6 that call for it, with subscriptions re-sent and queued commands
+docs/protocol.md section 6 that call for it, with subscriptions re-sent and queued commands
 flushed on every (re)connection.
 
 One supervisor task owns the connection: it connects, re-sends subscriptions, flushes the
@@ -300,7 +300,7 @@ class TidewireClient(ClientQueries):
 
         `stream` is a stream name (canonical, singular or alias) or a topic: a stream with a
         key suffix, `market_data.AAPL`, meaning `symbols: ["AAPL"]`. `filters` are those of
-        PROTOCOL.md section 3 (a dict or a `Filters`; empty values mean no filter); the
+        docs/protocol.md section 3 (a dict or a `Filters`; empty values mean no filter); the
         subscription id is generated when not given. `queue_size` overrides the client's
         `subscription_queue_size`. `since` (a `StreamPosition` or `{epoch, seq}`, e.g. a
         `position` saved by an earlier process) resumes the stream after it, as every

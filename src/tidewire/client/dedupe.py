@@ -1,6 +1,6 @@
 """Which data messages a subscription delivers: each once, never one older than its place.
 
-Pure: no I/O, no event loop. Data messages carry no subscription id (PROTOCOL.md section 1),
+Pure: no I/O, no event loop. Data messages carry no subscription id (docs/protocol.md section 1),
 so the client hands every message to each of its subscriptions whose filters match, and the
 same message can reach a subscription more than once, or reach it although it belongs to
 another subscription's setup:

@@ -19,7 +19,7 @@ class QueueFull(TidewireError):
 
 
 class ServerError(TidewireError):
-    """The gateway answered a request with an `error` reply (PROTOCOL.md section 6)."""
+    """The gateway answered a request with an `error` reply (docs/protocol.md section 6)."""
 
     def __init__(
         self,
@@ -31,7 +31,7 @@ class ServerError(TidewireError):
     ) -> None:
         super().__init__(f"{error_code}: {error_message}")
         self.error_code = error_code
-        """One of the codes of PROTOCOL.md section 6, for example `not_found`."""
+        """One of the codes of docs/protocol.md section 6, for example `not_found`."""
         self.error_message = error_message
         """Human-readable explanation from the gateway."""
         self.retryable = retryable

@@ -1,4 +1,4 @@
-"""Round-trip measurement of application heartbeats (PROTOCOL.md section 3).
+"""Round-trip measurement of application heartbeats (docs/protocol.md section 3).
 
 The client sends `{"type": "heartbeat", "client_timestamp": <epoch ms>}` and the gateway
 echoes `client_timestamp` unchanged in `heartbeat_response`. Epoch milliseconds are what the

@@ -1,4 +1,4 @@
-"""Whether to reconnect after a connection ended (PROTOCOL.md section 6). Pure."""
+"""Whether to reconnect after a connection ended (docs/protocol.md section 6). Pure."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 A subscription's messages can have a gap for two reasons (`reason`):
 
 * `"not_recovered"`: after a reconnection the gateway could not replay what the connection
-  missed (`subscription_confirmed` with `recovered: false`, PROTOCOL.md section 5): the
+  missed (`subscription_confirmed` with `recovered: false`, docs/protocol.md section 5): the
   stream's epoch changed (the gateway restarted, its broker lost history) or its history no
   longer covers the gap. Where the stream keeps a snapshot (latest-value streams and
   `position_updates`) the snapshot follows: the newest message per key, as ordinary

@@ -1,10 +1,10 @@
 """Client-side routing of data messages to local subscriptions (pure: no I/O, no event loop).
 
-Data messages carry no subscription id (PROTOCOL.md section 1, "encode once"): the gateway
+Data messages carry no subscription id (docs/protocol.md section 1, "encode once"): the gateway
 sends one copy per connection, and the client decides which of its subscriptions a message
 belongs to from the message's `stream` and each subscription's filters. The gateway has
 already enforced the filters, so this matching only has to separate several subscriptions of
-one stream; it follows the same rules (PROTOCOL.md section 3):
+one stream; it follows the same rules (docs/protocol.md section 3):
 
 * a filter matches a message that carries the field, at the top level or in `data`, with an
   allowed value; a message without the field does not match;

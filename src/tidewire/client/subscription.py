@@ -1,6 +1,6 @@
 """One subscription of a `TidewireClient`: its queue, its stream position, its iterator.
 
-What a subscription delivers, and how it keeps its place in the stream (PROTOCOL.md
+What a subscription delivers, and how it keeps its place in the stream (docs/protocol.md
 section 5):
 
 * **Each message once, in order.** Messages are routed to a subscription only after the
@@ -366,7 +366,7 @@ class Subscription:
         since, self._since_sent = self._since_sent, None
         position = position_of(reply.get("position"))
         replay = self._reliable and since is not None and recovered is True
-        # What follows the confirmation (PROTOCOL.md section 5): a replay of what came after
+        # What follows the confirmation (docs/protocol.md section 5): a replay of what came after
         # `since`, the snapshot (snapshot streams, unless refused), or live messages only.
         snapshot = self._keeps_snapshot and self._snapshot is not False and not replay
         if replay and since is not None and position is not None:

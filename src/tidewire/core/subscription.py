@@ -1,4 +1,4 @@
-"""A subscription and its compiled filters (PROTOCOL.md section 3).
+"""A subscription and its compiled filters (docs/protocol.md section 3).
 
 The hub indexes subscriptions by the stream's key filter (symbols for market_data,
 portfolio_ids for portfolio streams, ...); `Subscription.matches` checks only the filters the

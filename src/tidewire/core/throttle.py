@@ -1,4 +1,4 @@
-"""Per-subscription rate limit with conflation (PROTOCOL.md section 3, `rate_limit`).
+"""Per-subscription rate limit with conflation (docs/protocol.md section 3, `rate_limit`).
 
 A subscription with `rate_limit: r` on a latest-value stream gets each key at most `r` times
 a second: between two releases, the newest message per key is held (older ones of the same

@@ -1,4 +1,4 @@
-"""JSON and msgpack codecs (PROTOCOL.md section 1) and decoding of client commands.
+"""JSON and msgpack codecs (docs/protocol.md section 1) and decoding of client commands.
 
 A connection speaks one of four *wire formats*: JSON or msgpack, with numbers or with decimal
 strings. The hub encodes each data message at most once per wire format in use, so every

@@ -1,4 +1,4 @@
-"""Mapping of the original frontend's dialects onto protocol 3.0 (PROTOCOL.md section 3).
+"""Mapping of the original frontend's dialects onto protocol 3.0 (docs/protocol.md section 3).
 
 The original Sprint 3 frontend spoke three subscribe dialects. All of them arrive here as a
 decoded JSON object and leave as a version-3 command object:

@@ -1,4 +1,4 @@
-"""Error codes and close codes of PROTOCOL.md section 6."""
+"""Error codes and close codes of docs/protocol.md section 6."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Validation of subscription filters against a stream (PROTOCOL.md section 3)."""
+"""Validation of subscription filters against a stream (docs/protocol.md section 3)."""
 
 from __future__ import annotations
 

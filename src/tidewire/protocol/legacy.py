@@ -2,7 +2,7 @@
 
 Producers written for Tidewire 0.1 (`data.bid`/`ask`, `data.order_id`, `data.status`, ...)
 keep working: `upgrade` renames and moves their fields, so that what goes out is the
-canonical shape only (docs/protocol.md, "Tidewire 0.1 names"). A canonical name already
+canonical shape only (docs/protocol.md section 2, the "0.1 name" columns). A canonical name already
 present always wins over its 0.1 synonym. Pure: dicts in, dicts out.
 """
 

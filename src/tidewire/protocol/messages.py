@@ -213,7 +213,7 @@ class GetSnapshot(Command, tag="get_snapshot"):
     filters: Any = None
     topic: str | None = None
     limit: int | None = None
-    """At most this many messages (default and maximum: `max_snapshot_reply`)."""
+    """At most this many messages (default and maximum: `max_query_messages`)."""
 
 
 class GetTradeHistory(Command, tag="get_trade_history"):

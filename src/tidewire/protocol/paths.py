@@ -1,9 +1,9 @@
 """WebSocket paths: `/ws`, `/ws/realtime` and the original client's per-topic paths.
 
-A per-topic path opens a connection already subscribed to its stream (docs/protocol.md,
-"Paths"): the server subscribes on the client's behalf right after `connection_established`
-(after `auth`, when the token comes that way), with subscription ids the client can
-unsubscribe. Pure: a path in, subscribe commands out.
+A per-topic path opens a connection already subscribed to its stream (docs/protocol.md
+section 1, "Paths"): the server subscribes on the client's behalf right after
+`connection_established` (after `auth`, when the token comes that way), with subscription
+ids the client can unsubscribe. Pure: a path in, subscribe commands out.
 """
 
 from __future__ import annotations

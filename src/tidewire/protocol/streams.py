@@ -1,4 +1,4 @@
-"""The stream catalogue of PROTOCOL.md section 4: names, keys, delivery class and filters.
+"""The stream catalogue of docs/protocol.md section 4: names, keys, delivery class and filters.
 
 Everything about a stream that the rest of the gateway needs to know lives here, so that the
 hub, the brokers, the schema export and the docs read one table.
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class StreamClass(enum.Enum):
-    """How a stream is delivered (PROTOCOL.md section 5)."""
+    """How a stream is delivered (docs/protocol.md section 5)."""
 
     LATEST_VALUE = "latest-value"
     """Only the newest message per key matters: slow readers get conflated updates."""

@@ -1,4 +1,4 @@
-"""The data plane: picows WebSocket server on the client port (PROTOCOL.md section 1).
+"""The data plane: picows WebSocket server on the client port (docs/protocol.md section 1).
 
 A thin edge: it negotiates the handshake (path, subprotocol, query options), turns picows
 callbacks into calls on the core (`Hub`, `CommandHandler`), and writes the hub's pre-built

@@ -5,7 +5,7 @@
  *
  * The browser counterpart of the Python SDK (`tidewire.client.TidewireClient`), with the same
  * behaviour: exponential backoff with full jitter after the close codes that call for it
- * (PROTOCOL.md section 6), heartbeats that measure the round trip and detect a dead
+ * (docs/protocol.md section 6), heartbeats that measure the round trip and detect a dead
  * connection, resubscription with `since` after every reconnection (the gateway replays what
  * was missed), per-subscription duplicate filtering, resync markers and callbacks when the
  * gateway could not recover (`recovered: false`), a bounded queue of commands sent while
@@ -155,7 +155,7 @@ export const ConnectionState = Object.freeze({
 
 /**
  * @typedef {object} SubscribeOptions
- * @property {Filters} [filters] server-side filters (PROTOCOL.md section 3)
+ * @property {Filters} [filters] server-side filters (docs/protocol.md section 3)
  * @property {string} [subscriptionId] generated when not given
  * @property {number | null} [rateLimit] messages per second per key (latest-value streams)
  * @property {boolean | null} [snapshot] false: no snapshot on latest-value streams

@@ -60,7 +60,7 @@ export class RequestTimeout extends TidewireError {
   }
 }
 
-/** An `error` reply of the gateway (PROTOCOL.md section 6). */
+/** An `error` reply of the gateway (docs/protocol.md section 6). */
 export class ServerError extends TidewireError {
   /**
    * @param {string} errorCode

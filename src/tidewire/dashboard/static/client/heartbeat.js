@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * Round trips of application heartbeats (PROTOCOL.md section 3; `tidewire.client.heartbeat`).
+ * Round trips of application heartbeats (docs/protocol.md section 3; `tidewire.client.heartbeat`).
  *
  * The client sends `{type: "heartbeat", client_timestamp: <epoch ms>}` and the gateway echoes
  * `client_timestamp` unchanged. Epoch milliseconds are what the protocol puts on the wire, but

@@ -2,7 +2,7 @@
 /**
  * Client-side routing of data messages to local subscriptions (`tidewire.client.routing`).
  *
- * Data messages carry no subscription id (PROTOCOL.md section 1, "encode once"): the client
+ * Data messages carry no subscription id (docs/protocol.md section 1, "encode once"): the client
  * decides which of its subscriptions a message belongs to from its `stream` and each
  * subscription's filters. The gateway has enforced the filters already, so this only has to
  * separate several subscriptions of one stream, with the same rules (section 3):

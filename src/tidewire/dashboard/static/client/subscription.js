@@ -235,7 +235,7 @@ export class Subscription {
     this._sinceSent = null;
     const position = positionOf(reply.position);
     const replay = this.reliable && since !== null && recovered === true;
-    // What follows the confirmation (PROTOCOL.md section 5): a replay of what came after
+    // What follows the confirmation (docs/protocol.md section 5): a replay of what came after
     // `since`, the snapshot (snapshot streams, unless refused), or live messages only.
     const snapshot = this._keepsSnapshot && this.snapshot !== false && !replay;
     /** @type {number | null} */
