@@ -19,7 +19,7 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from tidewire.brokers.base import HistoryLimit
+from tidewire.brokers.base import Handlers, HistoryLimit
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.protocol.ingest import build_data_message
 
@@ -61,7 +61,7 @@ def measure(make: Raw, count: int) -> float:
     gc.collect()
     tracemalloc.start()
     broker = MemoryBroker(history_limits={"order_updates": HistoryLimit(max_messages=count)})
-    broker.set_consumer(lambda message: None)
+    broker.attach(Handlers(message=lambda message: None))
     for n in range(count):
         broker.publish_now(build_data_message(make(n)))
     gc.collect()

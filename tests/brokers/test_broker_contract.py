@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from fakes import FakeClock
-from tidewire.brokers.base import Broker, HistoryLimit, PublishOutcome
+from tidewire.brokers.base import Broker, Handlers, HistoryLimit, PublishOutcome
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.brokers.redis import RedisBroker
 from tidewire.protocol.ingest import build_data_message
@@ -81,7 +81,7 @@ class Harness:
             raise AssertionError(f"unknown broker kind {self.kind}")
         received: list[DataMessage] = []
         self.delivered[id(broker)] = received
-        broker.set_consumer(received.append)
+        broker.attach(Handlers(message=received.append))
         await broker.start()
         self.started.append(broker)
         return broker

@@ -24,7 +24,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from redisproc import RedisProcess
-from tidewire.brokers.base import BrokerUnavailable, HistoryLimit, PublishOutcome
+from tidewire.brokers.base import BrokerUnavailable, Handlers, HistoryLimit, PublishOutcome
 from tidewire.brokers.redis import RedisBroker
 from tidewire.protocol.ingest import build_data_message
 from tidewire.protocol.messages import DataMessage, StreamPosition
@@ -77,8 +77,7 @@ class Node:
         self.broker = broker
         self.delivered: list[DataMessage] = []
         self.resets: list[str] = []
-        broker.set_consumer(self.delivered.append)
-        broker.set_epoch_listener(self.resets.append)
+        broker.attach(Handlers(message=self.delivered.append, history_lost=self.resets.append))
 
     def of(self, stream: str) -> list[DataMessage]:
         return [m for m in self.delivered if m.stream == stream]
@@ -277,12 +276,12 @@ async def test_publish_that_redis_never_answers_times_out_and_writes_nothing(
     node = await nodes(operation_timeout=0.5)
     await node.broker.publish(order())
     before = await redis_admin.xlen(key(node, "order_updates", "log"))
-    await redis_admin.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
+    await redis_admin.execute_command("CLIENT", "PAUSE", "5000", "WRITE")  # type: ignore[no-untyped-call]
     try:
         with pytest.raises(BrokerUnavailable, match="no answer"):
             await node.broker.publish_many([order(message_id=f"held-{i}") for i in range(5)])
     finally:
-        await redis_admin.execute_command("CLIENT", "UNPAUSE")
+        await redis_admin.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
     await redis_up(redis_admin)
     assert await redis_admin.get(key(node, "order_updates", "seq")) == b"1"
     assert await redis_admin.xlen(key(node, "order_updates", "log")) == before == 1
@@ -357,7 +356,7 @@ async def test_a_node_that_lost_its_connections_continues_from_its_last_id(
     await settle(b.broker)
     reconnects = b.broker.reconnects
     # Every connection but this one: both nodes' publishing and reading connections.
-    await redis_admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    await redis_admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")  # type: ignore[no-untyped-call]
     second = await a.broker.publish_many([order() for _ in range(5)])
     await wait_until(lambda: b.broker.reconnects > reconnects, "node B reconnected")
     assert await delivered(b, "order_updates", 10) == [o.message for o in first + second]
@@ -413,7 +412,7 @@ async def test_a_failing_consumer_does_not_stop_the_node(nodes: MakeNode) -> Non
             raise RuntimeError("a bug in the hub")
         received.append(message)
 
-    node.broker.set_consumer(consumer)
+    node.broker.attach(Handlers(message=consumer))
     await node.broker.publish_many([order() for _ in range(3)])
     await wait_until(lambda: len(received) == 2, "seq 3 delivered after seq 2 failed")
     assert [m.seq for m in received] == [1, 3]
@@ -478,7 +477,7 @@ async def test_probe_is_a_round_trip_and_fails_while_redis_does_not_answer(
     try:
         # Unresponsive without losing anything; ALL: reads wait too. Not even CLIENT
         # UNPAUSE is answered, so the pause runs its course (1.5 s).
-        await pauser.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        await pauser.execute_command("CLIENT", "PAUSE", "1500", "ALL")  # type: ignore[no-untyped-call]
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.5):

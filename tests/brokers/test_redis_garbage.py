@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from redisproc import RedisProcess
-from tidewire.brokers.base import BrokerUnavailable
+from tidewire.brokers.base import BrokerUnavailable, Handlers
 from tidewire.brokers.redis import RedisBroker
 from tidewire.protocol.ingest import build_data_message
 from tidewire.protocol.messages import DataMessage, StreamPosition
@@ -68,8 +68,7 @@ class Node:
         self.broker = broker
         self.delivered: list[DataMessage] = []
         self.resets: list[str] = []
-        broker.set_consumer(self.delivered.append)
-        broker.set_epoch_listener(self.resets.append)
+        broker.attach(Handlers(message=self.delivered.append, history_lost=self.resets.append))
 
     def of(self, stream: str) -> list[DataMessage]:
         return [m for m in self.delivered if m.stream == stream]
@@ -149,7 +148,7 @@ async def test_a_foreign_auto_id_entry_does_not_stop_publishing(
 ) -> None:
     node = await nodes()
     await node.broker.publish(order(1))
-    foreign = (await admin.xadd(log_key(node, ORDERS), {"hello": "world"})).decode()
+    foreign = (await admin.xadd(log_key(node, ORDERS), {"hello": "world"})).decode()  # type: ignore[union-attr]
     published = (await node.broker.publish(order(2))).message
     assert published.seq == int(foreign.split("-")[0]) + 1
     await wait_until(lambda: len(node.of(ORDERS)) == 2, "the order after it delivered")
@@ -181,7 +180,7 @@ async def test_a_malformed_last_value_is_treated_as_absent(
     await node.broker.publish(quote("AAPL"))
     kept = (await node.broker.publish(quote("MSFT"))).message
     last = f"{node.broker.prefix}:{QUOTES}:last"
-    fields = [k.decode() for k in await admin.hkeys(last)]
+    fields = [k.decode() for k in await admin.hkeys(last)]  # type: ignore[union-attr]
     aapl = next(f for f in fields if "AAPL" in f)
     await admin.hset(last, aapl, b"1\n\xc1garbage")
     await admin.hset(last, "ZZZ", b"not a seq\n")

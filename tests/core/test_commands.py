@@ -24,7 +24,7 @@ from fakes import (
     run_to_completion,
 )
 from messages import order, position, quote, risk_alert, trade
-from tidewire.brokers.base import BrokerUnavailable, HistoryLimit, Snapshot
+from tidewire.brokers.base import BrokerUnavailable, Handlers, HistoryLimit, Snapshot
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core import recovery
 from tidewire.core.auth import ROLE_SUBSCRIBER, AnonymousAuthenticator
@@ -123,7 +123,7 @@ class Client:
         self.scheduler = FakeScheduler()
         self.hub = Hub(self.scheduler, max_outbox_bytes=1 << 20, clock=self.clock)
         self.broker = broker(clock=self.clock)
-        self.broker.set_consumer(self.hub.dispatch)
+        self.broker.attach(Handlers(message=self.hub.dispatch))
         authenticator = AnonymousAuthenticator(roles)
         self.handler = CommandHandler(
             self.hub,

@@ -18,6 +18,7 @@ import pytest
 import tidewire.core.hub as hub_module
 from fakes import World, decode, parse_frames, received, seqs, transport
 from messages import bar, engine_status, quote, risk_alert, sequenced, system_alert
+from tidewire.brokers.base import Handlers
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.protocol.codec import ENCODE, WIRE_FORMATS, WireFormat
 from tidewire.protocol.errors import CloseCode
@@ -137,7 +138,7 @@ def test_message_is_encoded_once_per_wire_format_in_use(
 
         return encode
 
-    real_build_frame = hub_module.build_frame
+    real_build_frame = hub_module.build_frame  # type: ignore[attr-defined]
 
     def build_frame(payload: bytes, binary: bool) -> bytes:
         frames[binary] += 1
@@ -411,7 +412,7 @@ def test_replies_keep_their_order(world: World) -> None:
 
 def test_messages_through_a_memory_broker_arrive_in_seq_order(world: World) -> None:
     broker = MemoryBroker()
-    broker.set_consumer(world.hub.dispatch)
+    broker.attach(Handlers(message=world.hub.dispatch))
     connection = world.connect()
     world.subscribe(connection, "market_data", symbols=["AAPL"])
     for symbol in ["AAPL", "MSFT", "AAPL", "AAPL"]:

@@ -53,6 +53,7 @@ from websockets.exceptions import ConnectionClosed
 from conftest import TIMEOUT
 from fakes import FakeClock, FakeScheduler, connection, decode_writes, run_to_completion, transport
 from messages import order, quote
+from tidewire.brokers.base import Handlers
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core.auth import UNAUTHENTICATED, AnonymousAuthenticator, Authenticator
 from tidewire.core.commands import CommandHandler, CommandLimits
@@ -394,7 +395,7 @@ class Harness:
         self.scheduler = FakeScheduler(self.clock)
         self.hub = Hub(self.scheduler, 1 << 24, clock=self.clock)
         self.broker = MemoryBroker(clock=self.clock)
-        self.broker.set_consumer(self.hub.dispatch)
+        self.broker.attach(Handlers(message=self.hub.dispatch))
         self.handler = CommandHandler(
             self.hub,
             self.broker,

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from conftest import require_tool
 from redisproc import INSTALL_HINT, RedisProcess, free_port
-from tidewire.brokers.base import BrokerUnavailable, PublishOutcome
+from tidewire.brokers.base import BrokerUnavailable, Handlers, PublishOutcome
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.protocol.messages import DataMessage
 from tidewire.sources.nautilus import NautilusConfig, NautilusSource
@@ -35,7 +35,7 @@ class Sink:
         self.broker = MemoryBroker()
         self.delivered: list[DataMessage] = []
         self.duplicates = 0
-        self.broker.set_consumer(self.delivered.append)
+        self.broker.attach(Handlers(message=self.delivered.append))
 
     async def publish(self, message: DataMessage) -> PublishOutcome:
         outcome = await self.broker.publish(message)
@@ -145,7 +145,7 @@ async def test_reads_every_stream_in_bus_order(
     await asyncio.sleep(0.1)
     # Per stream, the stored position is the last entry id processed.
     stored = await client.hgetall("tidewire:nautilus:offsets")
-    assert {k.decode(): v.decode() for k, v in stored.items()} == source.positions
+    assert {k.decode(): v.decode() for k, v in stored.items()} == source.positions  # type: ignore[union-attr]
 
 
 async def test_streams_created_later_are_read_from_their_first_entry(

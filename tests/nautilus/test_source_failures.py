@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from redisproc import RedisProcess
+from tidewire.brokers.base import Handlers
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.protocol.messages import DataMessage
 from tidewire.sources.nautilus import NautilusConfig, NautilusSource
@@ -35,7 +36,7 @@ class Sink:
     def __init__(self) -> None:
         self.broker = MemoryBroker()
         self.delivered: list[DataMessage] = []
-        self.broker.set_consumer(self.delivered.append)
+        self.broker.attach(Handlers(message=self.delivered.append))
 
     async def publish(self, message: DataMessage) -> object:
         return await self.broker.publish(message)
@@ -94,8 +95,8 @@ async def test_bad_entries_are_skipped_counted_and_logged_once(
     with caplog.at_level(logging.WARNING, "tidewire.sources.nautilus.source"):
         await client.xadd(STREAM, {"payload": "{}"})  # no topic
         await client.xadd(STREAM, {"topic": "t", "payload": b"\x81\xa1"})  # garbage
-        await client.xadd(STREAM, quote("6.6"))  # the feed fails on it
-        await client.xadd(STREAM, quote("1.5"))
+        await client.xadd(STREAM, quote("6.6"))  # type: ignore[arg-type]  # the feed fails on it
+        await client.xadd(STREAM, quote("1.5"))  # type: ignore[arg-type]
         await eventually(lambda: sink.bids() == ["1.5"], "the later quote published")
     assert running.stats()["bad_entries"] == 3 and running.running
     assert len([r for r in caplog.records if "skipping entry" in r.getMessage()]) == 1
@@ -107,7 +108,7 @@ async def test_any_failure_restarts_the_source_which_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     running, sink = source
-    await client.xadd(STREAM, quote("1.1"))
+    await client.xadd(STREAM, quote("1.1"))  # type: ignore[arg-type]
     await eventually(lambda: sink.bids() == ["1.1"], "the first quote published")
     real = StreamReader.read
     broken = asyncio.Event()
@@ -121,7 +122,7 @@ async def test_any_failure_restarts_the_source_which_goes_on(
     monkeypatch.setattr(StreamReader, "read", read)
     await eventually(lambda: running.failing is not None, "the source failing")
     assert running.running and "injected" in str(running.stats()["failing"])
-    await client.xadd(STREAM, quote("2.2"))
+    await client.xadd(STREAM, quote("2.2"))  # type: ignore[arg-type]
     broken.clear()
     await eventually(lambda: sink.bids() == ["1.1", "2.2"], "the later quote published")
     assert running.failing is None and running.stats()["restarts"] >= 1

@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from conftest import TIMEOUT, WsClient
 from fakes import FakeClock, FakeScheduler, connection, decode_writes, run_to_completion, transport
 from messages import engine_status, order, position, quote, risk_alert, system_alert
+from tidewire.brokers.base import Handlers
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core.auth import UNAUTHENTICATED, AnonymousAuthenticator, Principal
 from tidewire.core.commands import CommandHandler, CommandLimits
@@ -278,7 +279,7 @@ class Harness:
         self.scheduler = FakeScheduler(self.clock)
         self.hub = Hub(self.scheduler, 1 << 22, clock=self.clock)
         self.broker = MemoryBroker(clock=self.clock)
-        self.broker.set_consumer(self.hub.dispatch)
+        self.broker.attach(Handlers(message=self.hub.dispatch))
         authenticator = ANONYMOUS if mode == "anonymous" else JWT
         self.handler = CommandHandler(
             self.hub,
@@ -515,10 +516,10 @@ async def test_undecodable_frame_does_not_kill_the_connection(
     protocol = "tidewire.v3.msgpack" if binary else "tidewire.v3.json"
     decode = msgspec.msgpack.decode if binary else json.loads
     async with ws_connect(gateway.url, subprotocols=[protocol]) as ws:  # type: ignore[list-item]
-        decode(await asyncio.wait_for(ws.recv(), TIMEOUT))  # connection_established
+        decode(await asyncio.wait_for(ws.recv(), TIMEOUT))  # type: ignore[arg-type]  # connection_established
         await ws.send(payload, text=not binary)
         try:
-            reply = decode(await asyncio.wait_for(ws.recv(), TIMEOUT))
+            reply = decode(await asyncio.wait_for(ws.recv(), TIMEOUT))  # type: ignore[arg-type]
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else None
             assert code == 1007 and not binary, f"closed with {code}"
@@ -526,7 +527,7 @@ async def test_undecodable_frame_does_not_kill_the_connection(
         assert reply["type"] == "error"
         assert reply["error_code"] in ("invalid_json", "invalid_message")
         await ws.send(encode({"type": "ping"}, binary), text=not binary)
-        assert decode(await asyncio.wait_for(ws.recv(), TIMEOUT))["type"] == "pong"
+        assert decode(await asyncio.wait_for(ws.recv(), TIMEOUT))["type"] == "pong"  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -608,7 +609,7 @@ async def test_msgpack_publish_cannot_poison_json_subscribers(
         await publisher.send(
             msgspec.msgpack.encode({"type": "publish", "message": poisoned, "message_id": "p"})
         )
-        reply = msgspec.msgpack.decode(await asyncio.wait_for(publisher.recv(), 2))
+        reply = msgspec.msgpack.decode(await asyncio.wait_for(publisher.recv(), 2))  # type: ignore[arg-type]
         assert reply["type"] in ("ack", "error"), reply
         assert reply.get("correlation_id") == "p"
     # Whatever the answer, JSON readers go on: live, and from a snapshot.

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tidewire.brokers.base import BrokerUnavailable
+from tidewire.brokers.base import BrokerUnavailable, Handlers
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.protocol.ingest import build_data_message
 from tidewire.protocol.messages import DataMessage
@@ -417,7 +417,7 @@ async def test_simulator_publishes_to_the_broker_in_sequence() -> None:
         if len(received) >= 300 and len(streams) >= 8 and "order_updates" in streams:
             enough.set()
 
-    broker.set_consumer(consume)
+    broker.attach(Handlers(message=consume))
     await broker.start()
     simulator = MarketSimulator(broker.publish, rate=20.0, seed=7, orders_per_second=5.0)
     task = simulator.start()

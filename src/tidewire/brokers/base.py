@@ -6,6 +6,7 @@ tests/brokers/test_broker_contract.py.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -15,14 +16,18 @@ from tidewire.protocol.streams import keeps_last_values, snapshot_key
 
 __all__ = [
     "Broker",
+    "BrokerEvents",
+    "BrokerHealth",
     "BrokerUnavailable",
     "Consumer",
     "ControlListener",
+    "Handlers",
     "HistoryLimit",
     "PublishOutcome",
     "Snapshot",
     "idempotency_key",
     "keeps_last_values",
+    "new_epoch",
     "snapshot_key",
 ]
 
@@ -31,6 +36,43 @@ Consumer = Callable[[DataMessage], None]
 
 ControlListener = Callable[[dict[str, str]], None]
 """Called with each control command (e.g. disconnect a user) published by any node."""
+
+
+def new_epoch() -> str:
+    """A short random name for a fresh stream history (every broker names epochs so)."""
+    return os.urandom(4).hex()
+
+
+class BrokerEvents(Protocol):
+    """What a broker tells the node that attached to it, on the node's event loop."""
+
+    def message(self, message: DataMessage) -> None:
+        """A sequenced message: once per message, in seq order per stream."""
+        ...
+
+    def history_lost(self, stream: str) -> None:
+        """This node lost some of `stream`'s history while it ran: the epoch changed, or
+        (Redis) entries were trimmed before this node read them. Live subscribers of that
+        stream missed what was lost; the gateway sends them to recover (`recovered:
+        false`)."""
+        ...
+
+    def control(self, command: dict[str, str]) -> None:
+        """A control command published by any node (`Broker.publish_control`)."""
+        ...
+
+
+def _ignore(_: object) -> None:
+    return None
+
+
+@dataclass(slots=True)
+class Handlers:
+    """`BrokerEvents` made of callables; the events not given are ignored."""
+
+    message: Consumer = _ignore
+    history_lost: Callable[[str], None] = _ignore
+    control: ControlListener = _ignore
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +124,21 @@ class BrokerUnavailable(Exception):
     """
 
 
-class Broker(Protocol):
+class BrokerHealth(Protocol):
+    """How a broker is doing, for readiness and operators."""
+
+    async def probe(self) -> None:
+        """Send a message through the broker and return when it came back.
+
+        Raises BrokerUnavailable; callers bound the wait with a timeout."""
+        ...
+
+    async def lag(self) -> dict[str, int]:
+        """Per stream, messages the broker holds that this node has not delivered yet."""
+        ...
+
+
+class Broker(BrokerHealth, Protocol):
     """Sequences messages per stream and delivers them to the gateway nodes.
 
     Contract:
@@ -102,20 +158,9 @@ class Broker(Protocol):
       the newest message per key (position_updates: per portfolio and symbol) instead.
     """
 
-    def set_consumer(self, consumer: Consumer) -> None:
-        """Register the node's delivery callback; set before `start`."""
-        ...
-
-    def set_epoch_listener(self, listener: Callable[[str], None]) -> None:
-        """Register a callback for a stream whose history this node lost while it ran: its
-        epoch changed, or (Redis) entries were trimmed before this node read them.
-
-        Live subscribers of that stream missed whatever history was lost; the gateway
-        sends them to recover (where they learn `recovered: false`)."""
-        ...
-
-    def set_control_listener(self, listener: ControlListener) -> None:
-        """Register the callback of control commands; set before `start`."""
+    def attach(self, events: BrokerEvents) -> None:
+        """Tell `events` what happens from now on (messages, lost history, control
+        commands); once, before `start`."""
         ...
 
     async def publish_control(self, command: dict[str, str]) -> None:
@@ -163,12 +208,3 @@ class Broker(Protocol):
         stream. Raises BrokerUnavailable."""
         ...
 
-    async def probe(self) -> None:
-        """Send a message through the broker and return when it came back.
-
-        Raises BrokerUnavailable; callers bound the wait with a timeout."""
-        ...
-
-    async def lag(self) -> dict[str, int]:
-        """Per stream, messages the broker holds that this node has not delivered yet."""
-        ...

@@ -13,7 +13,6 @@ epoch (about 270 bytes with its key, `python -m bench.broker_memory`), not the m
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +21,7 @@ import msgspec
 
 from tidewire.brokers.base import (
     DEFAULT_MAX_LATEST_KEYS,
+    BrokerEvents,
     Consumer,
     ControlListener,
     HistoryLimit,
@@ -29,6 +29,7 @@ from tidewire.brokers.base import (
     Snapshot,
     idempotency_key,
     keeps_last_values,
+    new_epoch,
 )
 from tidewire.brokers.latest import LatestValues
 from tidewire.protocol.messages import DataMessage, StreamPosition
@@ -36,11 +37,6 @@ from tidewire.protocol.streams import STREAMS
 
 DEFAULT_IDEMPOTENCY_WINDOW = 300.0
 DEFAULT_IDEMPOTENCY_MAX_IDS = 1_000_000
-
-
-def new_epoch() -> str:
-    """A short random name for a fresh stream history."""
-    return os.urandom(4).hex()
 
 
 class _Stream:
@@ -84,18 +80,14 @@ class MemoryBroker:
         # idempotency key -> (expiry, stream, seq, epoch), oldest first.
         self._seen: OrderedDict[str, tuple[float, str, int, str]] = OrderedDict()
 
-    def set_consumer(self, consumer: Consumer) -> None:
-        self._consumer = consumer
-
-    def set_control_listener(self, listener: ControlListener) -> None:
-        self._control_listener = listener
+    def attach(self, events: BrokerEvents) -> None:
+        # Epochs never change while the process runs: `history_lost` is never called.
+        self._consumer = events.message
+        self._control_listener = events.control
 
     async def publish_control(self, command: dict[str, str]) -> None:
         if self._control_listener is not None:
             self._control_listener(dict(command))
-
-    def set_epoch_listener(self, listener: Callable[[str], None]) -> None:
-        """Epochs never change while the process runs: nothing to listen to."""
 
     async def probe(self) -> None:
         return None

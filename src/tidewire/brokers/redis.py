@@ -51,6 +51,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tidewire.brokers.base import (
     DEFAULT_MAX_LATEST_KEYS,
+    BrokerEvents,
     BrokerUnavailable,
     Consumer,
     ControlListener,
@@ -59,6 +60,7 @@ from tidewire.brokers.base import (
     Snapshot,
     idempotency_key,
     keeps_last_values,
+    new_epoch,
     snapshot_key,
 )
 from tidewire.brokers.latest import LatestValues
@@ -68,7 +70,7 @@ from tidewire.brokers.redis_entries import (
     decode_entry,
     decode_last,
 )
-from tidewire.brokers.redis_reader import EpochListener, LogReader, new_epoch, text
+from tidewire.brokers.redis_reader import EpochListener, LogReader, text
 from tidewire.brokers.redis_scripts import POSITION, PUBLISH
 from tidewire.protocol.messages import DataMessage, StreamPosition
 from tidewire.protocol.streams import STREAMS
@@ -146,14 +148,10 @@ class RedisBroker(LogReader):
 
     # ------------------------------------------------------------------ lifecycle
 
-    def set_consumer(self, consumer: Consumer) -> None:
-        self._consumer = consumer
-
-    def set_epoch_listener(self, listener: EpochListener) -> None:
-        self._epoch_listener = listener
-
-    def set_control_listener(self, listener: ControlListener) -> None:
-        self._control_listener = listener
+    def attach(self, events: BrokerEvents) -> None:
+        self._consumer = events.message
+        self._epoch_listener = events.history_lost
+        self._control_listener = events.control
 
     async def publish_control(self, command: dict[str, str]) -> None:
         """XADD to the control stream that every node's reader follows (from where it

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from tidewire.brokers.base import BrokerUnavailable, Consumer, ControlListener
+from tidewire.brokers.base import BrokerUnavailable, Consumer, ControlListener, new_epoch
 from tidewire.brokers.latest import LatestValues
 from tidewire.brokers.redis_entries import MAX_SEQ, MalformedEntry, Warnings, decode_entry
 from tidewire.protocol.messages import StreamPosition
@@ -49,10 +48,6 @@ _READABLE = ("stream", "none")
 
 EpochListener = Callable[[str], None]
 """Called with a stream's name when this node finds that the stream's epoch changed."""
-
-
-def new_epoch() -> str:
-    return os.urandom(4).hex()
 
 
 def text(value: bytes | str) -> str:

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tidewire import __version__
-from tidewire.brokers.base import Broker, BrokerUnavailable, PublishOutcome
+from tidewire.brokers.base import Broker, BrokerUnavailable, Handlers, PublishOutcome
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core import expiry
 from tidewire.core.auth import Authenticator
@@ -196,9 +196,9 @@ class Gateway:
             clock=self.clock,
             publish_rates=self.publish_rates,
         )
-        self.broker.set_consumer(self._consume)
-        self.broker.set_epoch_listener(self._history_lost)
-        self.broker.set_control_listener(self._control)
+        self.broker.attach(
+            Handlers(message=self._consume, history_lost=self._history_lost, control=self._control)
+        )
         await self.broker.start()
         self.data_plane = DataPlane(
             settings,
