@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 pytestmark = pytest.mark.browser
 expect.set_options(timeout=15_000)
 
-ALERT = {
+ALERT: dict[str, Any] = {
     "type": "risk_alert",
     "portfolio_id": "PF-ALPHA",
     "severity": "critical",
@@ -162,7 +161,9 @@ def test_filtered_subscription_shows_only_matching_symbols(
     page.get_by_test_id("tab-streaming").click()
     charts = page.get_by_test_id("market-charts").locator(".chart-card")
     expect(charts).to_have_count(2)
-    page.wait_for_timeout(1000)  # more data, still only those two
+    arrived = js_number(page, "window.tidewire.client.messagesReceived")
+    wait_until(page, f"window.tidewire.client.messagesReceived > {arrived + 200}")
+    # More data came, still only those two.
     symbols = set(charts.evaluate_all("cards => cards.map(c => c.dataset.symbol)"))
     assert symbols == {"AAPL", "MSFT"}
     assert set(row.locator("[data-c=keys]").inner_text().split(", ")) == {"AAPL", "MSFT"}
@@ -242,13 +243,15 @@ def test_viewer_captures_and_exports(
     # Memory is bounded by the maximum message count; recording can stop.
     page.get_by_test_id("viewer-max").fill("50")
     page.get_by_test_id("viewer-max").dispatch_event("change")
-    page.wait_for_timeout(300)
     size = js_number(page, "window.tidewire.client.messagesReceived")
     wait_until(page, f"window.tidewire.client.messagesReceived > {size + 100}")
     expect(page.get_by_test_id("viewer-stats")).to_contain_text("/ 50 messages captured")
     page.get_by_test_id("viewer-record").click()
     page.get_by_test_id("viewer-clear").click()
-    page.wait_for_timeout(500)
+    expect(page.get_by_test_id("viewer-stats")).to_contain_text("0 / 50 messages captured")
+    # Recording is off: what arrives from now on is not captured.
+    size = js_number(page, "window.tidewire.client.messagesReceived")
+    wait_until(page, f"window.tidewire.client.messagesReceived > {size + 100}")
     expect(page.get_by_test_id("viewer-stats")).to_contain_text("0 / 50 messages captured")
 
 
@@ -296,16 +299,20 @@ def test_stays_responsive_at_thousands_of_messages_per_second(
         " messages: window.tidewire.client.messagesReceived, t: performance.now()})"
     )
     start = page.evaluate(sample)
-    time.sleep(3)
+    wait_until(page, f"window.tidewire.client.messagesReceived > {start['messages'] + 15_000}")
     end = page.evaluate(sample)
     seconds = (end["t"] - start["t"]) / 1000
-    fps = (end["frames"] - start["frames"]) / seconds
-    rate = (end["messages"] - start["messages"]) / seconds
-    record_property("fps", round(fps, 1))
-    record_property("messages_per_second", round(rate))
+    frames = end["frames"] - start["frames"]
+    messages = end["messages"] - start["messages"]
+    record_property("fps", round(frames / seconds, 1))
+    record_property("messages_per_second", round(messages / seconds))
+    # The figures, for the README's claim (`pytest -s` prints them); not asserted: timing.
+    rate, fps = messages / seconds, frames / seconds
     print(f"\ndashboard under load: {rate:.0f} messages/s, {fps:.1f} frames/s")
-    assert end["frames"] > start["frames"], "the page stopped drawing"
-    assert rate > 1000
+    assert frames > 0, "the page stopped drawing"
+    # It draws once per animation frame, not once per message: thousands of messages
+    # arrive between two draws' worth of work.
+    assert frames < messages / 20, (frames, messages)
 
     # A click still gets an answer, and the other panels still draw.
     page.get_by_test_id("stream-tab-order_updates").click()

@@ -59,6 +59,20 @@ async def eventually(condition: Callable[[], bool], timeout: float = TIMEOUT) ->
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+async def positions_stored(
+    client: aioredis.Redis, source: NautilusSource, key: str = "tidewire:nautilus:offsets"
+) -> dict[str, str]:
+    """Wait until the offsets hash in Redis holds the source's positions; returns it."""
+    stored: dict[str, str] = {}
+    for _ in range(int(TIMEOUT / 0.02)):
+        raw = await client.hgetall(key)  # type: ignore[misc]
+        stored = {k.decode(): v.decode() for k, v in raw.items()}
+        if source.positions and stored == source.positions:
+            return stored
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"positions {source.positions} not stored within {TIMEOUT} s: {stored}")
+
+
 @pytest.fixture
 async def client(redis_server: RedisProcess) -> AsyncIterator[aioredis.Redis]:
     connection = aioredis.Redis.from_url(redis_server.url)
@@ -142,10 +156,8 @@ async def test_reads_every_stream_in_bus_order(
     stats = source.stats()
     assert stats["connected"] and stats["streams"] == 20 and stats["bad_entries"] == 0
     await eventually(lambda: source.stats()["entries"] == len(rec.entries))
-    await asyncio.sleep(0.1)
     # Per stream, the stored position is the last entry id processed.
-    stored = await client.hgetall("tidewire:nautilus:offsets")
-    assert {k.decode(): v.decode() for k, v in stored.items()} == source.positions  # type: ignore[union-attr]
+    await positions_stored(client, source)
 
 
 async def test_streams_created_later_are_read_from_their_first_entry(
@@ -197,7 +209,7 @@ async def test_resume_after_restart_publishes_only_what_is_new(
     source = await run_source(before.publish, redis_server.url)
     await eventually(lambda: len(event_ids(before)) >= len(expected_ids(first)))
     await eventually(lambda: bool(source.positions) and source.stats()["entries"] >= cut)
-    await asyncio.sleep(0.2)  # let it store its position
+    await positions_stored(client, source)
     await source.stop()
 
     # A new gateway (new broker: a new epoch), while the node wrote on.
@@ -232,10 +244,11 @@ async def test_start_from_latest_skips_history(
     sink = Sink()
     source = await run_source(sink.publish, redis_server.url, start_from="latest", offsets_key=None)
     await eventually(lambda: source.warmed_up)
-    await asyncio.sleep(0.2)
+    # The latest values are restated (a client's snapshot is complete)...
+    await eventually(lambda: bool(sink.of("market_data") and sink.of("performance_update")))
+    await eventually(lambda: source.stats()["entries"] >= len(rec.entries))
+    # ...but none of the history's orders and fills is published.
     assert not sink.of("order_update") and not sink.of("trade_updates")
-    # ...but the latest values are restated: a client's snapshot is complete.
-    assert sink.of("market_data") and sink.of("performance_update")
 
 
 async def test_redis_outage_reports_down_and_recovers(
@@ -323,7 +336,7 @@ async def test_a_stream_trimmed_past_the_stored_position_is_reported(
     sink = Sink()
     source = await run_source(sink.publish, redis_server.url)
     await eventually(lambda: len(sink.of("market_data")) == 2)
-    await asyncio.sleep(0.1)  # its position is stored
+    await positions_stored(client, source)
     await source.stop()
     for bid in ("1.3", "1.4", "1.5"):
         await client.xadd(key, {"topic": "data.quotes.SIM.A", "payload": quote_payload(bid)})
@@ -342,8 +355,8 @@ async def test_redis_down_at_start_then_up(
     server = RedisProcess(binary, port=free_port())  # not started yet
     sink = Sink()
     source = await run_source(sink.publish, server.url, reconnect_min=0.05, reconnect_max=0.2)
-    await asyncio.sleep(0.3)
-    assert not source.connected and source.stats()["last_error"]
+    await eventually(lambda: bool(source.stats()["last_error"]))
+    assert not source.connected
     with server:
         connection = aioredis.Redis.from_url(server.url)
         try:
