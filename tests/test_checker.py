@@ -46,7 +46,7 @@ from checker.scenario import (
 )
 from checker.verify import Ledger, Verdict, verify
 
-from conftest import require_tool
+from support import require_tool
 from tidewire.protocol.ingest import build_data_message
 from tidewire.protocol.legacy import upgrade
 from tidewire.protocol.shapes import TOP_LEVEL_FIELDS

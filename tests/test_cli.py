@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import TIMEOUT, quote
-from messages import order, trade
+from messages import order, quote, trade
+from support import TIMEOUT
 from tidewire.server.app import Gateway
 from tokens import SECRET, SECURE, token
 

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from conftest import require_tool
 from redisproc import INSTALL_HINT, RedisProcess
+from support import require_tool
 from tidewire.brokers.redis import RedisBroker
 from tidewire.protocol.messages import StreamPosition
 from tidewire.protocol.streams import STREAMS

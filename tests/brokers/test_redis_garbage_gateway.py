@@ -16,9 +16,9 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
-from conftest import TIMEOUT, WsClient
 from messages import order, quote
 from redisproc import RedisProcess
+from support import TIMEOUT, WsClient
 from tidewire.server.app import Gateway
 
 pytestmark = pytest.mark.redis

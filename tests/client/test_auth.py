@@ -153,6 +153,7 @@ async def test_tls_on_both_ports_with_a_self_signed_certificate(
         async with asyncio.timeout(TIMEOUT):
             assert (await anext(aiter(quotes)))["symbol"] == "AAPL"
     # Without the CA the certificate is not trusted; plain ws:// on a TLS port fails too.
+    options: dict[str, Any]
     for url, options in ((gateway.url, {}), (gateway.url.replace("wss:", "ws:"), {})):
         stranger = TidewireClient(url, max_reconnect_attempts=0, **FAST, **options)
         with pytest.raises(Exception):  # noqa: B017 (the handshake error differs per case)

@@ -22,7 +22,7 @@ class Owner:
 
 def sub(subscription_id: str, symbols: list[str] | None = None) -> Subscription:
     return Subscription(
-        Owner(),
+        Owner(),  # type: ignore[arg-type]
         subscription_id=subscription_id,
         stream="market_data",
         filters={"symbols": symbols} if symbols else {},
@@ -135,7 +135,7 @@ async def test_replies_to_raw_subscribes_leave_our_subscriptions_alone(
 
 async def test_the_gateway_names_the_stream(inbound: Dispatcher) -> None:
     renamed = Subscription(
-        Owner(),
+        Owner(),  # type: ignore[arg-type]
         subscription_id="r",
         stream="some_alias",
         filters={},
@@ -321,7 +321,7 @@ async def test_shut_down_ends_everything(inbound: Dispatcher) -> None:
 
 def positions_sub(subscription_id: str) -> Subscription:
     return Subscription(
-        Owner(),
+        Owner(),  # type: ignore[arg-type]
         subscription_id=subscription_id,
         stream="position_updates",
         filters={},

@@ -24,7 +24,7 @@ class Owner:
 
 def make() -> Subscription:
     return Subscription(
-        Owner(),
+        Owner(),  # type: ignore[arg-type]
         subscription_id="s1",
         stream="order_updates",
         filters={},

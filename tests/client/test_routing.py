@@ -135,7 +135,13 @@ def test_the_mid_is_exact() -> None:
 
 def test_blank_filters_are_no_filters() -> None:
     # The original subscription form sends `portfolio_ids: []` for a blank field.
-    blank = {"symbols": [], "portfolio_ids": [], "venue": "", "severity": "", "user_id": None}
+    blank: dict[str, Any] = {
+        "symbols": [],
+        "portfolio_ids": [],
+        "venue": "",
+        "severity": "",
+        "user_id": None,
+    }
     assert matches(blank, quote("AAPL"))
     assert not matches({"symbols": [], "venue": "XNYS"}, quote("AAPL", venue="XNAS"))
 

@@ -35,7 +35,7 @@ def make(reliable: bool = True, queue_size: int = 100, **options: Any) -> Subscr
         "reliable": reliable,
     }
     settings.update(options)
-    return Subscription(Owner(), **settings)
+    return Subscription(Owner(), **settings)  # type: ignore[arg-type]
 
 
 def data(seq: int, key: str = "P1", epoch: str = "e1", **extra: Any) -> dict[str, Any]:
@@ -363,7 +363,7 @@ def test_minimal_subscribe_command() -> None:
 async def test_unsubscribe_goes_through_the_owner() -> None:
     owner = Owner()
     sub = Subscription(
-        owner,
+        owner,  # type: ignore[arg-type]
         subscription_id="x",
         stream="events",
         filters={},

@@ -166,6 +166,10 @@ def test_message_nobody_wants_is_never_encoded(
     world.subscribe(world.connect(), "market_data", venue="XNAS")
     world.hub.dispatch(sequenced(quote("AAPL", venue="BATS"), 1))
     world.hub.dispatch(sequenced(risk_alert("PF-1")))
+    counters = world.hub.counters
+    assert (counters.messages_dispatched, counters.deliveries, counters.frames_encoded) == (2, 0, 0)
+    world.flush()
+    assert all(not transport(c).writes for c in world.hub.connections.values())
 
 
 def test_frames_encoded_counter_counts_one_per_wire_format(world: World) -> None:

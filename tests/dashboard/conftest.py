@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from conftest import IN_CI, require_tool
+from support import IN_CI, require_tool
 from tidewire.server.app import Gateway
 from tidewire.settings import GatewaySettings
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import IN_CI
+from support import IN_CI
 
 try:
     from playwright.sync_api import Page, expect

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import IN_CI, require_tool
+from support import IN_CI, require_tool
 from tidewire.dashboard import STATIC_DIR
 from tidewire.protocol.errors import BACKOFF_CLOSE_CODES, RECONNECT_CLOSE_CODES
 from tidewire.protocol.streams import KEY_FILTER_OF_FIELD, STREAM_ALIASES, STREAMS

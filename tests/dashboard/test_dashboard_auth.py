@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import IN_CI
+from support import IN_CI
 from tokens import SECURE, token
 
 try:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import IN_CI
+from support import IN_CI
 from tokens import SECURE, token
 
 try:

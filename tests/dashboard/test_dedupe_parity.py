@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import require_tool
+from support import require_tool
 from tidewire.client.dedupe import DuplicateFilter, conflation_key
 from tidewire.client.routing import matches
 from tidewire.dashboard import STATIC_DIR

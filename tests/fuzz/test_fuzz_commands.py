@@ -50,9 +50,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import TIMEOUT
 from fakes import FakeClock, FakeScheduler, connection, decode_writes, run_to_completion, transport
 from messages import order, quote
+from support import TIMEOUT
 from tidewire.brokers.base import Handlers
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core.auth import UNAUTHENTICATED, AnonymousAuthenticator, Authenticator

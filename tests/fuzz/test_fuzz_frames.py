@@ -49,8 +49,8 @@ from typing import Any
 import pytest
 from picows import WSMsgType
 
-from conftest import TIMEOUT, WsClient
 from messages import quote
+from support import TIMEOUT, WsClient
 from tidewire.core.ratelimit import TokenBucket
 from tidewire.server.app import Gateway
 from tidewire.server.framing import (

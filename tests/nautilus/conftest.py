@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from conftest import IN_CI, require_tool
 from redisproc import INSTALL_HINT, RedisProcess
+from support import IN_CI, require_tool
 
 DATA = Path(__file__).resolve().parent / "data"
 NAUTILUS_HINT = 'pip install -e ".[nautilus]" (nautilus_trader==1.221.0)'

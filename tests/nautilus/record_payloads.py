@@ -86,12 +86,12 @@ def record(name: str, args: list[str]) -> None:
         client = redis.Redis(port=server.port)
         entries = []
         for key in sorted(k.decode() for k in client.scan_iter(_type="stream")):
-            for entry_id, fields in client.xrange(key):
+            for entry_id, fields in client.xrange(key):  # type: ignore[union-attr]
                 entries.append(
                     {
                         "stream": key,
-                        "id": entry_id.decode(),
-                        "fields": {k.decode(): field_value(v) for k, v in fields.items()},
+                        "id": entry_id.decode(),  # type: ignore[union-attr]
+                        "fields": {k.decode(): field_value(v) for k, v in fields.items()},  # type: ignore[union-attr, arg-type]
                     }
                 )
         entries.sort(key=lambda e: tuple(int(part) for part in e["id"].split("-")))

@@ -22,8 +22,8 @@ import redis.asyncio as aioredis
 from typer.testing import CliRunner
 from websockets.asyncio.client import connect as ws_connect
 
-from conftest import WsClient
 from redisproc import RedisProcess
+from support import WsClient
 from tidewire.cli import app
 from tidewire.server.app import Gateway
 

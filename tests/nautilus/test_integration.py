@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from conftest import WsClient
 from redisproc import RedisProcess
+from support import WsClient
 from tidewire.server.app import Gateway
 
 pytestmark = [pytest.mark.slow, pytest.mark.nautilus, pytest.mark.redis]

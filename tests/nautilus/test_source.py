@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from conftest import require_tool
 from redisproc import INSTALL_HINT, RedisProcess, free_port
+from support import require_tool
 from tidewire.brokers.base import BrokerUnavailable, Handlers, PublishOutcome
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.protocol.messages import DataMessage
@@ -65,7 +65,7 @@ async def positions_stored(
     """Wait until the offsets hash in Redis holds the source's positions; returns it."""
     stored: dict[str, str] = {}
     for _ in range(int(TIMEOUT / 0.02)):
-        raw = await client.hgetall(key)  # type: ignore[misc]
+        raw: dict[bytes, bytes] = await client.hgetall(key)  # type: ignore[assignment]
         stored = {k.decode(): v.decode() for k, v in raw.items()}
         if source.positions and stored == source.positions:
             return stored

@@ -65,7 +65,10 @@ def errors(component: str, instance: Any) -> list[str]:
 
 def delivered(message: DataMessage, seq: int = 1) -> dict[str, Any]:
     """The message as a subscriber of a JSON connection receives it."""
-    return msgspec.json.decode(encode(message.sequenced(seq, "e1"), WireFormat.JSON))
+    decoded: dict[str, Any] = msgspec.json.decode(
+        encode(message.sequenced(seq, "e1"), WireFormat.JSON)
+    )
+    return decoded
 
 
 def invalid_delivered(messages: Iterable[DataMessage]) -> tuple[Counter[str], dict[str, Any]]:
@@ -108,7 +111,7 @@ def test_vector_has_every_required_field_in_its_original_place(message_type: str
     for name in _original_required_top(message_type):
         assert name in raw, name
     payload = PAYLOAD_OF_TYPE[message_type]
-    required = [f.encode_name for f in msgspec.inspect.type_info(payload).fields if f.required]
+    required = [f.encode_name for f in msgspec.inspect.type_info(payload).fields if f.required]  # type: ignore[attr-defined]
     assert set(required) <= set(raw["data"]), set(required) - set(raw["data"])
     # Nothing of the type's top level hides in `data`, nothing of `data` at the top level.
     assert not set(raw["data"]) & set(SHAPES[message_type].fields) - set(payload.__struct_fields__)
@@ -130,7 +133,7 @@ def test_vector_passes_ingest_unchanged_and_validates(message_type: str) -> None
 
 def _required_paths(message_type: str) -> list[tuple[str, ...]]:
     payload = PAYLOAD_OF_TYPE[message_type]
-    data = [f.encode_name for f in msgspec.inspect.type_info(payload).fields if f.required]
+    data = [f.encode_name for f in msgspec.inspect.type_info(payload).fields if f.required]  # type: ignore[attr-defined]
     return [
         *((name,) for name in WIRE_REQUIRED),
         *((name,) for name in SHAPES[message_type].required),

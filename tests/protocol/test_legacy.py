@@ -448,7 +448,7 @@ def test_a_field_of_another_type_is_refused() -> None:
 
 @pytest.mark.parametrize("status", [["rejected"], {"a": 1}])
 def test_odd_status_types_are_invalid_not_a_crash(status: Any) -> None:
-    raw = {
+    raw: dict[str, Any] = {
         "type": "order_update",
         "portfolio_id": "P",
         "data": {"order_id": "O", "symbol": "A", "side": "buy", "quantity": 1},

@@ -24,7 +24,7 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from conftest import IN_CI
+from support import IN_CI
 from tidewire.protocol import messages, schema, typescript
 from tidewire.protocol.codec import WireFormat, encode
 from tidewire.protocol.errors import RETRYABLE, CloseCode, ErrorCode

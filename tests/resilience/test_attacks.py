@@ -46,8 +46,8 @@ from bench.attacks import (
     until,
 )
 
-from conftest import require_tool
 from redisproc import INSTALL_HINT, RedisProcess
+from support import require_tool
 from tidewire.server.app import Gateway
 
 MakeGateway = Callable[..., Awaitable[Gateway]]

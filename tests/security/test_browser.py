@@ -20,8 +20,8 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin
 
-from conftest import TIMEOUT, WsClient
 from messages import position, quote, system_alert
+from support import TIMEOUT, WsClient
 from tidewire.protocol.errors import ProtocolError
 from tidewire.server.app import Gateway
 from tokens import SECURE, bearer, token
@@ -279,6 +279,7 @@ async def test_websocket_origin_allowlist_by_default(auth: str, make_gateway: Ma
     gateway = await make_gateway(**AUTH[auth])
     jwt = token("alice") if auth == "on" else None
     port = gateway.internal_port
+    origin: str | None
     for origin in (
         "http://evil.example",
         "null",

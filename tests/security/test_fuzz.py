@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import TIMEOUT, WsClient
 from fakes import FakeClock, FakeScheduler, connection, decode_writes, run_to_completion, transport
 from messages import engine_status, order, position, quote, risk_alert, system_alert
+from support import TIMEOUT, WsClient
 from tidewire.brokers.base import Handlers
 from tidewire.brokers.memory import MemoryBroker
 from tidewire.core.auth import UNAUTHENTICATED, AnonymousAuthenticator, Principal

@@ -66,7 +66,6 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import TIMEOUT, require_tool
 from messages import order
 from redisproc import INSTALL_HINT, RedisProcess
 from security.isolation_model import (
@@ -93,6 +92,7 @@ from security.isolation_plans import (
     published,
     scenarios,
 )
+from support import TIMEOUT, require_tool
 from tidewire.protocol.streams import (
     STREAMS,
     keeps_last_values,
@@ -574,7 +574,7 @@ class Conn:
             if n.get("type") == "subscription_error" and n.get("error_code") == "forbidden"
         }
         for sid in ended:
-            if self.active.pop(sid, None) is None:
+            if self.active.pop(sid, None) is None:  # type: ignore[arg-type]
                 self.problems.append(f"{self.client.label}: refresh ended unknown {sid}")
         self.ended += len(ended)
         for sub in self.active.values():
@@ -643,7 +643,7 @@ class Conn:
                     f"{label}: received {stream} seq {seq} matching none of its subscriptions "
                     f"{[s.filters for s in self.ever.get(str(stream), [])]}: {message}"
                 )
-            received[str(stream)].add(seq)
+            received[str(stream)].add(seq)  # type: ignore[arg-type]
             totals.received += 1
             totals.cross_node += original.node != self.plan.node
             totals.batched += item.batched
@@ -749,7 +749,7 @@ async def run_example(cluster: Cluster, scenario: Scenario, totals: Totals) -> N
         counts = await asyncio.gather(
             cluster.publish_random(rng, scenario.publishes[1]), *(start(c) for c in early)
         )
-        published += counts[0]
+        published += counts[0]  # type: ignore[operator]
         await settle(cluster, early)
         # Phase 2: quiet refreshes and unsubscribes, then more subscriptions (some on new
         # connections) while more is published.
@@ -760,7 +760,7 @@ async def run_example(cluster: Cluster, scenario: Scenario, totals: Totals) -> N
             *(c.subscribe_all(c.plan.second) for c in early),
             *(start(c) for c in late),
         )
-        published += counts[0]
+        published += counts[0]  # type: ignore[operator]
         await settle(cluster, conns)
         for conn in conns:
             conn.verify(totals)

@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from conftest import TIMEOUT, WsClient
 from messages import order
+from support import TIMEOUT, WsClient
 from tidewire.server.app import Gateway
 from tokens import SECURE, bearer, token
 

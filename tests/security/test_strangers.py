@@ -9,7 +9,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import TIMEOUT, WsClient
+from support import TIMEOUT, WsClient
 from tidewire.server.app import Gateway
 from tokens import SECURE, token
 

@@ -29,7 +29,6 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import TIMEOUT, WsClient
 from messages import order, quote
 from security.keys import (
     claims_of,
@@ -43,6 +42,7 @@ from security.keys import (
     write_jwks,
     write_public_pem,
 )
+from support import TIMEOUT, WsClient
 from tidewire.protocol.messages import iso_of
 from tidewire.server.app import Gateway
 from tidewire.settings import GatewaySettings
@@ -643,7 +643,7 @@ async def test_connection_that_never_authenticates_is_closed_after_auth_timeout(
     client = await connect(gateway)
     assert client.welcome["auth_required"] is True
     assert client.welcome.get("user_id") is None
-    requests = [
+    requests: list[dict[str, Any]] = [
         {"type": "subscribe", "stream": "market_data", "message_id": "sub"},
         {"type": "list_subscriptions", "message_id": "list"},
         {"type": "heartbeat", "client_timestamp": 1, "message_id": "hb"},

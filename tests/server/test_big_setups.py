@@ -18,10 +18,10 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import WsClient, require_tool
 from messages import order, quote
 from rawsockets import raw_subscriber, wait_for
 from redisproc import INSTALL_HINT, RedisProcess
+from support import WsClient, require_tool
 from tidewire.protocol.ingest import build_data_message
 from tidewire.server.app import Gateway
 

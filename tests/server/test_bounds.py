@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from conftest import TIMEOUT, WsClient
+from support import TIMEOUT, WsClient
 from tidewire.server.app import Gateway
 
 Connect = Callable[..., Awaitable[WsClient]]

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from conftest import WsClient
 from messages import quote
+from support import WsClient
 from tidewire.server.app import Gateway
 
 Connect = Callable[..., Awaitable[WsClient]]

@@ -12,8 +12,8 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import WsClient
 from messages import order, quote, risk_alert
+from support import WsClient
 from tidewire.server.app import Gateway
 
 Connect = Callable[..., Awaitable[WsClient]]
@@ -401,20 +401,20 @@ async def test_server_heartbeat_on_idle_and_dead_peer_close(
 async def test_msgpack_subprotocol(gateway: Gateway) -> None:
     async with ws_connect(gateway.url, subprotocols=["tidewire.v3.msgpack"]) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "tidewire.v3.msgpack"
-        welcome = msgspec.msgpack.decode(await asyncio.wait_for(ws.recv(), 5))
+        welcome = msgspec.msgpack.decode(await asyncio.wait_for(ws.recv(), 5))  # type: ignore[arg-type]
         assert welcome["type"] == "connection_established"
         await ws.send(msgspec.msgpack.encode({"type": "subscribe", "stream": "market_data"}))
-        confirmed = msgspec.msgpack.decode(await asyncio.wait_for(ws.recv(), 5))
+        confirmed = msgspec.msgpack.decode(await asyncio.wait_for(ws.recv(), 5))  # type: ignore[arg-type]
         assert confirmed["type"] == "subscription_confirmed"
         await gateway.publish(quote("AAPL", bid=1.5, ask=1.75))
-        message = msgspec.msgpack.decode(await asyncio.wait_for(ws.recv(), 5))
+        message = msgspec.msgpack.decode(await asyncio.wait_for(ws.recv(), 5))  # type: ignore[arg-type]
         assert message["data"] == {
             "bid_price": 1.5,
             "ask_price": 1.75,
             "timestamp": message["timestamp"],
         }
         await ws.send('{"type":"ping"}')  # a text frame on a msgpack connection
-        error = msgspec.msgpack.decode(await asyncio.wait_for(ws.recv(), 5))
+        error = msgspec.msgpack.decode(await asyncio.wait_for(ws.recv(), 5))  # type: ignore[arg-type]
         assert error["error_code"] == "invalid_message"
 
 

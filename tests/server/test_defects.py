@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from conftest import require_tool
 from redisproc import INSTALL_HINT, RedisProcess
+from support import require_tool
 from tidewire.server.app import Gateway
 from tidewire.settings import GatewaySettings
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from conftest import WsClient
 from messages import order, position, quote
 from rawsockets import raw_subscriber, wait_for
+from support import WsClient
 from tidewire.server.app import Gateway
 
 Connect = Callable[..., Awaitable[WsClient]]

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from conftest import TIMEOUT, WsClient
 from messages import quote
+from support import TIMEOUT, WsClient
 from tidewire.server.app import Gateway
 
 Connect = Callable[..., Awaitable[WsClient]]

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from conftest import TIMEOUT, WsClient
 from messages import order, position, quote, trade
+from support import TIMEOUT, WsClient
 from tidewire.server.app import Gateway
 from tokens import SECURE, bearer, token
 

@@ -17,7 +17,7 @@ import httpx
 import msgspec.inspect as mi
 import pytest
 
-from conftest import TIMEOUT, WsClient
+from support import TIMEOUT, WsClient
 from tidewire.protocol.payloads import PAYLOAD_OF_TYPE
 from tidewire.protocol.shapes import SHAPES
 from tidewire.protocol.streams import STREAM_OF_TYPE

@@ -28,9 +28,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from conftest import TIMEOUT, WsClient, require_tool
 from messages import order, quote
 from redisproc import INSTALL_HINT, RedisProcess
+from support import TIMEOUT, WsClient, require_tool
 from tidewire.brokers.redis import RedisBroker
 from tidewire.client import (
     ConnectionState,
@@ -193,7 +193,7 @@ async def test_readyz_is_a_round_trip_through_redis_not_a_ping(
     async with httpx.AsyncClient(base_url=gateway.internal_url, timeout=TIMEOUT) as http:
         assert (await http.get("/readyz")).json() == {"ready": True, "problems": []}
         # Redis holds every write without answering; reads and PING still work.
-        await admin.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
+        await admin.execute_command("CLIENT", "PAUSE", "10000", "WRITE")  # type: ignore[no-untyped-call]
         try:
             assert await admin.ping() is True
             response = await http.get("/readyz")
@@ -203,7 +203,7 @@ async def test_readyz_is_a_round_trip_through_redis_not_a_ping(
             ]
             assert (await http.get("/healthz")).status_code == 200, "alive, just not ready"
         finally:
-            await admin.execute_command("CLIENT", "UNPAUSE")
+            await admin.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
         await until(lambda: ready(gateway), "ready again")
 
 
@@ -268,11 +268,11 @@ async def test_publish_that_redis_holds_is_503_and_nothing_of_it_is_written(
     await client.subscribe("order_updates")
     assert (await post(a, [order("P1", 0)])).status_code == 200
     assert seqs(await client.data(1)) == [1]
-    await admin.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
+    await admin.execute_command("CLIENT", "PAUSE", "10000", "WRITE")  # type: ignore[no-untyped-call]
     try:
         response = await post(a, [order("P1", n) for n in range(1, 4)])
     finally:
-        await admin.execute_command("CLIENT", "UNPAUSE")
+        await admin.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
     assert response.status_code == 503 and response.json()["error_code"] == "unavailable"
     assert await admin.get("tw:order_updates:seq") == b"1"
     assert await admin.xlen("tw:order_updates:log") == 1
