@@ -103,7 +103,7 @@ async def test_confirmation_by_correlation_id(inbound: Dispatcher) -> None:
     reply = confirmation("other-id", "m1")  # correlation names the subscribe exactly
     await inbound.handle_frame(frame(reply))
     assert (await asyncio.wait_for(confirmed, 1))["correlation_id"] == "m1"
-    assert subscription._confirmed
+    assert subscription.state.confirmed
     assert subscription.position == StreamPosition("e1", 0)
 
 
@@ -348,7 +348,7 @@ def position_message(seq: int, symbol: str = "AAPL") -> dict[str, Any]:
 
 async def confirm(inbound: Dispatcher, subscription: Subscription, seq: int, **extra: Any) -> None:
     """Send `subscription`'s (re)subscribe and feed the gateway's confirmation."""
-    command = subscription._command()
+    command = subscription.state.command("m-1")
     inbound.subscribe_sent(command["message_id"], subscription.subscription_id)
     reply = {
         **confirmation(subscription.subscription_id, command["message_id"]),
@@ -409,7 +409,7 @@ async def test_resync_handlers_run_before_the_messages_after_the_gap(inbound: Di
     inbound.add_subscription(positions)
     await confirm(inbound, positions, 5)
     await inbound.handle_frame(frame(position_message(5)))
-    positions._on_disconnected()
+    positions.state.on_disconnected()
     inbound.connection_lost(1006)
     calls.clear()
     await confirm(inbound, positions, 1, recovered=False)

@@ -75,7 +75,7 @@ async def subscribed(inbound: Dispatcher, stream: str = "market_data", **options
         **options,
     )
     confirmation = inbound.add_subscription(subscription)
-    command = subscription._command()
+    command = subscription.state.command("m-1")
     inbound.subscribe_sent(command["message_id"], "s1")
     reply = confirmed("s1", command["message_id"], topic=command["stream"])
     await inbound.handle_frame(frame(reply))
@@ -259,14 +259,14 @@ async def test_a_topic_subscription_sends_and_keeps_its_topic(inbound: Dispatche
         "market_data.AAPL",
         {"symbols": ["AAPL"]},
     )
-    command = sub._command()
+    command = sub.state.command("m-1")
     assert (command["stream"], command["filters"]) == ("market_data.AAPL", {"symbols": ["AAPL"]})
     await inbound.handle_frame(frame(quote("MSFT", 11)))
     await inbound.handle_frame(frame(quote("AAPL", 12)))
     assert drain(sub) == [("AAPL", 12)]
     # Filters that no longer select the topic's key make it a plain stream subscription.
-    sub._on_updated({"symbols": ["AAPL", "MSFT"]}, None)
-    assert sub.topic == "market_data" and sub._command()["stream"] == "market_data"
+    sub.state.on_updated({"symbols": ["AAPL", "MSFT"]}, None)
+    assert sub.topic == "market_data" and sub.state.command("m-1")["stream"] == "market_data"
 
 
 def test_a_rate_limit_of_zero_is_no_limit() -> None:
@@ -279,10 +279,10 @@ def test_a_rate_limit_of_zero_is_no_limit() -> None:
         snapshot=None,
         queue_size=10,
     )
-    sub._on_updated(None, 2.5)
-    assert sub.rate_limit == 2.5 and sub._command()["rate_limit"] == 2.5
-    sub._on_updated(None, 0)
-    assert sub.rate_limit is None and "rate_limit" not in sub._command()
+    sub.state.on_updated(None, 2.5)
+    assert sub.rate_limit == 2.5 and sub.state.command("m-1")["rate_limit"] == 2.5
+    sub.state.on_updated(None, 0)
+    assert sub.rate_limit is None and "rate_limit" not in sub.state.command("m-1")
 
 
 async def test_update_on_an_ended_subscription_raises() -> None:
@@ -295,7 +295,7 @@ async def test_update_on_an_ended_subscription_raises() -> None:
         snapshot=None,
         queue_size=10,
     )
-    sub._finish(None)
+    sub.finish(None)
     with pytest.raises(SubscriptionError) as ended:
         await asyncio.wait_for(sub.update(rate_limit=1), 1)
     assert (ended.value.error_code, ended.value.subscription_id) == ("not_found", "gone")

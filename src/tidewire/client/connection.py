@@ -469,7 +469,7 @@ class TidewireClient(ClientQueries):
         ws = self._link.ws
         # Only a subscription sent on the live connection exists on the gateway; the next
         # connection simply does not resubscribe the others.
-        if ws is None or subscription._generation != self._link.generation:
+        if ws is None or subscription.state.generation != self._link.generation:
             return
         command = {"type": "unsubscribe", "subscription_id": subscription.subscription_id}
         if not wait:

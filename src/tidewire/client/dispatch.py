@@ -100,7 +100,7 @@ class Dispatcher:
         self.subscriptions.pop(subscription.subscription_id, None)
         self.router.remove(subscription.subscription_id)
         self._confirmations.pop(subscription.subscription_id, None)
-        subscription._finish(error)
+        subscription.finish(error)
 
     def subscribe_sent(self, message_id: str, subscription_id: str) -> None:
         """A subscribe went out on the current connection (replies correlate by message_id)."""
@@ -163,7 +163,7 @@ class Dispatcher:
         """The current connection ended: replies to what was sent on it will never come."""
         self.established = False
         for subscription in self.subscriptions.values():
-            subscription._on_disconnected()
+            subscription.state.on_disconnected()
         self._subscribe_ids.clear()
         self.heartbeats.clear()
         # Never confirmed on the lost connection; the next one resubscribes with the filters
@@ -179,7 +179,7 @@ class Dispatcher:
     def shut_down(self, error: ConnectionClosedError | None) -> None:
         """The client stopped: end every subscription and fail every waiter."""
         for subscription in list(self.subscriptions.values()):
-            subscription._finish(error)
+            subscription.finish(error)
         self.subscriptions.clear()
         self.router = Router()
         failure = error or ConnectionClosedError("the client was closed")
@@ -240,8 +240,8 @@ class Dispatcher:
         for subscription in self.router.targets(message):
             # Only subscriptions the gateway confirmed on this connection get messages, so a
             # new subscription never sees messages from before it existed on the gateway.
-            if subscription._confirmed:
-                marker = subscription._on_message(message)
+            if subscription.state.confirmed:
+                marker = subscription.deliver(message)
                 if marker is not None:
                     self._resyncs.append((subscription, marker))
                 delivered = True
@@ -252,7 +252,7 @@ class Dispatcher:
         # The gateway never lets a reply overtake the replay or snapshot it queued for a
         # reliable stream before it: any reply means those are complete.
         for subscription in self.subscriptions.values():
-            subscription._settle()
+            subscription.state.settle()
         correlation_id = message.get("correlation_id")
         # The answer to an update_subscription: it applies (or is refused) here, never as
         # the confirmation of a subscribe.
@@ -293,7 +293,7 @@ class Dispatcher:
         subscription = update.subscription
         if self.subscriptions.get(subscription.subscription_id) is not subscription:
             return  # unsubscribed meanwhile
-        subscription._on_updated(update.filters, update.rate_limit)
+        subscription.state.on_updated(update.filters, update.rate_limit)
         self.router.add(
             subscription.subscription_id, subscription.stream, subscription.filters, subscription
         )
@@ -330,7 +330,7 @@ class Dispatcher:
             return
         future = self._confirmations.pop(subscription.subscription_id, None)
         if message_type == "subscription_confirmed":
-            marker = subscription._on_confirmed(message)
+            marker = subscription.confirmed(message)
             if marker is not None:
                 self._resyncs.append((subscription, marker))
             # The gateway names the canonical stream; route by that name from now on.
@@ -363,8 +363,8 @@ class Dispatcher:
             return
         for subscription in self.subscriptions.values():
             position = position_of(positions.get(subscription.stream))
-            if position is not None and subscription._confirmed:
-                subscription._on_position(position)
+            if position is not None and subscription.state.confirmed:
+                subscription.state.advance(position)
 
     async def _call_handlers(self, message_type: str, message: dict[str, Any]) -> None:
         handlers = [*self.handlers.get(message_type, ()), *self.handlers.get("*", ())]

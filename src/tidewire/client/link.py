@@ -182,8 +182,8 @@ class Link:
 
     async def send_subscribe(self, ws: ClientConnection, subscription: Subscription) -> None:
         """(Re)send a subscription on `ws`, with `since` when it has a position."""
-        subscription._generation = self.generation
-        command = subscription._command()
+        subscription.state.generation = self.generation
+        command = subscription.state.command(new_message_id())
         self.inbound.subscribe_sent(command["message_id"], subscription.subscription_id)
         await self.send(ws, command)
 
@@ -195,7 +195,7 @@ class Link:
                 (
                     s
                     for s in self.inbound.subscriptions.values()
-                    if s._generation != self.generation
+                    if s.state.generation != self.generation
                 ),
                 None,
             )
