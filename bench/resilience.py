@@ -1,38 +1,67 @@
 """The resilience suite, long form: each attack of bench/attacks/ in turn against a gateway
-in its own process, while dozens of healthy clients measure their latency.
+in its own process, while hundreds of healthy clients in other processes measure their
+latency.
 
-    python -m bench.resilience --seconds 60          # the long run (about 15-20 minutes)
-    python -m bench.resilience --quick               # a short look (a few minutes)
+    python -m bench.resilience --clients 500 --seconds 30   # the long run (about 8 minutes)
+    python -m bench.resilience --quick                      # a short look (about 1 minute)
 
-The gateway (`python -m bench.resilience child`) runs the real `Gateway` on a private
-redis-server (tests/redisproc.py) so that the Redis attack has keys to poison. The driver
-opens `--clients` healthy clients (bench.attacks.HealthyProbe) on `risk_alerts`, which a
-producer (bench.attacks.Producer) feeds at `--rate` messages per second over
-POST /api/publish, each message stamped with its publish time. First a baseline window of
-`--seconds` without attacker, then each attack for `--seconds` (attacks that finish sooner
-start again until the window is over; the big ones run once). Printed per attack: the
-attacker's close codes (documented: in the docstrings of the modules of bench/attacks/),
-the time from its first frame to the gateway's cut, the healthy clients' p50/p99 receive
-latency and their ratio to the baseline, messages lost and seq gaps (both must be 0),
-/healthz failures, and the gateway's RSS before / peak (sampled every 10 ms) / after. The
-full data goes to bench/results/resilience-<time>.json.
+Processes (so that the healthy clients' latency measures the gateway, not the attacker's
+CPU in the same event loop):
 
-Caveat: attackers, healthy clients and producer share the driver process (one core of two),
-so an attack that costs the driver CPU shows in the latency too: compare with the baseline
-and read "healthz slowest" (the gateway's own answer time) beside it.
+- the gateway (`python -m bench.resilience child`): the real `Gateway` on a private
+  redis-server (tests/redisproc.py), so that the Redis attack has keys to poison;
+- `--healthy-procs` healthy-client processes (`... healthy`; default: 1 up to 250 clients,
+  else 2), each holding its share of the `--clients` healthy clients
+  (bench.attacks.HealthyProbe) on `risk_alerts` for the whole run. Their latency samples
+  are merged by concatenation: the percentiles of a window are nearest-rank percentiles
+  over the union of every process's samples (not an average of per-process percentiles);
+- one attacker process per attack window (`... attacker --attack a.ping_flood`), which
+  runs the attack function of bench/attacks/ (the only implementation, also run by
+  tests/resilience/) and reports its `AttackResult`s and its CPU seconds as one JSON line
+  on stdout (`RESULT {...}`);
+- the driver: the producer (bench.attacks.Producer, `--rate` messages per second over
+  POST /api/publish, each stamped with its publish time; one flow whose `data.n` continues
+  from window to window, paused between windows), /healthz polling (HealthMonitor) and the
+  gateway's RSS (RssSampler, every 10 ms).
+
+Windows: a short warm-up (not reported), a baseline of `--seconds` without attacker, each
+attack for `--seconds` (attacks that finish sooner start again until the window is over;
+the big ones run once), and a second baseline after the attacks; `--interleave`: a
+baseline window before each attack and one after the last. The reference of "vs base" is
+the median of the baseline windows' figures (with two windows: their mean); "vs
+neighbours" is the mean of the nearest baseline before and after the attack's window,
+which follows a load that drifts during the run (other users of a shared machine).
+Printed per window: the attacker's outcome and close codes (documented: in the docstrings
+of the modules of bench/attacks/), the time from its first frame to the gateway's cut
+(median, max), the healthy clients' p50/p99/p99.9 receive latency and the p99 and p99.9
+ratios to the baseline, messages lost and seq gaps (both must be 0), /healthz failures and
+the slowest answer, the gateway's RSS before / peak / after, and the CPU seconds of the
+gateway, the healthy-client processes (the busiest one, as a share of one core: near 100%
+means the load generator, not the gateway, set the latency), the attacker, the driver and
+the whole machine. The full data goes to bench/results/resilience-<time>.json.
+
+Caveat: all processes share the machine (2 cores here); an attacker that writes as fast
+as it can takes a core the gateway and the healthy clients then share. The "machine busy"
+column shows it; `--attacker-nice 19` lowers the attacker's priority (closer to an attacker
+on another machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import resource
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import psutil  # type: ignore[import-untyped,unused-ignore]  # stubs: types-psutil
 
 from bench import attacks
 from bench.attacks import AttackResult, HealthMonitor, HealthyProbe, Producer, RssSampler, Target
@@ -42,7 +71,6 @@ from bench.report import markdown, write_results
 from bench.stats import percentiles
 
 sys.path.insert(0, str(REPO / "tests"))
-import contextlib
 
 from redisproc import RedisProcess  # tests/redisproc.py: a private redis-server
 
@@ -105,8 +133,19 @@ async def repeat(
     results: list[AttackResult] = []
     deadline = time.perf_counter() + seconds
     while not results or (not once and time.perf_counter() < deadline):
-        results.append(await run())
+        try:
+            results.append(await run())
+        except Exception as exc:
+            raise Interrupted(results, exc) from exc
     return results
+
+
+class Interrupted(Exception):
+    """A run of an attack failed: the results of the runs before it, and the error."""
+
+    def __init__(self, results: list[AttackResult], error: Exception) -> None:
+        super().__init__(f"after {len(results)} run(s): {error!r}")
+        self.results = results
 
 
 def flood(kind: Callable[..., Awaitable[AttackResult]]) -> Attack:
@@ -236,158 +275,429 @@ def outcome(results: list[AttackResult]) -> str:
     return ", ".join(f"{code} x{n}" for code, n in sorted(tally.items()))
 
 
-# ------------------------------------------------------------------ one window
+# ------------------------------------------------------------------ options across processes
 
 
-async def window(
-    name: str, attack: Attack | None, target: Target, pid: int, opts: argparse.Namespace
-) -> dict[str, Any]:
-    """Healthy clients and producer for one window, with `attack` (None: the baseline)."""
-    probes = [await HealthyProbe.open(target) for _ in range(opts.clients)]
-    producer = Producer(target, opts.rate)
-    monitor = HealthMonitor(target)
-    producer.start()
+def forwarded(opts: argparse.Namespace) -> str:
+    """The options as JSON, for a child process of the driver (`--opts-json`)."""
+    return json.dumps(
+        {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items() if k != "mode"}
+    )
+
+
+def received_options(opts: argparse.Namespace) -> argparse.Namespace:
+    """The driver's options in a child (`--opts-json`), this process's mode and role kept."""
+    merged = {**vars(opts), **json.loads(opts.opts_json)}
+    for own in ("mode", "attack", "clients", "max_seconds", "opts_json"):
+        merged[own] = getattr(opts, own)
+    return argparse.Namespace(**merged)
+
+
+def target_of(opts: argparse.Namespace) -> Target:
+    fields: dict[str, Any] = json.loads(opts.target_json)
+    return Target(**fields)
+
+
+def cpu_self() -> float:
+    """User + system CPU seconds of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ------------------------------------------------------------------ the healthy clients
+
+
+async def healthy(opts: argparse.Namespace) -> None:
+    """`opts.clients` healthy clients for the whole run; commands on stdin.
+
+    `start`: a window begins (latencies cleared, counters marked); answers `STARTED`.
+    `end <next_n>`: the producer stopped before message `next_n`; waits (at most 30 s)
+    until every open client has it, answers `WINDOW {json}` with the window's latency
+    samples (µs) and counts. End of stdin: close the clients and exit."""
+    target = target_of(opts)
+    probes: list[HealthyProbe] = []
+    while len(probes) < opts.clients:
+        batch = min(50, opts.clients - len(probes))
+        probes += await asyncio.gather(*(HealthyProbe.open(target) for _ in range(batch)))
+    print(f"READY {len(probes)}", flush=True)
+    loop = asyncio.get_running_loop()
+    marks = [(p.received, p.gaps + p.out_of_order) for p in probes]
+    cpu_start = cpu_self()
     try:
-        await asyncio.wait_for(
-            asyncio.gather(*(p.arrived.wait() for p in probes)), attacks.TIMEOUT * 3
-        )
-        for probe in probes:
-            probe.reset_latencies()
-        memory = RssSampler(pid).start()
-        monitor.start()
-        started = time.perf_counter()
-        results: list[AttackResult] = []
-        error = None
-        if attack is None:
-            await asyncio.sleep(opts.seconds)  # the baseline's window: nothing to wait for
-        else:
-            try:
-                results = await attack(target, opts, opts.seconds)
-            except Exception as exc:
-                error = repr(exc)[:300]
-        elapsed = time.perf_counter() - started
-        await producer.stop()
-        published = producer.published
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            command, *args = line.split()
+            if command == "start":
+                for probe in probes:
+                    probe.reset_latencies()
+                marks = [(p.received, p.gaps + p.out_of_order) for p in probes]
+                cpu_start = cpu_self()
+                print("STARTED", flush=True)
+            elif command == "end":
+                last = int(args[0]) - 1
 
-        async def all_arrived() -> bool:
-            return all(p.has(published - 1) for p in probes)
+                async def all_arrived(last: int = last) -> bool:
+                    return all(p.has(last) for p in probes)
 
-        with contextlib.suppress(TimeoutError):
-            await attacks.until(all_arrived, "every healthy client got everything", 30.0)
-        await monitor.stop()
-        after = await memory.stop()
+                drained = True
+                try:
+                    await attacks.until(all_arrived, "every healthy client got everything", 30.0)
+                except TimeoutError:
+                    drained = False
+                window = {
+                    "clients": len(probes),
+                    "drained": drained,
+                    "received": [p.received - m[0] for p, m in zip(probes, marks, strict=True)],
+                    "gaps": sum(
+                        p.gaps + p.out_of_order - m[1] for p, m in zip(probes, marks, strict=True)
+                    ),
+                    "closed": [p.closed for p in probes if p.closed is not None],
+                    "latencies_us": [ns // 1000 for p in probes for ns in p.latencies_ns],
+                    "cpu_s": cpu_self() - cpu_start,
+                }
+                print("WINDOW " + json.dumps(window), flush=True)
     finally:
-        await producer.stop()
         for probe in probes:
-            await probe.close()
-    reports = [p.report() for p in probes]
-    latencies = [ns for r in reports for ns in r.latencies_ns]
-    points = percentiles(latencies, [50, 99])
-    return {
-        "attack": name,
-        "seconds": elapsed,
-        "runs": len(results),
+            with contextlib.suppress(Exception):
+                await probe.close()
+
+
+# ------------------------------------------------------------------ one attacker process
+
+
+async def attacker(opts: argparse.Namespace) -> None:
+    """Run one attack for a window when told `go` on stdin; print `RESULT {json}`."""
+    target = target_of(opts)
+    print("READY", flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)
+    cpu_start, started = cpu_self(), time.perf_counter()
+    results: list[AttackResult] = []
+    error = None
+    try:
+        results = await ATTACKS[opts.attack][0](target, opts, opts.seconds)
+    except Interrupted as exc:
+        results, error = exc.results, str(exc)[:300]
+    except Exception as exc:
+        error = repr(exc)[:300]
+    report = {
         "error": error,
-        "outcome": outcome(results) if results else "-",
-        "cut_ms": [r.seconds_to_cut * 1000 for r in results if r.seconds_to_cut is not None],
-        "p50_ms": points["p50"] / 1e6,
-        "p99_ms": points["p99"] / 1e6,
-        "published": published,
-        "lost": sum(max(0, published - r.received) for r in reports),
-        "gaps": sum(r.gaps + r.out_of_order for r in reports),
-        "healthy_closed": [r.closed for r in reports if r.closed is not None],
-        "producer_errors": producer.errors[:5],
-        "healthz_checks": monitor.checks,
-        "healthz_failures": monitor.failures,
-        "healthz_slowest_ms": monitor.slowest * 1000,
-        "rss_before_mb": memory.before / MiB,
-        "rss_peak_mb": memory.peak / MiB,
-        "rss_after_mb": after / MiB,
+        "cpu_s": cpu_self() - cpu_start,
+        "wall_s": time.perf_counter() - started,
         "results": [
             {
+                "attack": r.attack,
                 "close_code": r.close_code,
                 "seconds_to_cut": r.seconds_to_cut,
                 "frames_sent": r.frames_sent,
                 "bytes_sent": r.bytes_sent,
                 "counts": r.counts,
             }
-            for r in results[:20]
+            for r in results
         ],
     }
+    print("RESULT " + json.dumps(report, default=str), flush=True)
+
+
+def results_of(report: dict[str, Any]) -> list[AttackResult]:
+    return [AttackResult(**r) for r in report["results"]]
+
+
+# ------------------------------------------------------------------ CPU of every process
+
+
+class CpuMeter:
+    """CPU seconds of named processes (psutil) and of the whole machine over a window."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.start = {name: self._cpu(p) for name, p in self.processes.items()}
+        self.machine_start = psutil.cpu_times()
+        self.wall_start = time.perf_counter()
+
+    @staticmethod
+    def _cpu(process: psutil.Process) -> float:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            return float("nan")
+        return float(times.user + times.system)
+
+    def stop(self) -> dict[str, float]:
+        wall = time.perf_counter() - self.wall_start
+        out = {name: self._cpu(p) - self.start[name] for name, p in self.processes.items()}
+        now, then = psutil.cpu_times(), self.machine_start
+        idle = (now.idle - then.idle) + (getattr(now, "iowait", 0) - getattr(then, "iowait", 0))
+        total = sum(now) - sum(then)
+        out["machine_busy_cores"] = (1 - idle / total) * (psutil.cpu_count() or 1) if total else 0
+        out["wall_s"] = wall
+        return out
+
+
+# ------------------------------------------------------------------ one window
+
+
+class Run:
+    """The processes of one run and the healthy flow's position."""
+
+    def __init__(
+        self,
+        opts: argparse.Namespace,
+        target: Target,
+        gateway_pid: int,
+        redis_pid: int | None,
+        healthy: list[PipedChild],
+    ) -> None:
+        self.opts = opts
+        self.target = target
+        self.gateway_pid = gateway_pid
+        self.redis_pid = redis_pid
+        self.healthy = healthy
+        self.next_n = 0
+
+    async def lines(self, children: list[PipedChild], prefix: str, bound: float) -> list[str]:
+        return [
+            (await asyncio.to_thread(c.wait_line, prefix, bound))[len(prefix) :].strip()
+            for c in children
+        ]
+
+    async def window(self, name: str, seconds: float) -> dict[str, Any]:
+        """Healthy flow for one window beside the attack `name` ("baseline...": none)."""
+        opts = self.opts
+        child = None
+        if name in ATTACKS:
+            args = ["attacker", "--attack", name, "--opts-json", forwarded(opts)]
+            args += ["--max-seconds", str(seconds * 4 + 600)]
+            child = PipedChild(f"attacker {name}", "bench.resilience", args)
+            if opts.attacker_nice:
+                psutil.Process(child.pid).nice(opts.attacker_nice)
+            await self.lines([child], "READY", 60.0)
+        try:
+            return await self._window(name, seconds, child)
+        finally:
+            if child is not None:
+                child.end(timeout=10.0)
+                child.kill()
+
+    async def _window(self, name: str, seconds: float, child: PipedChild | None) -> dict[str, Any]:
+        opts = self.opts
+        for h in self.healthy:
+            h.command("start")
+        await self.lines(self.healthy, "STARTED", 30.0)
+        pids = {"gateway": self.gateway_pid, "driver": os.getpid()}
+        pids.update({f"healthy{i}": h.pid for i, h in enumerate(self.healthy)})
+        if self.redis_pid:
+            pids["redis"] = self.redis_pid
+        cpu = CpuMeter(pids)
+        producer = Producer(self.target, opts.rate, first=self.next_n)
+        monitor = HealthMonitor(self.target)
+        memory = RssSampler(self.gateway_pid).start()
+        monitor.start()
+        producer.start()
+        started = time.perf_counter()
+        report: dict[str, Any] = {"error": None, "cpu_s": 0.0, "results": []}
+        try:
+            if child is None:
+                await asyncio.sleep(seconds)  # a baseline: nothing to wait for
+            else:
+                child.command("go")
+                timeout = seconds * 3 + 300
+                report = json.loads((await self.lines([child], "RESULT", timeout))[0])
+        except Exception as exc:
+            report["error"] = repr(exc)[:300]
+        elapsed = time.perf_counter() - started
+        await producer.stop()
+        first, self.next_n = producer.first, producer.published
+        for h in self.healthy:
+            h.command(f"end {self.next_n}")
+        windows = [json.loads(line) for line in await self.lines(self.healthy, "WINDOW", 90.0)]
+        await monitor.stop()
+        after = await memory.stop()
+        used = cpu.stop()
+        results = results_of(report)
+        published = self.next_n - first
+        received = [n for w in windows for n in w["received"]]
+        latencies = [us for w in windows for us in w["latencies_us"]]
+        points = percentiles(latencies, [50, 99, 99.9])
+        healthy_cpu = [float(w["cpu_s"]) for w in windows]
+        ours = sum(v for k, v in used.items() if k not in ("machine_busy_cores", "wall_s"))
+        ours += float(report["cpu_s"])
+        used["others_cores"] = used["machine_busy_cores"] - ours / used["wall_s"]
+        return {
+            "attack": name,
+            "seconds": elapsed,
+            "runs": len(results),
+            "error": report["error"],
+            "outcome": outcome(results) if results else "-",
+            "close_codes": close_codes(results),
+            "cut_ms": [r.seconds_to_cut * 1000 for r in results if r.seconds_to_cut is not None],
+            "samples": len(latencies),
+            "p50_ms": points["p50"] / 1e3,
+            "p99_ms": points["p99"] / 1e3,
+            "p99.9_ms": points["p99.9"] / 1e3,
+            "max_ms": max(latencies, default=0) / 1e3,
+            "published": published,
+            "clients": len(received),
+            "lost": sum(max(0, published - n) for n in received),
+            "gaps": sum(int(w["gaps"]) for w in windows),
+            "drained": all(w["drained"] for w in windows),
+            "healthy_closed": [c for w in windows for c in w["closed"]],
+            "producer_errors": producer.errors[:5],
+            "healthz_checks": monitor.checks,
+            "healthz_failures": monitor.failures,
+            "healthz_slowest_ms": monitor.slowest * 1000,
+            "rss_before_mb": memory.before / MiB,
+            "rss_peak_mb": memory.peak / MiB,
+            "rss_after_mb": after / MiB,
+            "cpu_s": {
+                **used,
+                "healthy_self": healthy_cpu,
+                "attacker": float(report["cpu_s"]),
+            },
+            "results": [
+                {
+                    "close_code": r.close_code,
+                    "seconds_to_cut": r.seconds_to_cut,
+                    "frames_sent": r.frames_sent,
+                    "bytes_sent": r.bytes_sent,
+                    "counts": r.counts,
+                }
+                for r in results[:20]
+            ],
+        }
+
+
+def close_codes(results: list[AttackResult]) -> str:
+    tally: dict[str, int] = {}
+    for r in results:
+        code = "none" if r.close_code is None else str(r.close_code)
+        tally[code] = tally.get(code, 0) + 1
+    return ", ".join(f"{code} x{n}" for code, n in sorted(tally.items())) or "-"
+
+
+def reference(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The baseline: per figure, the median over the baseline windows."""
+    base = [r for r in rows if r["attack"].startswith("baseline")]
+    keys = ("p50_ms", "p99_ms", "p99.9_ms")
+    return {k: statistics.median(r[k] for r in base) for k in keys} if base else {}
+
+
+def neighbours(rows: list[dict[str, Any]], index: int, key: str) -> float | None:
+    """The mean of `key` over the nearest baseline window before and the nearest after
+    row `index` (one of them at the ends): a reference that follows a drifting load."""
+    before = [r for r in rows[:index] if r["attack"].startswith("baseline")][-1:]
+    after = [r for r in rows[index + 1 :] if r["attack"].startswith("baseline")][:1]
+    near = [float(r[key]) for r in before + after]
+    return statistics.mean(near) if near else None
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    baseline = next((r for r in rows if r["attack"] == "baseline"), None)
+    ref = reference(rows)
     headers = [
         "attack",
         "documented",
         "attacker saw",
         "runs",
-        "cut ms (median)",
-        "p50 ms",
-        "p99 ms",
-        "p50 vs baseline",
-        "p99 vs baseline",
-        "lost",
-        "gaps",
+        "close codes",
+        "cut ms median/max",
+        "healthy p50/p99/p99.9 ms",
+        "p99 vs base",
+        "p99 vs neighbours",
+        "p99.9 vs base",
+        "lost/gaps",
         "healthz fail/slowest ms",
-        "RSS MiB before/peak/after",
+        "gateway RSS MiB before/peak/after",
+        "CPU s gateway/healthy (busiest %)/attacker",
+        "machine busy / others' cores",
     ]
+
+    def ratio(row: dict[str, Any], key: str) -> str:
+        if not ref or row["attack"].startswith("baseline") or not ref[key]:
+            return "-"
+        return f"{row[key] / ref[key]:.2f}x"
+
+    def near(index: int, key: str) -> str:
+        value = neighbours(rows, index, key)
+        if rows[index]["attack"].startswith("baseline") or not value:
+            return "-"
+        return f"{rows[index][key] / value:.2f}x"
+
     body = []
-    for row in rows:
+    for index, row in enumerate(rows):
         cut = sorted(row["cut_ms"])
-        ratio50 = ratio99 = "-"
-        if baseline is not None and row is not baseline:
-            ratio50 = f"{row['p50_ms'] / baseline['p50_ms']:.2f}x" if baseline["p50_ms"] else "-"
-            ratio99 = f"{row['p99_ms'] / baseline['p99_ms']:.2f}x" if baseline["p99_ms"] else "-"
         documented = ATTACKS[row["attack"]][1] if row["attack"] in ATTACKS else "-"
-        saw = row["outcome"] if not row["error"] else f"ERROR {row['error'][:80]}"
+        saw = row["outcome"]
+        if row["error"]:
+            saw = f"{saw}; then ERROR {row['error'][:100]}" if row["runs"] else row["error"][:100]
+        cpu = row["cpu_s"]
+        healthy = [v for k, v in cpu.items() if k.startswith("healthy") and k[7:].isdigit()]
+        busiest = max(healthy, default=0.0) / cpu["wall_s"] * 100 if cpu["wall_s"] else 0.0
+        attacker = f"{cpu['attacker']:.1f}" if row["attack"] in ATTACKS else "-"
         body.append(
             [
                 row["attack"],
                 documented,
                 saw,
-                str(row["runs"]),
-                f"{cut[len(cut) // 2]:.0f}" if cut else "-",
-                f"{row['p50_ms']:.1f}",
-                f"{row['p99_ms']:.1f}",
-                ratio50,
-                ratio99,
-                str(row["lost"]),
-                str(row["gaps"]),
+                str(row["runs"]) if row["attack"] in ATTACKS else "-",
+                row["close_codes"],
+                f"{cut[len(cut) // 2]:.0f}/{cut[-1]:.0f}" if cut else "-",
+                f"{row['p50_ms']:.1f}/{row['p99_ms']:.1f}/{row['p99.9_ms']:.1f}",
+                ratio(row, "p99_ms"),
+                near(index, "p99_ms"),
+                ratio(row, "p99.9_ms"),
+                f"{row['lost']}/{row['gaps']}",
                 f"{row['healthz_failures']}/{row['healthz_slowest_ms']:.0f}",
                 f"{row['rss_before_mb']:.0f}/{row['rss_peak_mb']:.0f}/{row['rss_after_mb']:.0f}",
+                f"{cpu['gateway']:.1f}/{sum(healthy):.1f} ({busiest:.0f}%)/{attacker}",
+                f"{cpu['machine_busy_cores']:.2f} / {cpu['others_cores']:.2f}",
             ]
         )
     return markdown(headers, body)
 
 
-async def drive(opts: argparse.Namespace, ready: tuple[int, int], pid: int, redis: str) -> Any:
-    settings = json.loads(opts.settings_json)
-    target = Target(
-        f"ws://127.0.0.1:{ready[0]}",
-        f"http://127.0.0.1:{ready[1]}",
-        redis,
-        settings["redis_prefix"],
-    )
-    rows = []
+async def drive(opts: argparse.Namespace, run: Run) -> list[dict[str, Any]]:
     names = [n for n in ATTACKS if not opts.attacks or any(n.startswith(a) for a in opts.attacks)]
-    if opts.baseline:
-        rows.append(await window("baseline", None, target, pid, opts))
-        print(f"baseline: {rows[-1]['p50_ms']:.1f} / {rows[-1]['p99_ms']:.1f} ms", flush=True)
-    for name in names:
-        rows.append(await window(name, ATTACKS[name][0], target, pid, opts))
-        row = rows[-1]
-        print(f"{name}: {row['outcome']} lost {row['lost']} gaps {row['gaps']}", flush=True)
+    await run.window("warm-up", min(3.0, opts.seconds))
+    rows = []
+
+    def show(row: dict[str, Any]) -> None:
+        cpu = row["cpu_s"]
+        print(
+            f"{row['attack']}: {row['outcome']} [{row['close_codes']}] "
+            f"p50/p99/p99.9 {row['p50_ms']:.1f}/{row['p99_ms']:.1f}/{row['p99.9_ms']:.1f} ms, "
+            f"lost {row['lost']} gaps {row['gaps']}, healthz fail {row['healthz_failures']}, "
+            f"CPU gateway {cpu['gateway']:.1f} attacker {cpu['attacker']:.1f} "
+            f"machine {cpu['machine_busy_cores']:.2f} cores (others "
+            f"{cpu['others_cores']:.2f}) in {cpu['wall_s']:.1f} s",
+            flush=True,
+        )
+
+    plan = list(names)
+    if opts.interleave:
+        plan = [w for i, name in enumerate(names) for w in (f"baseline-{i + 1}", name)]
+        plan.append(f"baseline-{len(names) + 1}")
+    elif opts.baseline:
+        plan = ["baseline", *names, "baseline-after"]
+    for name in plan:
+        rows.append(await run.window(name, opts.seconds))
+        show(rows[-1])
     return rows
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else "")
-    parser.add_argument("mode", nargs="?", default="drive", choices=["drive", "child"])
+    parser.add_argument(
+        "mode", nargs="?", default="drive", choices=["drive", "child", "healthy", "attacker"]
+    )
     parser.add_argument("--seconds", type=float, default=60.0, help="window per attack")
     parser.add_argument("--clients", type=int, default=50, help="healthy clients")
+    parser.add_argument(
+        "--healthy-procs", type=int, default=0, help="processes for them (0: 1 to 250, else 2)"
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="healthy flow, messages/s")
+    parser.add_argument("--attacker-nice", type=int, default=0, help="nice of the attacker")
     parser.add_argument("--instruments", type=int, default=30_000, help="c: big snapshot")
     parser.add_argument("--snapshot-keys", type=int, default=100_000, help="c: stalled")
     parser.add_argument("--stallers", type=int, default=10)
@@ -407,8 +717,14 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--attacks", type=lambda s: s.split(","), default=[], help="a,c.big,...")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false")
+    parser.add_argument(
+        "--interleave", action="store_true", help="a baseline window between every two attacks"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, 5 s windows")
+    parser.add_argument("--attack", default="", help=argparse.SUPPRESS)  # attacker mode
     parser.add_argument("--settings-json", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--target-json", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--opts-json", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--max-seconds", type=float, default=3600.0, help="child lifetime")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     opts = parser.parse_args()
@@ -422,7 +738,18 @@ def parse_args() -> argparse.Namespace:
         opts.holders = 150
         opts.reassembly_mib = 8
         opts.latest_extra = 2000
+    if opts.mode in ("healthy", "attacker"):
+        opts = received_options(opts)
     return opts
+
+
+async def bounded(work: Awaitable[None], seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(work, seconds)
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (i < total % parts) for i in range(parts)]
 
 
 def main() -> None:
@@ -430,36 +757,68 @@ def main() -> None:
     if opts.mode == "child":
         asyncio.run(serve(json.loads(opts.settings_json), opts.max_seconds))
         return
+    if opts.mode == "healthy":
+        asyncio.run(bounded(healthy(opts), opts.max_seconds))
+        return
+    if opts.mode == "attacker":
+        asyncio.run(bounded(attacker(opts), opts.max_seconds))
+        return
     env = environment()
+    procs = opts.healthy_procs or (1 if opts.clients <= 250 else 2)
     with RedisProcess() as redis:
         settings = gateway_settings(opts, redis.url)
         opts.settings_json = json.dumps(settings)
-        child = PipedChild(
+        gateway = PipedChild(
             "gateway",
             "bench.resilience",
             ["child", "--settings-json", opts.settings_json, "--max-seconds", "7200"],
         )
+        clients: list[PipedChild] = []
         try:
-            _, port, internal = child.wait_line("READY", 60.0).split()
-            rows = asyncio.run(drive(opts, (int(port), int(internal)), child.pid, redis.url))
+            _, port, internal = gateway.wait_line("READY", 60.0).split()
+            target = {
+                "ws_url": f"ws://127.0.0.1:{port}",
+                "http_url": f"http://127.0.0.1:{internal}",
+                "redis_url": redis.url,
+                "redis_prefix": settings["redis_prefix"],
+            }
+            opts.target_json = json.dumps(target)
+            for i, share in enumerate(split(opts.clients, procs)):
+                args = ["healthy", "--clients", str(share), "--opts-json", forwarded(opts)]
+                clients.append(
+                    PipedChild(f"healthy{i}", "bench.resilience", [*args, "--max-seconds", "7200"])
+                )
+            for c in clients:
+                c.wait_line("READY", 120.0)
+            process = getattr(redis, "_process", None)
+            run = Run(opts, Target(**target), gateway.pid, getattr(process, "pid", None), clients)
+            rows = asyncio.run(drive(opts, run))
         finally:
-            child.end(timeout=15.0)  # closes stdin: the child stops its gateway and exits
-            child.kill()
+            for c in clients:
+                c.end(timeout=15.0)
+                c.kill()
+            gateway.end(timeout=15.0)  # closes stdin: the child stops its gateway and exits
+            gateway.kill()
     print()
     print(
-        f"{opts.clients} healthy clients on risk_alerts at {opts.rate:g} msg/s, "
-        f"{opts.seconds:g} s per attack, gateway on Redis (stall_timeout {opts.stall_timeout:g} s)"
+        f"{opts.clients} healthy clients in {procs} process(es) on risk_alerts at "
+        f"{opts.rate:g} msg/s, {opts.seconds:g} s per attack, each attacker in its own process, "
+        f"gateway on Redis (stall_timeout {opts.stall_timeout:g} s)"
     )
     print()
     print(table(rows))
-    failed = [r["attack"] for r in rows if r["lost"] or r["gaps"] or r["healthz_failures"]]
+    failed = [
+        r["attack"]
+        for r in rows
+        if r["lost"] or r["gaps"] or r["healthz_failures"] or r["healthy_closed"]
+    ]
     print()
     print(
         "healthy clients: nothing lost, no gap, /healthz up in every window"
         if not failed
         else f"HEALTHY CLIENTS AFFECTED in: {', '.join(failed)}"
     )
-    path = write_results("resilience", opts, env, {"rows": rows})
+    path = write_results("resilience", opts, env, {"rows": rows, "healthy_procs": procs})
     print(f"results: {path}")
 
 

@@ -57,12 +57,16 @@ def healthy_message(n: int, run: str) -> dict[str, Any]:
 class Producer:
     """The healthy flow: `rate` messages per second on HEALTHY_STREAM, in small batches."""
 
-    def __init__(self, target: Target, rate: float, run: str | None = None) -> None:
+    def __init__(self, target: Target, rate: float, run: str | None = None, first: int = 0) -> None:
+        """`first`: the `data.n` of the first message (a flow resumed by a new Producer:
+        the previous one's `published`); `published` is then the next n, not a count."""
         self.publisher = Publisher(target.http_url)
         self.rate = rate
         self.run = run or os.urandom(4).hex()
-        self.published = 0
+        self.first = first
+        self.published = first
         self.errors: list[str] = []
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -71,8 +75,8 @@ class Producer:
     async def _loop(self) -> None:
         tick = 0.02
         started = time.perf_counter()
-        while True:
-            due = int((time.perf_counter() - started) * self.rate)
+        while not self._stopping:
+            due = self.first + int((time.perf_counter() - started) * self.rate)
             if due > self.published:
                 batch = [healthy_message(n, self.run) for n in range(self.published, due)]
                 try:
@@ -83,6 +87,12 @@ class Producer:
             await asyncio.sleep(tick)  # pacing, not synchronisation
 
     async def stop(self) -> None:
+        """Let the batch in flight finish (so that `published` counts exactly what the
+        gateway accepted), then stop; cancel only if that takes longer than TIMEOUT."""
+        self._stopping = True
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), TIMEOUT)
         await _cancel(self._task)
         await self.publisher.close()
 
