@@ -1258,3 +1258,21 @@ def test_a_replay_whose_rest_was_trimmed_meanwhile_closes_with_1012(small_pages:
     assert [code for code, _ in c.transport.closes] == [1012]
     assert c.received() == [], "nothing after the hole"
     assert len(c.hub.feeds) == 0
+
+
+def test_a_rate_limited_subscribe_sends_its_setup_buffer_through_the_limit() -> None:
+    """Live messages buffered while a multi-chunk snapshot goes out are sent through the
+    subscription's rate limit (the newest per key once a second), not all at once."""
+    c = Client()
+    c.hub.feeds.chunk_bytes = 4096
+    for i in range(300):  # a snapshot of several chunks
+        c.publish(quote(f"S{i:04d}", bid=1.0))
+    c.send({"type": "subscribe", "stream": "market_data", "subscription_id": "q", "rate_limit": 1})
+    assert c.connection.subscriptions["q"].buffer is not None, "its feed is still running"
+    for n in range(2, 22):  # live meanwhile: buffered, fed after the snapshot
+        c.publish(quote("AAPL", bid=float(n)))
+    out = c.received(timers=False)
+    aapl = [m["data"]["bid_price"] for m in out if m.get("symbol") == "AAPL"]
+    assert len(aapl) <= 1, aapl
+    later = c.received()  # the rate limit's release: the newest AAPL
+    assert [m["data"]["bid_price"] for m in later if m.get("symbol") == "AAPL"] == [21.0]

@@ -7,17 +7,33 @@ feed has also sent the live messages it buffered meanwhile.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
-from fakes import World, received, transport
+from fakes import World, received, run_to_completion, transport
 from messages import order, quote, risk_alert, sequenced, trade
+from tidewire.brokers.memory import MemoryBroker
+from tidewire.core import recovery
 from tidewire.core.subscription import Subscription
 from tidewire.protocol.errors import CloseCode
+from tidewire.protocol.ingest import build_data_message
 from tidewire.protocol.messages import DataMessage, StreamPosition
 
+T = TypeVar("T")
 CHUNK = 4096
+
+
+def run_to_value(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never suspends (the memory broker's)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise AssertionError("the coroutine suspended")
+
+
 MAX_OUTBOX = 64 * 1024
 
 
@@ -197,3 +213,27 @@ def test_a_rate_limited_feed_sends_its_buffer_through_the_limit(world: World) ->
     world.release(1.0)
     world.flush()
     assert [m["data"]["bid_price"] for m in received(connection)] == [1.0, 5.0]
+
+
+def test_an_unsubscribed_feed_waiting_for_a_page_is_forgotten(world: World) -> None:
+    """Unsubscribed while its next page was being read: the page's arrival drops the feed
+    and what the subscription buffered meanwhile."""
+    broker = MemoryBroker()
+    for n in range(1, 2501):
+        broker.publish_now(build_data_message(order("PF-1", n)))
+    subscription = setting_up(world)
+    pending: list[Coroutine[Any, Any, None]] = []
+    since = StreamPosition(broker.position("order_updates").epoch, 0)
+    setup = run_to_value(recovery.prepare(broker, subscription, since, None, pending.append))
+    assert setup.pages is not None and len(setup.messages) == recovery.REPLAY_PAGE
+    world.hub.feeds.start(subscription, setup.messages, setup.position, pages=setup.pages)
+    run_feeds(world)
+    assert len(pending) == 1, "the feed asked for its next page"
+    for n in range(2501, 2601):  # live meanwhile: buffered
+        world.hub.dispatch(sequenced(order("PF-1", n), n))
+    world.hub.remove_subscription(subscription)  # the client unsubscribes
+    assert subscription.buffer is None, "the buffered messages are freed"
+    run_to_completion(pending.pop())  # the page arrives
+    run_feeds(world)
+    assert len(world.hub.feeds) == 0
+    assert max(data_seqs(subscription)) <= recovery.REPLAY_PAGE, "nothing after it left"

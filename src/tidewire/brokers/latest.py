@@ -8,6 +8,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from tidewire.protocol.messages import DataMessage
@@ -22,7 +23,10 @@ class LatestValues:
 
     def __init__(self, stream: str, max_keys: int) -> None:
         self._spec = STREAMS[stream]
-        self._values: dict[str, DataMessage] = {}
+        # An OrderedDict, not a dict: evicting the oldest of a dict (`next(iter(d))`) scans
+        # past the slots of every earlier eviction, so a publisher of new keys past the cap
+        # would cost time that grows with each one.
+        self._values: OrderedDict[str, DataMessage] = OrderedDict()
         self.max_keys = max_keys
 
     def __len__(self) -> int:
@@ -32,17 +36,17 @@ class LatestValues:
         """`message` is now its key's latest value (the newest key of all)."""
         values = self._values
         key = snapshot_key(self._spec, message)
-        values.pop(key, None)  # re-inserted last: the dict stays in update order
         values[key] = message
+        values.move_to_end(key)  # the newest key last: the order stays the update order
         if len(values) > self.max_keys:
-            del values[next(iter(values))]
+            values.popitem(last=False)
 
     def messages(self) -> list[DataMessage]:
         """Every latest value, oldest update first."""
         return list(self._values.values())
 
     def clear(self) -> None:
-        self._values = {}
+        self._values = OrderedDict()
 
     def merge(self, older: Iterable[DataMessage]) -> None:
         """Add values read elsewhere (e.g. from Redis) where they are newer than what is
@@ -54,4 +58,4 @@ class LatestValues:
             if known is None or known.seq < message.seq:
                 combined[key] = message
         ordered = sorted(combined.values(), key=lambda m: m.seq)[-self.max_keys :]
-        self._values = {snapshot_key(spec, m): m for m in ordered}
+        self._values = OrderedDict((snapshot_key(spec, m), m) for m in ordered)

@@ -280,7 +280,14 @@ class CommandHandler:
         self._confirm(command, subscription, setup.position, setup.recovered)
         # Then the snapshot or replay, and the live messages buffered meanwhile, a chunk at
         # a time as the client reads (a failure there closes with 1011).
-        self.hub.feeds.start(subscription, setup.messages, setup.position, pages=setup.pages)
+        self.hub.feeds.start(
+            subscription,
+            setup.messages,
+            setup.position,
+            # Live messages buffered meanwhile go through the subscription's rate limit.
+            throttled=subscription.throttle is not None,
+            pages=setup.pages,
+        )
 
     def _refuse(
         self,

@@ -233,9 +233,11 @@ class Feeds:
         feed.fetching = False
         subscription = feed.subscription
         connection = subscription.connection
-        if connection.closed or subscription.removed:
+        if connection.closed:
             return
-        if page is None:
+        if subscription.removed:
+            page = []  # the next pump drops the feed (and what it holds)
+        elif page is None:
             # Part of the replay was sent: resubscribing from the last seq it got, the
             # client learns `recovered: false` and resyncs; never a hole.
             self._hub.close(

@@ -199,6 +199,7 @@ class Hub:
         if connection.subscriptions.pop(subscription.subscription_id, None) is not None:
             self.ledger.subscription_removed(connection.user_id)
         subscription.removed = True
+        subscription.buffer = None  # a setup under way delivers nothing more
         self._remove_from_index(subscription)
 
     def reconfigure(

@@ -19,6 +19,7 @@ and the client resubscribes from what it got (then `recovered: false`), never a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -64,6 +65,9 @@ class Pages:
         async def run() -> None:
             try:
                 page = await self.next()
+            except asyncio.CancelledError:
+                deliver(None)  # shutting down: the feed must not wait for ever
+                raise
             except BrokerUnavailable as exc:
                 log.warning("replay of %s stopped: %s", self._subscription.subscription_id, exc)
                 page = None
