@@ -10,14 +10,14 @@ TSC := clients/typescript/node_modules/.bin/tsc
 # on an offline machine (tests/dashboard/conftest.py points Playwright at this binary).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo demo-nautilus test lint typecheck pytest fuzz bench schema screenshots clean
+.PHONY: demo demo-nautilus check test lint typecheck pytest fuzz bench schema screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/pip install --quiet -e ".[server,dev,bench]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -34,6 +34,19 @@ $(NAUTILUS_STAMP): pyproject.toml | $(STAMP)
 demo-nautilus: $(STAMP) $(NAUTILUS_STAMP)
 	$(BIN)/python examples/nautilus_demo.py
 
+# The fast checks, under a minute: lint, types and the unit tests, i.e. none that starts a
+# gateway (marker `gateway`, set from the fixtures), a browser, NautilusTrader, npm/node or
+# redis-server, nor the fuzzers, the CLI's subprocesses and the long simulator runs.
+check: lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider $(CHECK_PYTEST)
+
+CHECK_PYTEST := -m "not gateway and not browser and not redis and not slow and not nautilus" \
+	--ignore=tests/dashboard --ignore=tests/nautilus --ignore=tests/fuzz \
+	--ignore=tests/security/test_fuzz.py --ignore=tests/test_cli.py \
+	--deselect tests/protocol/test_schema.py::test_declarations_type_check_with_tsc \
+	--deselect tests/sources/test_canonical.py::test_the_simulator_speaks_canonical \
+	--deselect tests/protocol/test_canonical_schema.py::test_every_simulator_message_validates
+
 test: lint typecheck pytest
 
 LINTED := src tests $(wildcard bench checker examples)
@@ -46,7 +59,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP) $(NAUTILUS_STAMP) $(TSC) $(CHROMIUM)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --cov --cov-report=term:skip-covered
 
 $(CHROMIUM):
 	apt-get update -qq

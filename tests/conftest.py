@@ -79,3 +79,11 @@ async def connect() -> AsyncIterator[Callable[..., Awaitable[WsClient]]]:
 async def http(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=gateway.internal_url, timeout=TIMEOUT) as client:
         yield client
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `gateway` every test that starts a real gateway (it asks for `make_gateway` or
+    `connect`, directly or through another fixture): `make check` leaves them out."""
+    for item in items:
+        if {"make_gateway", "connect"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.gateway)

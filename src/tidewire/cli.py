@@ -25,6 +25,22 @@ app = typer.Typer(
 )
 
 
+SERVER_EXTRA_HINT = 'the gateway is not installed here: pip install "tidewire[server]"'
+
+
+def _require_server() -> None:
+    """Exit with a clear message when the gateway's dependencies (the `server` extra) are
+    missing: the base install is the Python SDK only."""
+    try:
+        import jwt  # noqa: F401
+        import litestar  # noqa: F401
+        import picows  # noqa: F401
+        import pydantic_settings  # noqa: F401
+    except ImportError as exc:
+        typer.echo(f"error: {SERVER_EXTRA_HINT} ({exc.name} is missing)", err=True)
+        raise typer.Exit(2) from None
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -106,6 +122,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the gateway. Settings also come from TIDEWIRE_* environment variables."""
+    _require_server()
     from tidewire.server.app import Gateway
     from tidewire.settings import GatewaySettings
 
@@ -276,6 +293,7 @@ def token(
     kid: Annotated[str | None, typer.Option(help="Key id header (JWKS).")] = None,
 ) -> None:
     """Mint a token from the configured key (TIDEWIRE_JWT_SECRET, or --private-key)."""
+    _require_server()
     from tidewire.security.minting import load_private_key, mint_token, parse_ttl
     from tidewire.settings import GatewaySettings
 

@@ -77,3 +77,17 @@ def test_the_base_dependencies_are_the_clients_and_the_server_is_an_extra() -> N
     assert base == {"msgspec", "websockets", "typer", "httpx"}
     assert {"picows", "litestar", "uvicorn", "pydantic-settings", "redis", "pyjwt"} <= server
     assert "tidewire[server]" in project["optional-dependencies"]["dev"]
+
+
+def test_serve_without_the_server_packages_says_what_to_install(tmp_path: Path) -> None:
+    script = WITHOUT_SERVER.replace('["tidewire", "tail", "--help"]', '["tidewire", "serve"]')
+    done = subprocess.run(
+        [sys.executable, "-c", script, ",".join(SERVER_MODULES)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert 'pip install "tidewire[server]"' in done.stderr
+    assert "Traceback" not in done.stderr

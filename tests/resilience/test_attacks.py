@@ -237,7 +237,7 @@ async def test_attack_c_stalled_snapshot_on_redis_default_buffers_cut_4008_memor
     each = await arena(broker_url=redis_server.url, redis_prefix=prefix, stall_timeout=2.0)
     # The node seeds its own copy of the latest values once (about 22 MB for 20,000 keys,
     # and the read of the hash it decodes them from): shared by every subscriber after.
-    await stallers_are_cut(each, cut_timeout=10.0, bound_mib=70)
+    await stallers_are_cut(each, cut_timeout=40.0, bound_mib=70)
     await each.verify()
 
 

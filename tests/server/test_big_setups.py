@@ -130,18 +130,19 @@ async def test_clients_that_never_read_a_big_snapshot_hold_a_chunk_each_and_are_
     unfiltered = {"type": "subscribe", "stream": "market_data"}
     stalled = [await raw_subscriber(gateway, unfiltered) for _ in range(10)]
     await wait_for(lambda: gateway.stats()["subscriptions"] == 10)
+    connections = list(gateway.hub.connections.values())  # the ten that never read
     # A reader beside them gets the whole snapshot meanwhile.
     reader = await connect(gateway)
     await reader.subscribe("market_data")
     assert len(await drain(reader, KEYS)) == KEYS
-    connections = [c for c in gateway.hub.connections.values() if c.write_paused]
-    assert len(connections) == 10, "the ten are behind, their feeds wait"
     grown_mib = (rss_kib() - before) / 1024
     # Each holds references to the broker's messages and a chunk, not 30 MB of frames
     # (before flow control: 10 x ~100 MB).
     assert grown_mib < 150, f"RSS grew {grown_mib:.0f} MiB"
+    # Behind (or already cut, on a slow machine), never holding more than a chunk or so.
+    assert all(c.closed or c.write_paused for c in connections)
     assert all(c.outbox.pending_bytes < 1024 * 1024 for c in connections)
-    await wait_for(lambda: all(c.closed for c in connections), timeout=20)
+    await wait_for(lambda: all(c.closed for c in connections), timeout=40)
     assert {c.close_code for c in connections} == {4008}
     assert len(gateway.hub.feeds) == 0
     assert not reader.ws.close_code, "the reader is not cut"
@@ -199,17 +200,18 @@ async def test_on_redis_clients_that_never_read_a_long_replay_hold_a_page_each(
     before = rss_kib()
     resume = {"type": "subscribe", "stream": "order_updates", "since": {"epoch": epoch, "seq": 0}}
     stalled = [await raw_subscriber(gateway, resume) for _ in range(10)]
+    await wait_for(lambda: gateway.stats()["subscriptions"] == 10)
+    connections = list(gateway.hub.connections.values())  # the ten that never read
     reader = await connect(gateway)
     reply = await reader.subscribe("order_updates", since={"epoch": epoch, "seq": 0})
     assert reply["recovered"] is True
     replay = await drain(reader, count)
     assert [m["seq"] for m in replay] == list(range(1, count + 1))
-    connections = [c for c in gateway.hub.connections.values() if c.write_paused]
-    assert len(connections) == 10
+    assert all(c.closed or c.write_paused for c in connections), "behind, or already cut"
     grown_mib = (rss_kib() - before) / 1024
     # Ten whole replays decoded would be about 10 x 22 MB.
     assert grown_mib < 80, f"RSS grew {grown_mib:.0f} MiB"
-    await wait_for(lambda: all(c.closed for c in connections), timeout=20)
+    await wait_for(lambda: all(c.closed for c in connections), timeout=40)
     assert {c.close_code for c in connections} == {4008}
     for _, writer in stalled:
         writer.close()

@@ -207,4 +207,3 @@ class Broker(BrokerHealth, Protocol):
         delivered (fewer when history holds fewer), in seq order; [] for a latest-value
         stream. Raises BrokerUnavailable."""
         ...
-
