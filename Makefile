@@ -88,6 +88,7 @@ schema: $(STAMP)
 	$(BIN)/tidewire schema --typescript > clients/typescript/tidewire-protocol.d.ts
 	cp clients/typescript/tidewire-protocol.d.ts src/tidewire/dashboard/static/
 	$(BIN)/tidewire schema --javascript > src/tidewire/dashboard/static/client/catalogue.js
+	$(BIN)/tidewire config --reference > docs/settings.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -227,6 +227,18 @@ async def test_serve_refuses_a_short_or_empty_secret() -> None:
     assert code == 2 and "set but empty" in err
 
 
+async def test_serve_reads_its_settings_file_and_refuses_a_bad_one(tmp_path: Any) -> None:
+    serve = ("serve", "--port", "0", "--internal-port", "0", "--config")
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("max_subscription = 5\n")
+    code, _, err = await run(*serve, str(unknown))
+    assert code == 2 and "unknown setting 'max_subscription'" in err
+    invalid = tmp_path / "invalid.toml"
+    invalid.write_text("max_subscriptions = 0\n")  # read, and validated like a variable
+    code, _, err = await run(*serve, str(invalid))
+    assert code == 2 and "max_subscriptions" in err
+
+
 async def test_tail_and_publish_take_a_token(make_gateway: Any) -> None:
     gateway: Gateway = await make_gateway(**SECURE)
     reader = token("alice", portfolios=["PF-A"])

@@ -52,6 +52,10 @@ def _configure_logging(level: str) -> None:
 @app.command()
 def serve(
     demo: Annotated[bool, typer.Option(help="Run the market simulator (demo data).")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML settings file (under TIDEWIRE_* variables and these flags)."),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Client (WebSocket) interface.")] = None,
     port: Annotated[int | None, typer.Option(help="Client (WebSocket) port.")] = None,
     internal_host: Annotated[str | None, typer.Option(help="Control-plane interface.")] = None,
@@ -121,10 +125,11 @@ def serve(
     tls_key_file: Annotated[str | None, typer.Option(help="PEM key of --tls-cert-file.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
-    """Run the gateway. Settings also come from TIDEWIRE_* environment variables."""
+    """Run the gateway. Settings: these flags over TIDEWIRE_* environment variables over
+    the --config file over the defaults (docs/settings.md)."""
     _require_server()
+    from tidewire.config import ConfigError, load_settings
     from tidewire.server.app import Gateway
-    from tidewire.settings import GatewaySettings
 
     _configure_logging(log_level)
     if workers > 1 and nautilus:
@@ -163,7 +168,10 @@ def serve(
             rate,
             broker,
             log_level,
-            _forwarded_flags(security),
+            [
+                *(["--config", str(config)] if config is not None else []),
+                *_forwarded_flags(security),
+            ],
         )
         return
     overrides: dict[str, Any] = {
@@ -184,9 +192,9 @@ def serve(
     if demo:
         overrides["simulator"] = True
     try:
-        settings = GatewaySettings(**overrides)
+        settings = load_settings(config, **overrides)
         gateway = Gateway(settings)
-    except ValueError as exc:
+    except (ConfigError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
@@ -337,6 +345,31 @@ for _command in (tail, snapshot, trades, publish):
 def _split(values: list[str] | None) -> list[str]:
     """Accept both `--symbols A --symbols B` and `--symbols A,B`."""
     return [part for value in values or [] for part in value.split(",") if part]
+
+
+@app.command(name="config")
+def show_config(
+    config: Annotated[Path | None, typer.Option(help="TOML settings file, as for serve.")] = None,
+    reference: Annotated[
+        bool, typer.Option("--reference", help="Print docs/settings.md (every setting) instead.")
+    ] = False,
+) -> None:
+    """Print the effective settings (flags aside) as TOML: the environment over the --config
+    file over the defaults; secrets masked."""
+    _require_server()
+    from tidewire.config import ConfigError, effective_settings, load_settings, settings_reference
+
+    if reference:
+        sys.stdout.write(settings_reference())
+        return
+    try:
+        settings = load_settings(config)
+    except (ConfigError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for name, value in effective_settings(settings).items():
+        if value is not None:
+            typer.echo(f"{name} = {json.dumps(value)}")
 
 
 @app.command()

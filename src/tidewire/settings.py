@@ -1,7 +1,8 @@
 """Gateway settings: every limit, port and interval, with defaults.
 
 Read from the environment with the prefix `TIDEWIRE_` (for example
-`TIDEWIRE_MAX_SUBSCRIPTIONS=50`), or passed explicitly by tests and the CLI.
+`TIDEWIRE_MAX_SUBSCRIPTIONS=50`), from a TOML file (`config.load_settings`), or passed
+explicitly by tests and the CLI. The reference table is docs/settings.md (generated).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ class GatewaySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TIDEWIRE_", frozen=True)
 
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="interface of the client (data plane) port")
     port: int = Field(8765, ge=0, le=65535, description="client (data plane) port")
-    internal_host: str = "127.0.0.1"
+    internal_host: str = Field("127.0.0.1", description="interface of the control plane port")
     internal_port: int = Field(8766, ge=0, le=65535, description="control plane port")
 
     # Connections
@@ -232,7 +233,7 @@ class GatewaySettings(BaseSettings):
     )
 
     # Demo
-    simulator: bool = False
+    simulator: bool = Field(False, description="run the built-in market simulator (demo data)")
     simulator_rate: float = Field(20.0, gt=0, description="simulator ticks per second per symbol")
 
     # NautilusTrader source (tidewire.sources.nautilus)
