@@ -231,6 +231,17 @@ class GatewaySettings(BaseSettings):
     reuse_port: bool = Field(
         False, description="SO_REUSEPORT on the client port (set by --workers)"
     )
+    health_interval: float = Field(
+        10.0,
+        ge=0,
+        description="seconds between the gateway's own system_health messages "
+        "(component gateway:<node>); 0: none",
+    )
+    node_name: str = Field(
+        "",
+        description="names this node in its system_health component; empty: "
+        "<hostname>:<client port>",
+    )
 
     # Demo
     simulator: bool = Field(False, description="run the built-in market simulator (demo data)")

@@ -28,6 +28,7 @@ from tidewire.security.tls import server_context
 from tidewire.security.tokens import build_authenticator
 from tidewire.server.control import ControlPlane
 from tidewire.server.dataplane import DataPlane
+from tidewire.server.health_report import HealthReporter
 from tidewire.settings import GatewaySettings
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ class Gateway:
             else frozenset()
         )
         self.nautilus: NautilusSource | None = None
+        self.health: HealthReporter | None = None
+        """Publishes this node's own system_health (`health_interval`)."""
         """The NautilusTrader source, when `settings.nautilus_url` is set."""
         self.hub: Hub
         self.data_plane: DataPlane
@@ -225,6 +228,10 @@ class Gateway:
             simulator = MarketSimulator(self.broker.publish, rate=settings.simulator_rate)
             self._background.append(simulator)
             simulator.start()
+        if settings.health_interval > 0:
+            self.health = HealthReporter(self, settings.health_interval, settings.node_name)
+            self._background.append(self.health)
+            self.health.start()
         if settings.nautilus_url:
             from tidewire.sources.nautilus import NautilusConfig, NautilusSource
 
