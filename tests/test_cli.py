@@ -260,3 +260,31 @@ async def test_tail_and_publish_take_a_token(make_gateway: Any) -> None:
     assert [json.loads(line)["portfolio_id"] for line in out.splitlines()] == ["PF-A"]
     code, out, _ = await run("publish", "-", "--url", gateway.internal_url, stdin=body)
     assert code == 1 and json.loads(out)["error_code"] == "unauthorized"
+
+
+async def test_status_shows_a_running_gateway(gateway: Gateway) -> None:
+    url = gateway.internal_url
+    code, out, err = await run("status", "--url", url, "--interval", "0.2", "--json")
+    assert code == 0, err
+    figures = json.loads(out)
+    assert figures["ready"] is True and figures["broker_reachable"] is True
+    assert figures["connections"] == 0 and figures["broker_lag"] == {}
+    code, out, _ = await run("status", "--url", url, "--interval", "0.1")
+    assert code == 0 and "ready" in out and "deliveries/s" in out
+
+
+async def test_status_needs_the_admin_role_when_authentication_is_on(make_gateway: Any) -> None:
+    gateway = await make_gateway(jwt_secret=SECRET)
+    url = gateway.internal_url
+    code, _, err = await run("status", "--url", url, "--interval", "0.1")
+    assert code == 2 and "refused the token" in err
+    admin = token(roles=["admin"])
+    code, out, err = await run("status", "--url", url, "--interval", "0.1", "--json",
+                               env={"TIDEWIRE_TOKEN": admin})  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["ready"] is True
+
+
+async def test_status_of_an_unreachable_gateway_exits_1() -> None:
+    code, _, err = await run("status", "--url", "http://127.0.0.1:9", "--interval", "0.1")
+    assert code == 1 and "cannot read the gateway" in err

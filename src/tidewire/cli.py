@@ -1,4 +1,5 @@
-"""Command line: `tidewire serve | token | tail | snapshot | trades | publish | schema`."""
+"""Command line: `tidewire serve | config | token | status | tail | snapshot | trades |
+publish | schema`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from tidewire.client.cli import publish, snapshot, tail, trades
+from tidewire.client.status_cli import status
 from tidewire.protocol.errors import CloseCode
 
 app = typer.Typer(
@@ -338,7 +340,7 @@ def token(
 
 
 # The commands of a client of the gateway live with the SDK.
-for _command in (tail, snapshot, trades, publish):
+for _command in (tail, snapshot, trades, publish, status):
     app.command()(_command)
 
 

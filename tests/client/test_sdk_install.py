@@ -74,7 +74,7 @@ def test_the_base_dependencies_are_the_clients_and_the_server_is_an_extra() -> N
 
     base = names(project["dependencies"])
     server = names(project["optional-dependencies"]["server"])
-    assert base == {"msgspec", "websockets", "typer", "httpx"}
+    assert base == {"msgspec", "websockets", "typer", "rich", "httpx"}
     assert {"picows", "litestar", "uvicorn", "pydantic-settings", "redis", "pyjwt"} <= server
     assert "tidewire[server]" in project["optional-dependencies"]["dev"]
 

@@ -59,6 +59,7 @@ async def test_a_broker_that_does_not_answer_is_an_error(
     make_gateway: MakeGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gateway = await make_gateway(health_interval=0)
+
     async def unreachable() -> dict[str, int] | None:
         return None
 

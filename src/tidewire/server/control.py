@@ -48,6 +48,8 @@ from tidewire.security.browser import (
     url_host,
 )
 from tidewire.server.api_access import access_guards, principal_of
+from tidewire.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from tidewire.server.metrics import GatewayMetrics
 from tidewire.server.paging import page
 
 if TYPE_CHECKING:
@@ -204,6 +206,18 @@ def create_app(gateway: Gateway) -> Litestar:
         if problems:
             return Response({"ready": False, "problems": problems}, status_code=503)
         return Response({"ready": True, "problems": []})
+
+    metrics_registry = GatewayMetrics(gateway)
+
+    @get(
+        "/metrics",
+        summary="Prometheus metrics of this node (each --workers process serves its own)",
+        media_type=METRICS_CONTENT_TYPE,
+    )
+    async def metrics() -> Response[bytes]:
+        # Open like the probes (a scraper holds no JWT), behind the Host check; it names
+        # streams, wire formats and codes, never a user, portfolio or connection.
+        return Response(await metrics_registry.scrape(), media_type=METRICS_CONTENT_TYPE)
 
     @get("/api/config", summary="Where browsers connect: the data plane's WebSocket URL")
     async def config(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -482,6 +496,7 @@ def create_app(gateway: Gateway) -> Litestar:
         route_handlers=[
             healthz,
             readyz,
+            metrics,
             config,
             whoami,
             stats,
