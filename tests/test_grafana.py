@@ -14,7 +14,14 @@ from tidewire.server.metrics import AWAITING_COUNTERS
 DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana" / "tidewire.json"
 METRIC = re.compile(r"\btidewire_[a-z0-9_]+\b")
 HISTOGRAM_SERIES = re.compile(r"_(bucket|sum|count)$")
-ON_EVENT = frozenset({"tidewire_inbound_violations_total", "tidewire_broker_skipped_total"})
+ON_EVENT = frozenset(
+    {
+        "tidewire_inbound_violations_total",
+        "tidewire_broker_skipped_total",
+        "tidewire_inbound_errors_total",
+        "tidewire_connections_closed_by_code_total",
+    }
+)
 """Labelled by a kind known only when one happens: no sample before the first."""
 
 

@@ -7,10 +7,12 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
+from messages import order
 from promscrape import Connect, scrape, serve_traffic, wait_scrape
+from tidewire.core.latency import LatencyHistogram
 from tidewire.protocol.streams import STREAMS
 from tidewire.server.app import Gateway
-from tidewire.server.metrics import AWAITING_COUNTERS, LatencyHistogram
+from tidewire.server.metrics import AWAITING_COUNTERS
 
 MakeGateway = Callable[..., Awaitable[Gateway]]
 
@@ -122,3 +124,35 @@ def test_latency_histogram_buckets() -> None:
         histogram.observe(seconds)
     assert histogram.buckets() == [("0.001", 2), ("0.01", 3), ("+Inf", 4)]
     assert histogram.total == pytest.approx(2.0065)
+
+
+async def test_the_core_counters_reach_the_scrape(gateway: Gateway, connect: Connect) -> None:
+    """Published per stream and source, deliveries and bytes per stream, recoveries and
+    replayed messages, error replies by code, closes by code, and the flush latency."""
+    first = await connect(gateway)
+    confirmed = await first.subscribe("order_updates")
+    epoch = confirmed["position"]["epoch"]
+    for n in range(3):
+        await gateway.publish(order("PF-A", n), source="api")
+    assert len(await first.data(3)) == 3
+    again = await connect(gateway)
+    reply = await again.subscribe("order_updates", since={"epoch": epoch, "seq": 1})
+    assert reply["recovered"] is True
+    assert len(await again.data(2)) == 2
+    refused = await again.subscribe("no_such_stream")
+    assert refused["error_code"] == "unknown_stream"
+    await first.close()
+    result = await wait_scrape(
+        gateway,
+        lambda r: r.total("tidewire_connections_closed_by_code_total") >= 1,
+        "the closed connection counted",
+    )
+    assert (
+        result.value("tidewire_messages_published_total", stream="order_updates", source="api") == 3
+    )
+    assert result.value("tidewire_stream_deliveries_total", stream="order_updates") == 3 + 2
+    assert result.value("tidewire_stream_bytes_total", stream="order_updates") > 0
+    assert result.value("tidewire_recovery_requests_total", outcome="recovered") == 1
+    assert result.value("tidewire_replayed_messages_total") == 2
+    assert result.value("tidewire_inbound_errors_total", code="unknown_stream") == 1
+    assert result.total("tidewire_publish_to_write_seconds_count") > 0

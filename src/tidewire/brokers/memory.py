@@ -76,6 +76,8 @@ class MemoryBroker:
         self._consumer: Consumer | None = None
         self._control_listener: ControlListener | None = None
         self._window = idempotency_window
+        self.errors = 0
+        """Failed broker operations: none in one process (the Redis broker counts them)."""
         self._max_ids = idempotency_max_ids
         # idempotency key -> (expiry, stream, seq, epoch), oldest first.
         self._seen: OrderedDict[str, tuple[float, str, int, str]] = OrderedDict()

@@ -145,6 +145,8 @@ class RedisBroker(LogReader):
         self.last_read = 0.0
         """Monotonic time of the reader's last successful XREAD."""
         self.reconnects = 0
+        self.errors = 0
+        """Redis calls that failed or timed out (each a BrokerUnavailable)."""
 
     # ------------------------------------------------------------------ lifecycle
 

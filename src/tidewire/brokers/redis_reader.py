@@ -62,6 +62,7 @@ class LogReader:
     connected: bool
     last_read: float
     reconnects: int
+    errors: int
     failure: str | None
     warnings: Warnings
     _timeout: float
@@ -348,6 +349,8 @@ class LogReader:
             async with asyncio.timeout(limit):
                 return await call
         except TimeoutError as exc:
+            self.errors += 1
             raise BrokerUnavailable(f"Redis at {self.url}: no answer within {limit} s") from exc
         except (RedisError, OSError) as exc:
+            self.errors += 1
             raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tidewire.brokers.base import Broker, BrokerUnavailable
@@ -89,6 +90,19 @@ class CommandLimits:
     """Subscriptions one `list_subscriptions` answer lists at most."""
 
 
+@dataclass(slots=True)
+class CommandCounters:
+    """Totals since start (server/metrics.py exports them)."""
+
+    inbound_messages: int = 0
+    errors_by_code: Counter[str] = field(default_factory=Counter)
+    """Error replies (`error`, `subscription_error`), by error code."""
+    recovery: Counter[str] = field(default_factory=Counter)
+    """Subscribes with `since`: recovered, not_recovered_epoch, not_recovered_trimmed."""
+    replayed: int = 0
+    """Messages of replays handed to recovering subscribers (their first pages)."""
+
+
 class CommandHandler:
     """Applies client commands to the hub and broker, and answers them."""
 
@@ -121,12 +135,14 @@ class CommandHandler:
             limits.max_queries_in_flight,
         )
         self.updates = SubscriptionUpdates(hub, broker, limits, self._spawn)
+        self.counters = CommandCounters()
 
     def on_frame(self, connection: Connection, payload: bytes, binary: bool) -> None:
         """Handle one complete inbound message of `connection`."""
         now = self._clock()
         connection.last_inbound = now
         connection.messages_received += 1
+        self.counters.inbound_messages += 1
         connection.bytes_received += len(payload)
         if not connection.inbound.take(now):
             # A flood is a protocol violation: answering each message would let one client
@@ -277,6 +293,8 @@ class CommandHandler:
             return
         if subscription.removed or connection.closed:
             return
+        if command.since is not None:
+            self._count_recovery(command.since, setup, subscription.spec.reliable)
         self._confirm(command, subscription, setup.position, setup.recovered)
         # Then the snapshot or replay, and the live messages buffered meanwhile, a chunk at
         # a time as the client reads (a failure there closes with 1011).
@@ -289,6 +307,17 @@ class CommandHandler:
             pages=setup.pages,
         )
 
+    def _count_recovery(self, since: StreamPosition, setup: recovery.Setup, replay: bool) -> None:
+        counters = self.counters
+        if setup.recovered:
+            counters.recovery["recovered"] += 1
+            if replay:  # a reliable stream's replay (a latest-value stream sends its snapshot)
+                counters.replayed += len(setup.messages)
+        elif since.epoch != setup.position.epoch:
+            counters.recovery["not_recovered_epoch"] += 1
+        else:
+            counters.recovery["not_recovered_trimmed"] += 1
+
     def _refuse(
         self,
         connection: Connection,
@@ -297,6 +326,7 @@ class CommandHandler:
         exc: ProtocolError,
     ) -> None:
         """Answer a subscribe with `subscription_error` (retryable as its code says)."""
+        self.counters.errors_by_code[exc.code.value] += 1
         self.hub.send(
             connection,
             SubscriptionError(
@@ -467,4 +497,5 @@ class CommandHandler:
         self, connection: Connection, exc: ProtocolError, correlation_id: str | None
     ) -> None:
         connection.errors += 1
+        self.counters.errors_by_code[exc.code.value] += 1
         self.hub.send(connection, ErrorReply.of(exc, correlation_id))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from tidewire.core.connection import Connection
+from tidewire.core.latency import LatencyHistogram
 
 
 class Scheduler(Protocol):
@@ -46,7 +47,11 @@ class Flusher:
         """Called after a write to a connection whose transport is paused (slow-consumer check)."""
         self._dirty: list[Connection] = []
         self._scheduled = False
+        self._scheduled_at = 0.0
         self.counters = FlushCounters()
+        self.latency = LatencyHistogram()
+        """Per flush, how long its messages waited from the first one queued (the broker
+        handing it over) to the writes: observed once per flush, not per delivery."""
 
     def mark(self, connection: Connection) -> None:
         """Schedule a write of `connection`'s outbox (once, however often it is marked)."""
@@ -59,6 +64,7 @@ class Flusher:
         self._dirty.append(connection)
         if not self._scheduled:
             self._scheduled = True
+            self._scheduled_at = self._clock()
             self._scheduler.call_soon(self.flush)
 
     def flush_soon(self, connection: Connection) -> None:
@@ -100,6 +106,8 @@ class Flusher:
             writes += 1
             if connection.write_paused:
                 self._after_write(connection)
+        if writes:
+            self.latency.observe(self._clock() - self._scheduled_at)
         counters = self.counters
         counters.flushes += 1
         counters.writes += writes

@@ -21,8 +21,9 @@ schedules through a `Scheduler` (the asyncio loop in production, a fake in tests
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -90,7 +91,7 @@ class _StreamIndex:
 
 @dataclass
 class HubCounters:
-    """Totals since start; the metrics endpoint of a later issue reads these."""
+    """Totals since start; /api/stats and /metrics (server/metrics.py) read these."""
 
     messages_dispatched: int = 0
     deliveries: int = 0
@@ -101,6 +102,15 @@ class HubCounters:
     heartbeat_timeouts: int = 0
     conflated: int = 0
     setup_buffer_overflows: int = 0
+    throttled: int = 0
+    """Messages a subscription's rate limit held back (conflated or released later)."""
+    published: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Messages the broker handed to this node, by (stream, source)."""
+    deliveries_by_stream: Counter[str] = field(default_factory=Counter)
+    bytes_by_stream: Counter[str] = field(default_factory=Counter)
+    """Bytes of the frames (or batch payloads) queued for subscribers, by stream."""
+    closed_by_code: Counter[int] = field(default_factory=Counter)
+    """Connections gone, by the close code the gateway sent (0: the peer closed first)."""
 
 
 class Hub:
@@ -158,6 +168,7 @@ class Hub:
         self.feeds.forget(connection)
         connection.closed = True
         self.counters.connections_closed += 1
+        self.counters.closed_by_code[connection.close_code or 0] += 1
 
     def close(self, connection: Connection, code: int, reason: str) -> None:
         """Flush what is pending (unless the connection is not reading), then close it."""
@@ -289,7 +300,7 @@ class Hub:
         self._token += 1
         token = self._token
         encoded: EncodedMessage | None = None
-        delivered = 0
+        delivered = size = 0
         self._held = None
         for holders in (keyed, wildcard):
             if not holders:
@@ -314,11 +325,16 @@ class Hub:
                 outbox = connection.outbox
                 item = encoded.payload(fmt) if outbox.batched else encoded.frame(fmt)
                 (outbox.ordered if encoded.ordered else outbox.market).append(item)
-                outbox.pending_bytes += len(item)
+                length = len(item)
+                outbox.pending_bytes += length
+                size += length
                 connection.messages_queued += 1
                 if not connection.dirty:
                     self.flusher.mark(connection)
         counters.deliveries += delivered
+        if delivered:
+            counters.deliveries_by_stream[message.stream] += delivered
+            counters.bytes_by_stream[message.stream] += size
         if encoded is not None:
             counters.frames_encoded += encoded.built
         if self._held is not None:
@@ -339,6 +355,7 @@ class Hub:
         subscription.messages_delivered += 1
         self._queue(subscription.connection, encoded)
         self.counters.deliveries += 1
+        self.counters.deliveries_by_stream[encoded.message.stream] += 1
 
     def broadcast(self, message: DataMessage) -> int:
         """Queue `message` for every open connection, subscribed or not; returns the count.
@@ -362,6 +379,7 @@ class Hub:
                 continue
             self._queue(connection, encoded)
             self.counters.deliveries += 1
+            self.counters.deliveries_by_stream[message.stream] += 1
         return recipients
 
     @staticmethod
@@ -395,6 +413,7 @@ class Hub:
         fmt = connection.wire_format
         outbox = connection.outbox
         item = encoded.payload(fmt) if outbox.batched else encoded.frame(fmt)
+        self.counters.bytes_by_stream[encoded.message.stream] += len(item)
         if connection.write_paused and not encoded.ordered:
             message = encoded.message
             before = outbox.conflated
@@ -453,6 +472,7 @@ class Hub:
         key = snapshot_key(subscription.spec, message)
         if throttle.offer(key, encoded, now):
             return True
+        self.counters.throttled += 1
         if self._held is None:
             self._held = []
         self._held.append((subscription, key, encoded))

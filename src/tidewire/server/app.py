@@ -276,6 +276,7 @@ class Gateway:
 
     def _consume(self, message: DataMessage) -> None:
         """Broker delivery: fan-out, and operator notices to every client of this node."""
+        self.hub.counters.published[message.stream, message.source] += 1
         self.hub.dispatch(message)
         if message.broadcast:
             self.hub.broadcast(message)

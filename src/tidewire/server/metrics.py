@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -36,6 +36,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from tidewire import __version__
+from tidewire.core.latency import le_label
 from tidewire.protocol.codec import WIRE_FORMATS
 from tidewire.protocol.streams import STREAMS
 
@@ -53,77 +54,14 @@ PREFIX = "tidewire"
 OUTBOX_BUCKETS: tuple[float, ...] = (0, 1024, 16 * 1024, 64 * 1024, 256 * 1024, 1024 * 1024)
 """Upper bounds (bytes) of the outbox-depth gauge histogram over the open connections."""
 
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-)
 """Upper bounds (seconds) of the publish-to-write latency histogram."""
 
-AWAITING_COUNTERS = frozenset(
-    {
-        "tidewire_messages_published_total",
-        "tidewire_stream_deliveries_total",
-        "tidewire_stream_bytes_total",
-        "tidewire_connections_closed_by_code_total",
-        "tidewire_throttled_total",
-        "tidewire_inbound_messages_total",
-        "tidewire_inbound_errors_total",
-        "tidewire_recovery_requests_total",
-        "tidewire_replayed_messages_total",
-        "tidewire_publish_to_write_seconds",
-        "tidewire_broker_errors_total",
-        "tidewire_nautilus_lag_messages",
-    }
-)
-"""Families declared without samples until the core counts what they report (see the
-module docstring; the report of issue 13 says where each counter goes)."""
+AWAITING_COUNTERS = frozenset({"tidewire_nautilus_lag_messages"})
+"""Families declared without samples until a counter reports them: the Nautilus source does
+not measure how far behind its streams it reads yet."""
 
 RECOVERY_OUTCOMES = ("recovered", "not_recovered_epoch", "not_recovered_trimmed")
 """The `outcome` label of `tidewire_recovery_requests_total`."""
-
-
-class LatencyHistogram:
-    """A fixed-bucket histogram cheap enough for the write path: one `bisect` and two
-    additions per observation, no locks (the gateway is one event loop). `counts[i]`
-    counts observations <= `bounds[i]`, the last one those above every bound; exported
-    cumulatively on scrape. The shape the collector reads from `hub.flusher.latency`."""
-
-    __slots__ = ("bounds", "counts", "total")
-
-    def __init__(self, bounds: Iterable[float] = LATENCY_BUCKETS) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.total = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
-        self.total += seconds
-
-    def buckets(self) -> list[tuple[str, float]]:
-        """Cumulative `(le, count)` pairs ending with `+Inf`."""
-        out: list[tuple[str, float]] = []
-        running = 0
-        for bound, count in zip(self.bounds, self.counts, strict=False):
-            running += count
-            out.append((_le(bound), running))
-        running += self.counts[-1]
-        out.append(("+Inf", running))
-        return out
-
-
-def _le(bound: float) -> str:
-    return repr(float(bound))
 
 
 def _name(short: str) -> str:
@@ -229,7 +167,7 @@ class GatewayCollector(Collector):
         running = 0
         for bound, count in zip(OUTBOX_BUCKETS, depth, strict=False):
             running += count
-            cumulative.append((_le(bound), running))
+            cumulative.append((le_label(bound), running))
         cumulative.append(("+Inf", running + depth[-1]))
         yield GaugeHistogramMetricFamily(
             _name("outbox_pending_bytes"),
@@ -259,13 +197,12 @@ class GatewayCollector(Collector):
             "Messages the broker handed to this node for fan-out (every stream and source)",
             c.messages_dispatched,
         )
-        # HubCounters.published: Counter[(stream, source)], counted in Gateway._consume.
         published = CounterMetricFamily(
             _name("messages_published"),
             "Messages the broker delivered to this node, by stream and source",
             labels=["stream", "source"],
         )
-        for (stream, source), value in sorted(_mapping(c, "published").items()):
+        for (stream, source), value in sorted(c.published.items()):
             published.add_metric([stream, source], value)
         yield published
         yield _counter(
@@ -275,13 +212,13 @@ class GatewayCollector(Collector):
             "stream_deliveries",
             "Messages queued for a subscriber, by stream",
             "stream",
-            _mapping(c, "deliveries_by_stream"),
+            c.deliveries_by_stream,
         )
         yield _labelled_counter(
             "stream_bytes",
             "Bytes of data frames queued for subscribers, by stream",
             "stream",
-            _mapping(c, "bytes_by_stream"),
+            c.bytes_by_stream,
         )
         yield _counter("bytes_written", "Bytes handed to client sockets", flush.bytes_written)
         yield _counter("writes", "Socket writes (one per connection per flush)", flush.writes)
@@ -299,7 +236,7 @@ class GatewayCollector(Collector):
         yield _counter(
             "throttled",
             "Messages held back by a subscription's rate limit",
-            getattr(c, "throttled", None),
+            c.throttled,
         )
         yield _counter("connections_opened", "Client connections accepted", c.connections_opened)
         yield _counter("connections_closed", "Client connections gone", c.connections_closed)
@@ -307,7 +244,7 @@ class GatewayCollector(Collector):
             "connections_closed_by_code",
             "Client connections gone, by WebSocket close code",
             "code",
-            _mapping(c, "closed_by_code"),
+            {str(code): n for code, n in c.closed_by_code.items()},
         )
         yield _counter(
             "slow_consumer_closes",
@@ -321,13 +258,12 @@ class GatewayCollector(Collector):
         )
         yield _counter("heartbeat_timeouts", "Connections closed for silence", c.heartbeat_timeouts)
         yield _counter("feed_chunks", "Snapshot and replay chunks written", hub.feeds.chunks)
-        # Flusher.latency: a LatencyHistogram observed once per write.
-        latency = getattr(hub.flusher, "latency", None)
+        latency = hub.flusher.latency
         yield HistogramMetricFamily(
             _name("publish_to_write_seconds"),
-            "From the broker handing a message to the hub to its transport write",
-            buckets=None if latency is None else latency.buckets(),
-            sum_value=None if latency is None else latency.total,
+            "Per flush, from the broker handing its first message to the hub to the writes",
+            buckets=latency.buckets(),
+            sum_value=latency.total,
         )
 
     # ------------------------------------------------------------------ inbound
@@ -351,7 +287,8 @@ class GatewayCollector(Collector):
             "recovery_requests",
             "Subscriptions with `since`, by outcome",
             "outcome",
-            _mapping(commands, "recovery"),
+            # Every outcome, zero included: alerting on a rate needs the series to exist.
+            {o: _mapping(commands, "recovery").get(o, 0) for o in RECOVERY_OUTCOMES},
         )
         yield _counter(
             "replayed_messages",
