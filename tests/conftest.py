@@ -28,6 +28,9 @@ async def make_gateway() -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
     async def factory(**settings: Any) -> Gateway:
         settings.setdefault("port", 0)
         settings.setdefault("internal_port", 0)
+        # The gateway's own system_health is a producer on a timer: tests that compare
+        # what arrived with what they published ask for it (test_health_report.py).
+        settings.setdefault("health_interval", 0)
         gateway = Gateway(GatewaySettings(**settings))
         await gateway.start()
         started.append(gateway)
