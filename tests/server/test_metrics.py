@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -12,7 +13,7 @@ from promscrape import Connect, scrape, serve_traffic, wait_scrape
 from tidewire.core.latency import LatencyHistogram
 from tidewire.protocol.streams import STREAMS
 from tidewire.server.app import Gateway
-from tidewire.server.metrics import AWAITING_COUNTERS
+from tidewire.server.metrics import AWAITING_COUNTERS, GatewayMetrics
 
 MakeGateway = Callable[..., Awaitable[Gateway]]
 
@@ -156,3 +157,23 @@ async def test_the_core_counters_reach_the_scrape(gateway: Gateway, connect: Con
     assert result.value("tidewire_replayed_messages_total") == 2
     assert result.value("tidewire_inbound_errors_total", code="unknown_stream") == 1
     assert result.total("tidewire_publish_to_write_seconds_count") > 0
+
+
+async def test_concurrent_scrapes_share_one_build(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/metrics is open: a burst of requests must not cost one build each."""
+    builds = 0
+    real = gateway.broker_lag
+
+    async def counted() -> dict[str, int] | None:
+        nonlocal builds
+        builds += 1
+        return await real()
+
+    monkeypatch.setattr(gateway, "broker_lag", counted)
+    metrics = GatewayMetrics(gateway)
+    texts = await asyncio.gather(*(metrics.scrape() for _ in range(8)))
+    assert builds == 1 and len(set(texts)) == 1
+    await metrics.scrape()
+    assert builds == 2, "a later scrape builds afresh"

@@ -105,9 +105,9 @@ class Gateway:
             else frozenset()
         )
         self.nautilus: NautilusSource | None = None
+        """The NautilusTrader source, when `settings.nautilus_url` is set."""
         self.health: HealthReporter | None = None
         """Publishes this node's own system_health (`health_interval`)."""
-        """The NautilusTrader source, when `settings.nautilus_url` is set."""
         self.hub: Hub
         self.data_plane: DataPlane
         self.control_plane: ControlPlane

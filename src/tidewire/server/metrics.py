@@ -405,10 +405,19 @@ class GatewayMetrics:
         self.collector = GatewayCollector(gateway)
         self.registry.register(self.collector)
         ProcessCollector(namespace=PREFIX, registry=self.registry)
+        self._building: asyncio.Task[bytes] | None = None
 
     async def scrape(self) -> bytes:
-        """The exposition text: await the broker's lag and readiness (each bounded by
-        `readiness_timeout`), then build every family from the counters."""
+        """The exposition text. /metrics is open (like /readyz): callers that ask while a
+        scrape is being built share it, so a burst of requests costs one build (a walk
+        over the connections, a broker lag query, a readiness probe)."""
+        if self._building is None or self._building.done():
+            self._building = asyncio.get_running_loop().create_task(self._build())
+        return await asyncio.shield(self._building)
+
+    async def _build(self) -> bytes:
+        """Await the broker's lag and readiness (each bounded by `readiness_timeout`), then
+        build every family from the counters."""
         gateway = self._gateway
         timeout = gateway.settings.readiness_timeout
         collector = self.collector
